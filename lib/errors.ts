@@ -1,0 +1,102 @@
+import { inspect } from 'node:util';
+import type { IoctlName } from './constants';
+
+/** Symbolic names of the Windows error codes the IOCTLs are documented or seen to return. */
+export type WsaErrorCode =
+  | 'ERROR_INSUFFICIENT_BUFFER'
+  | 'WSA_OPERATION_ABORTED'
+  | 'WSA_IO_PENDING'
+  | 'WSAEINTR'
+  | 'WSAEBADF'
+  | 'WSAEACCES'
+  | 'WSAEFAULT'
+  | 'WSAEINVAL'
+  | 'WSAEMFILE'
+  | 'WSAEWOULDBLOCK'
+  | 'WSAEINPROGRESS'
+  | 'WSAENOTSOCK'
+  | 'WSAENOPROTOOPT'
+  | 'WSAEOPNOTSUPP'
+  | 'WSAENETDOWN'
+  | 'WSAENOBUFS'
+  | 'WSAENOTCONN'
+  | 'WSANOTINITIALISED';
+
+/** Every `code` a `WfpRedirectError` can carry. */
+export type WfpRedirectErrorCode =
+  | WsaErrorCode
+  /** A Windows error outside the table above; `errno` has its number. */
+  | 'ERR_WFP_SYSTEM_ERROR'
+  /** Not Windows 8 / Server 2012 or later: no WFP redirect IOCTLs here. */
+  | 'ERR_WFP_UNSUPPORTED_PLATFORM'
+  /** The redirect data is larger than `MAX_BLOB_SIZE`. */
+  | 'ERR_WFP_BLOB_TOO_LARGE'
+  /** The provider reported a different size on every retry. */
+  | 'ERR_WFP_BLOB_UNSTABLE'
+  /** The provider claimed to return more bytes than the buffer holds. */
+  | 'ERR_WFP_BAD_BYTES_RETURNED'
+  | 'ERR_WFP_OUT_OF_MEMORY'
+  /** The `net.Socket` was destroyed. */
+  | 'ERR_WFP_SOCKET_CLOSED'
+  /** The `net.Socket` is not connected (yet, or any more). */
+  | 'ERR_WFP_SOCKET_NOT_CONNECTED'
+  /** The `net.Socket` is not TCP (a pipe or IPC socket). */
+  | 'ERR_WFP_NOT_TCP_SOCKET'
+  /** No open TCP socket of this thread has the `net.Socket`'s addresses. */
+  | 'ERR_WFP_SOCKET_NOT_FOUND';
+
+/** The fields the native addon and this package fill in. */
+export interface WfpRedirectErrorFields {
+  code: WfpRedirectErrorCode;
+  errno?: number;
+  syscall?: string;
+  ioctl?: IoctlName;
+}
+
+/**
+ * Every failure of an operation of this package (argument mistakes aside, which
+ * are `TypeError` / `RangeError`). Switch on `code`; `errno` is the Windows error
+ * number where there is one, `syscall` is `'WSAIoctl'` when the failure came from
+ * (or stands for) that call, and `ioctl` names the control code involved.
+ */
+export class WfpRedirectError extends Error {
+  readonly code: WfpRedirectErrorCode;
+  // Declared, not defined: a field the failure has no value for stays absent.
+  declare readonly errno?: number;
+  declare readonly syscall?: string;
+  declare readonly ioctl?: IoctlName;
+
+  constructor(message: string, fields: WfpRedirectErrorFields) {
+    super(message);
+    this.code = fields.code;
+    if (fields.errno !== undefined) this.errno = fields.errno;
+    if (fields.syscall !== undefined) this.syscall = fields.syscall;
+    if (fields.ioctl !== undefined) this.ioctl = fields.ioctl;
+  }
+}
+Object.defineProperty(WfpRedirectError.prototype, 'name', {
+  value: 'WfpRedirectError',
+  configurable: true,
+  writable: true,
+});
+
+function describeReceived(value: unknown): string {
+  if (value === null || value === undefined) return `Received ${value}`;
+  if (typeof value === 'function') return `Received function ${value.name || '<anonymous>'}`;
+  if (typeof value === 'object') {
+    const name = value.constructor?.name;
+    return name ? `Received an instance of ${name}` : `Received ${inspect(value, { depth: -1 })}`;
+  }
+  return `Received type ${typeof value} (${inspect(value).slice(0, 28)})`;
+}
+
+/** A `TypeError` with code `ERR_INVALID_ARG_TYPE`, worded like Node's own. */
+export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const error = new TypeError(`The "${name}" argument must be ${expected}. ${describeReceived(actual)}`);
+  return Object.assign(error, { code: 'ERR_INVALID_ARG_TYPE' as const });
+}
+
+/** A `RangeError` with the given code. */
+export function outOfRange(code: string, message: string): RangeError {
+  return Object.assign(new RangeError(message), { code });
+}

@@ -1,0 +1,23 @@
+export {
+  SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS,
+  SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT,
+  SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS,
+  MAX_BLOB_SIZE,
+  type IoctlName,
+} from './constants';
+export {
+  WfpRedirectError,
+  type WfpRedirectErrorCode,
+  type WfpRedirectErrorFields,
+  type WsaErrorCode,
+} from './errors';
+export { getSocketHandle } from './socket-handle';
+export {
+  isSupported,
+  queryRedirectRecords,
+  queryRedirectRecordsSync,
+  queryRedirectContext,
+  queryRedirectContextSync,
+  setRedirectRecords,
+  setRedirectRecordsSync,
+} from './redirect';

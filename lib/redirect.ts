@@ -1,0 +1,97 @@
+// The three WFP redirect IOCTLs on net.Sockets and raw OS sockets.
+//
+// The IOCTLs are in-kernel queries that complete at once, so they run on the
+// JS thread; the async forms only wrap them in a promise. Running them on the
+// threadpool would let the socket close, and its number be reused by another
+// connection, before the worker ran.
+import { release } from 'node:os';
+import type { Socket } from 'node:net';
+import { types } from 'node:util';
+import { MAX_BLOB_SIZE, type IoctlName } from './constants';
+import { invalidArgType, outOfRange } from './errors';
+import { binding } from './native';
+import { resolveSocketHandle } from './socket-handle';
+
+const QUERY_RECORDS: IoctlName = 'SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS';
+const QUERY_CONTEXT: IoctlName = 'SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT';
+const SET_RECORDS: IoctlName = 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS';
+
+/** Windows 8 / Server 2012 is NT 6.2. */
+function windowsAtLeast8(): boolean {
+  const [major = 0, minor = 0] = release().split('.').map(Number);
+  return major > 6 || (major === 6 && minor >= 2);
+}
+
+/**
+ * Whether this platform has the WFP redirect IOCTLs: Windows 8 / Server 2012 or
+ * later. A `true` does not promise a redirect driver; the IOCTLs then fail with
+ * `WSAEINVAL` or similar on connections nobody redirected.
+ */
+export function isSupported(): boolean {
+  return binding.hasRedirectIoctls() && windowsAtLeast8();
+}
+
+/** The opaque redirect records of an accepted, WFP-redirected `net.Socket`, as a fresh Buffer. */
+export function queryRedirectRecordsSync(socket: Socket): Buffer {
+  return binding.queryRedirectRecords(resolveSocketHandle(socket, QUERY_RECORDS));
+}
+
+/**
+ * The redirect context of an accepted, WFP-redirected `net.Socket`, as a fresh
+ * Buffer: whatever the callout driver stored, usually the original destination
+ * as a `SOCKADDR`. Empty when the provider reports success with no data.
+ */
+export function queryRedirectContextSync(socket: Socket): Buffer {
+  return binding.queryRedirectContext(resolveSocketHandle(socket, QUERY_CONTEXT));
+}
+
+function checkRecords(records: Uint8Array): void {
+  if (!types.isUint8Array(records)) throw invalidArgType('records', 'a Uint8Array', records);
+  if (records.byteLength === 0) {
+    throw outOfRange(
+      'ERR_WFP_RECORDS_EMPTY',
+      'The records are empty; pass the bytes queryRedirectRecords returned for the accepted socket',
+    );
+  }
+  if (records.byteLength > MAX_BLOB_SIZE) {
+    throw outOfRange(
+      'ERR_WFP_BLOB_TOO_LARGE',
+      `The records are ${records.byteLength} bytes, more than the ${MAX_BLOB_SIZE} this package sends`,
+    );
+  }
+}
+
+function targetHandle(target: Socket | number): number {
+  if (typeof target !== 'number') return resolveSocketHandle(target, SET_RECORDS);
+  if (!Number.isSafeInteger(target) || target < 0) {
+    throw outOfRange('ERR_OUT_OF_RANGE', `The OS socket must be an integer from 0 to 2^53 - 1. Received ${target}`);
+  }
+  return target;
+}
+
+/**
+ * Gives an outbound socket the redirect records of the connection it proxies,
+ * so WFP does not redirect it again. Call it before the socket connects: a
+ * number is a raw OS socket (`SOCKET` on Windows); a `net.Socket` must already
+ * be connected for its OS socket to be found, when the records no longer
+ * affect routing.
+ */
+export function setRedirectRecordsSync(target: Socket | number, records: Uint8Array): void {
+  checkRecords(records);
+  binding.setRedirectRecords(targetHandle(target), records);
+}
+
+/** Async form of {@link queryRedirectRecordsSync}; never throws, rejects instead. */
+export async function queryRedirectRecords(socket: Socket): Promise<Buffer> {
+  return queryRedirectRecordsSync(socket);
+}
+
+/** Async form of {@link queryRedirectContextSync}; never throws, rejects instead. */
+export async function queryRedirectContext(socket: Socket): Promise<Buffer> {
+  return queryRedirectContextSync(socket);
+}
+
+/** Async form of {@link setRedirectRecordsSync}; never throws, rejects instead. */
+export async function setRedirectRecords(target: Socket | number, records: Uint8Array): Promise<void> {
+  setRedirectRecordsSync(target, records);
+}

@@ -1,0 +1,255 @@
+// wfp_redirect.node: module init and the checks at the JS boundary.
+//
+// lib/ validates what users pass and gives the rich errors; this file checks
+// again, tersely, so that no call into the binding can crash the process.
+// Everything that fails is thrown as the WfpRedirectError class lib/ hands in
+// through setErrorClass, with `code`, `errno`, `syscall` and `ioctl`.
+#include <napi.h>
+#include <uv.h>
+
+#include <string>
+
+#include "redirect_ioctl.h"
+#include "socket_lookup.h"
+#include "wsa_errors.h"
+
+#ifndef WFP_REDIRECT_BUILD
+#define WFP_REDIRECT_BUILD "unknown"
+#endif
+
+namespace wfp {
+namespace {
+
+constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
+
+struct AddonData {
+  Napi::FunctionReference error_class;
+};
+
+// Throws `new WfpRedirectError(message, fields)`, or a plain Error with the
+// same fields when lib/ has not registered its class (raw binding use).
+void ThrowWfpError(Napi::Env env, const std::string& code,
+                   const std::string& message, Napi::Object fields) {
+  fields.Set("code", code);
+  AddonData* data = env.GetInstanceData<AddonData>();
+  if (data != nullptr && !data->error_class.IsEmpty()) {
+    Napi::Value error = data->error_class.New(
+        {Napi::String::New(env, message), fields});
+    if (!env.IsExceptionPending()) napi_throw(env, error);
+    return;
+  }
+  Napi::Error error = Napi::Error::New(env, message);
+  Napi::Object object = error.Value();
+  for (const char* key : {"code", "errno", "syscall", "ioctl"}) {
+    if (fields.Has(key)) object.Set(key, fields.Get(key));
+  }
+  error.ThrowAsJavaScriptException();
+}
+
+void ThrowFailure(Napi::Env env, const Outcome& outcome, uint32_t ioctl) {
+  const FailureReport report = DescribeFailure(outcome, ioctl);
+  if (report.is_range_error) {
+    Napi::RangeError error = Napi::RangeError::New(env, report.message);
+    error.Set("code", report.code);
+    error.ThrowAsJavaScriptException();
+    return;
+  }
+  Napi::Object fields = Napi::Object::New(env);
+  if (report.has_errno) fields.Set("errno", report.errno_value);
+  fields.Set("syscall", "WSAIoctl");
+  fields.Set("ioctl", IoctlName(ioctl));
+  ThrowWfpError(env, report.code, report.message, fields);
+}
+
+void ThrowArgumentError(Napi::Env env, bool is_type_error,
+                        const std::string& message) {
+  if (is_type_error) {
+    Napi::TypeError error = Napi::TypeError::New(env, message);
+    error.Set("code", "ERR_INVALID_ARG_TYPE");
+    error.ThrowAsJavaScriptException();
+  } else {
+    Napi::RangeError error = Napi::RangeError::New(env, message);
+    error.Set("code", "ERR_OUT_OF_RANGE");
+    error.ThrowAsJavaScriptException();
+  }
+}
+
+// A raw OS socket passed as a JS number: a non-negative safe integer.
+bool ReadOsSocket(const Napi::CallbackInfo& info, size_t index,
+                  OsSocket* out) {
+  Napi::Value value = info[index];
+  if (!value.IsNumber()) {
+    ThrowArgumentError(info.Env(), true, "The OS socket must be a number");
+    return false;
+  }
+  const double number = value.As<Napi::Number>().DoubleValue();
+  if (!(number >= 0 && number <= kMaxSafeInteger) ||
+      number != static_cast<double>(static_cast<uint64_t>(number))) {
+    ThrowArgumentError(info.Env(), false,
+                       "The OS socket must be an integer from 0 to 2^53 - 1");
+    return false;
+  }
+  *out = static_cast<OsSocket>(number);
+  return true;
+}
+
+// getSocketHandle(localAddress, localPort, remoteAddress, remotePort): number
+Napi::Value GetSocketHandle(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsString() ||
+      !info[3].IsNumber()) {
+    ThrowArgumentError(env, true,
+                       "Expected (localAddress, localPort, remoteAddress, "
+                       "remotePort) as strings and numbers");
+    return env.Undefined();
+  }
+  const std::string local_text = info[0].As<Napi::String>();
+  const std::string peer_text = info[2].As<Napi::String>();
+  const double local_port = info[1].As<Napi::Number>().DoubleValue();
+  const double peer_port = info[3].As<Napi::Number>().DoubleValue();
+  Endpoint local, peer;
+  if (!ParseEndpoint(local_text, local_port, &local) ||
+      !ParseEndpoint(peer_text, peer_port, &peer)) {
+    ThrowArgumentError(env, false,
+                       "Not an IP address and port: " + local_text + " / " +
+                           peer_text);
+    return env.Undefined();
+  }
+
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    ThrowWfpError(env, "ERR_WFP_SOCKET_NOT_FOUND",
+                  "This thread's event loop is not available",
+                  Napi::Object::New(env));
+    return env.Undefined();
+  }
+  OsSocket socket = 0;
+  LookupStats stats;
+  if (!FindTcpSocket(loop, local, peer, &socket, &stats)) {
+    ThrowWfpError(
+        env, "ERR_WFP_SOCKET_NOT_FOUND",
+        "No open TCP socket on this thread's event loop has local address " +
+            local_text + " port " + std::to_string(local.port) +
+            " and peer " + peer_text + " port " + std::to_string(peer.port) +
+            ": the connection was closed, or the socket belongs to another "
+            "thread (look it up from the worker that owns it)",
+        Napi::Object::New(env));
+    return env.Undefined();
+  }
+  if (static_cast<double>(socket) > kMaxSafeInteger) {
+    ThrowWfpError(env, "ERR_WFP_SOCKET_NOT_FOUND",
+                  "The OS socket value does not fit in a JavaScript number",
+                  Napi::Object::New(env));
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(socket));
+}
+
+struct BufferSink {
+  napi_env env;
+  Napi::Value buffer;
+};
+
+void CopyIntoBuffer(void* context, const uint8_t* data, uint32_t size) {
+  BufferSink* sink = static_cast<BufferSink*>(context);
+  // A fresh copy: the caller's bytes are scratch memory.
+  sink->buffer = Napi::Buffer<uint8_t>::Copy(sink->env, data, size);
+}
+
+Napi::Value QueryBlobOf(const Napi::CallbackInfo& info, uint32_t ioctl) {
+  Napi::Env env = info.Env();
+  OsSocket socket;
+  if (!ReadOsSocket(info, 0, &socket)) return env.Undefined();
+  BufferSink sink{env, env.Undefined()};
+  const Outcome outcome = QueryRedirectBlob(socket, ioctl, CopyIntoBuffer, &sink);
+  if (outcome.status != Status::kOk) {
+    ThrowFailure(env, outcome, ioctl);
+    return env.Undefined();
+  }
+  return sink.buffer;
+}
+
+// queryRedirectRecords(socket: number): Buffer
+Napi::Value QueryRedirectRecords(const Napi::CallbackInfo& info) {
+  return QueryBlobOf(info, kSioQueryRedirectRecords);
+}
+
+// queryRedirectContext(socket: number): Buffer
+Napi::Value QueryRedirectContext(const Napi::CallbackInfo& info) {
+  return QueryBlobOf(info, kSioQueryRedirectContext);
+}
+
+// setRedirectRecords(socket: number, records: Uint8Array): undefined
+Napi::Value SetRedirectRecordsOn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OsSocket socket;
+  if (!ReadOsSocket(info, 0, &socket)) return env.Undefined();
+  if (!info[1].IsTypedArray() ||
+      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowArgumentError(env, true, "The records must be a Uint8Array");
+    return env.Undefined();
+  }
+  Napi::Uint8Array records = info[1].As<Napi::Uint8Array>();
+  // A detached buffer reports length 0 and is refused as empty.
+  const Status checked = CheckBlobToSet(records.ByteLength());
+  if (checked != Status::kOk) {
+    ThrowFailure(env, {checked, 0, 0}, kSioSetRedirectRecords);
+    return env.Undefined();
+  }
+  const Outcome outcome =
+      SetRedirectRecords(socket, records.Data(), records.ByteLength());
+  if (outcome.status != Status::kOk) {
+    ThrowFailure(env, outcome, kSioSetRedirectRecords);
+  }
+  return env.Undefined();
+}
+
+Napi::Value HasRedirectIoctls(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), PlatformHasRedirectIoctls());
+}
+
+// setErrorClass(WfpRedirectError): lib/ registers the class it exports, once
+// per thread that loads the addon.
+Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsFunction()) {
+    ThrowArgumentError(env, true, "Expected the WfpRedirectError class");
+    return env.Undefined();
+  }
+  env.GetInstanceData<AddonData>()->error_class =
+      Napi::Persistent(info[0].As<Napi::Function>());
+  return env.Undefined();
+}
+
+}  // namespace
+}  // namespace wfp
+
+namespace {
+
+using namespace wfp;
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new AddonData());
+  exports.Set("getSocketHandle", Napi::Function::New(env, GetSocketHandle));
+  exports.Set("queryRedirectRecords",
+              Napi::Function::New(env, QueryRedirectRecords));
+  exports.Set("queryRedirectContext",
+              Napi::Function::New(env, QueryRedirectContext));
+  exports.Set("setRedirectRecords",
+              Napi::Function::New(env, SetRedirectRecordsOn));
+  exports.Set("hasRedirectIoctls", Napi::Function::New(env, HasRedirectIoctls));
+  exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
+  exports.Set("SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS",
+              Napi::Number::New(env, kSioQueryRedirectRecords));
+  exports.Set("SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT",
+              Napi::Number::New(env, kSioQueryRedirectContext));
+  exports.Set("SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS",
+              Napi::Number::New(env, kSioSetRedirectRecords));
+  exports.Set("MAX_BLOB_SIZE", Napi::Number::New(env, kMaxBlobSize));
+  exports.Set("build", Napi::String::New(env, WFP_REDIRECT_BUILD));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(wfp_redirect, Init)

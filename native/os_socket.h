@@ -1,0 +1,40 @@
+// Reading a socket's own addresses from the OS, one implementation per
+// platform (native/win/os_socket.cc, native/posix/os_socket.cc): only the
+// types of getsockname/getpeername differ between them.
+#ifndef WFP_REDIRECT_OS_SOCKET_H_
+#define WFP_REDIRECT_OS_SOCKET_H_
+
+#include <cstdint>
+#include <cstring>
+
+#include "redirect_ioctl.h"
+
+namespace wfp {
+
+// An IP endpoint in one form for both families: IPv4 addresses are stored as
+// IPv4-mapped IPv6 (::ffff:a.b.c.d), so a dual-stack socket's peer compares
+// equal however it is spelled. Scope and flow information are not kept.
+struct Endpoint {
+  uint8_t address[16];
+  uint16_t port;
+};
+
+bool operator==(const Endpoint& a, const Endpoint& b);
+
+// Stores a 4-byte IPv4 address (network order) as ::ffff:a.b.c.d.
+inline void StoreMappedIpv4(const void* ipv4, Endpoint* out) {
+  static const uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0,
+                                            0, 0, 0, 0, 0xff, 0xff};
+  std::memcpy(out->address, kMappedPrefix, sizeof kMappedPrefix);
+  std::memcpy(out->address + sizeof kMappedPrefix, ipv4, 4);
+}
+
+enum class EndpointSide { kLocal, kPeer };
+
+// getsockname (kLocal) or getpeername (kPeer) of an OS socket; false when the
+// call fails or the address is not IPv4 or IPv6.
+bool ReadSocketEndpoint(OsSocket socket, EndpointSide side, Endpoint* out);
+
+}  // namespace wfp
+
+#endif  // WFP_REDIRECT_OS_SOCKET_H_

@@ -1,0 +1,108 @@
+// Real loopback connections for the tests: a net.Server and clients.
+import { once } from 'node:events';
+import net from 'node:net';
+
+export type Family = 'IPv4' | 'IPv6';
+export const LOOPBACK: Record<Family, string> = { IPv4: '127.0.0.1', IPv6: '::1' };
+
+export interface Pair {
+  accepted: net.Socket;
+  client: net.Socket;
+}
+
+/** A listening server whose accepted sockets arrive in order through `next()`. */
+export class Loopback {
+  private readonly waiting: Array<(socket: net.Socket) => void> = [];
+  private readonly arrived: net.Socket[] = [];
+  readonly sockets = new Set<net.Socket>();
+
+  private constructor(
+    readonly server: net.Server,
+    readonly family: Family,
+  ) {
+    server.on('connection', (socket) => this.track(socket));
+  }
+
+  /** Handlers run inside 'connection', before anything else is done on the loop. */
+  onConnection(handler: (socket: net.Socket) => void): void {
+    this.server.prependListener('connection', handler);
+  }
+
+  static async listen(family: Family): Promise<Loopback> {
+    const server = net.createServer();
+    const loopback = new Loopback(server, family);
+    server.listen(0, LOOPBACK[family]);
+    await once(server, 'listening');
+    return loopback;
+  }
+
+  get port(): number {
+    return (this.server.address() as net.AddressInfo).port;
+  }
+
+  private track(socket: net.Socket): void {
+    socket.on('error', () => {});
+    this.sockets.add(socket);
+    socket.on('close', () => this.sockets.delete(socket));
+    const waiter = this.waiting.shift();
+    if (waiter) waiter(socket);
+    else this.arrived.push(socket);
+  }
+
+  private nextAccepted(): Promise<net.Socket> {
+    const ready = this.arrived.shift();
+    if (ready) return Promise.resolve(ready);
+    return new Promise((resolve) => this.waiting.push(resolve));
+  }
+
+  /** Opens one connection and returns both of its ends once both are usable. */
+  async pair(): Promise<Pair> {
+    const client = net.connect({ port: this.port, host: LOOPBACK[this.family] });
+    client.on('error', () => {});
+    this.sockets.add(client);
+    client.on('close', () => this.sockets.delete(client));
+    const [accepted] = await Promise.all([this.nextAccepted(), once(client, 'connect')]);
+    return { accepted, client };
+  }
+
+  async close(): Promise<void> {
+    for (const socket of this.sockets) socket.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Whether IPv6 loopback works here; the IPv6 tests say so loudly when it does not. */
+export async function ipv6Available(): Promise<boolean> {
+  const server = net.createServer();
+  try {
+    server.listen(0, '::1');
+    await once(server, 'listening');
+    return true;
+  } catch {
+    return false;
+  } finally {
+    server.close();
+  }
+}
+
+/** Expects `promise` to reject, and returns the reason. */
+export async function rejection(promise: Promise<unknown>): Promise<any> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected the promise to reject, but it resolved');
+}
+
+/** Expects `fn` to throw, and returns what it threw. */
+export function thrown(fn: () => unknown): any {
+  try {
+    fn();
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a throw, but the call returned');
+}
+
+export const isWindows = process.platform === 'win32';

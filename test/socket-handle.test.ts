@@ -1,0 +1,113 @@
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type net from 'node:net';
+import { getSocketHandle, WfpRedirectError } from '..';
+import { ipv6Available, isWindows, Loopback, thrown, type Family } from './helpers';
+
+/** What Node itself knows of the socket's fd (-1 on Windows, where it cannot tell). */
+function nodeFd(socket: net.Socket): number {
+  return (socket as unknown as { _handle: { fd: number } })._handle.fd;
+}
+
+for (const family of ['IPv4', 'IPv6'] as Family[]) {
+  describe(`getSocketHandle over ${family} loopback`, function () {
+    let loopback: Loopback;
+
+    before(async function () {
+      if (family === 'IPv6' && !(await ipv6Available())) {
+        console.warn('    !!! IPv6 loopback is not available on this machine: the IPv6 lookup tests are NOT run');
+        this.skip();
+      }
+      loopback = await Loopback.listen(family);
+    });
+
+    after(async () => loopback?.close());
+
+    it('finds 50 accepted and 50 connected sockets, each its own OS socket', async function () {
+      const pairs = [];
+      for (let i = 0; i < 50; i++) pairs.push(await loopback.pair());
+      const handles = new Set<number>();
+      for (const { accepted, client } of pairs) {
+        for (const socket of [accepted, client]) {
+          const handle = getSocketHandle(socket);
+          assert.ok(Number.isSafeInteger(handle) && handle >= 0, `not an OS socket: ${handle}`);
+          if (!isWindows) assert.equal(handle, nodeFd(socket));
+          handles.add(handle);
+        }
+      }
+      assert.equal(handles.size, 100, 'two sockets were given the same OS socket');
+      for (const { accepted, client } of pairs) {
+        accepted.destroy();
+        client.destroy();
+      }
+    });
+
+    it("finds the just-accepted socket inside the 'connection' listener", async function () {
+      let seen: { handle: number; fd: number } | undefined;
+      loopback.onConnection((socket) => {
+        if (seen === undefined) seen = { handle: getSocketHandle(socket), fd: nodeFd(socket) };
+      });
+      const { accepted } = await loopback.pair();
+      assert.ok(seen, "the 'connection' listener did not run");
+      assert.equal(getSocketHandle(accepted), seen.handle);
+      if (!isWindows) assert.equal(seen.handle, seen.fd);
+    });
+
+    it('stays right while other sockets open and close around it', async function () {
+      const before = [];
+      for (let i = 0; i < 10; i++) before.push(await loopback.pair());
+      const target = await loopback.pair();
+      const after = [];
+      for (let i = 0; i < 10; i++) after.push(await loopback.pair());
+      // The target's first lookup has to walk past ten newer connections.
+      const first = { accepted: getSocketHandle(target.accepted), client: getSocketHandle(target.client) };
+      for (const pair of [...before.slice(0, 5), ...after.slice(0, 5)]) {
+        pair.accepted.destroy();
+        pair.client.destroy();
+        await once(pair.client, 'close');
+      }
+      const more = [];
+      for (let i = 0; i < 10; i++) more.push(await loopback.pair());
+      assert.equal(getSocketHandle(target.accepted), first.accepted);
+      assert.equal(getSocketHandle(target.client), first.client);
+      if (!isWindows) {
+        assert.equal(first.accepted, nodeFd(target.accepted));
+        assert.equal(first.client, nodeFd(target.client));
+        for (const pair of more) assert.equal(getSocketHandle(pair.accepted), nodeFd(pair.accepted));
+      }
+    });
+
+    it('never answers for a socket once it is destroyed, even when its number is reused', async function () {
+      const old = await loopback.pair();
+      const oldHandle = getSocketHandle(old.accepted);
+      old.accepted.destroy();
+      old.client.destroy();
+      await once(old.accepted, 'close');
+      const fresh = [];
+      for (let i = 0; i < 4; i++) fresh.push(await loopback.pair());
+      const error = thrown(() => getSocketHandle(old.accepted));
+      assert.ok(error instanceof WfpRedirectError);
+      assert.equal(error.code, 'ERR_WFP_SOCKET_CLOSED');
+      for (const pair of fresh) {
+        const handle = getSocketHandle(pair.accepted);
+        if (!isWindows) assert.equal(handle, nodeFd(pair.accepted));
+        if (handle === oldHandle) assert.notEqual(pair.accepted, old.accepted);
+      }
+    });
+  });
+}
+
+describe('getSocketHandle in a worker thread', function () {
+  it('resolves sockets the worker accepted and connected, on its own loop', async function () {
+    const worker = new Worker(join(__dirname, 'fixtures', 'worker-lookup.js'));
+    const [result] = (await once(worker, 'message')) as [
+      { ok: true; handles: number[]; fds: number[] } | { ok: false; error: string },
+    ];
+    await once(worker, 'exit');
+    assert.ok(result.ok, result.ok ? '' : result.error);
+    assert.equal(new Set(result.handles).size, result.handles.length);
+    if (!isWindows) assert.deepEqual(result.handles, result.fds);
+  });
+});
