@@ -145,6 +145,30 @@ Napi::Value GetSocketHandle(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(socket));
 }
 
+// describeSocket(osSocket: number): { localAddress, localPort, remoteAddress,
+// remotePort }, as the OS reports them for that socket. A diagnostic, used by
+// the tests to check lookups against the OS's own answer.
+Napi::Value DescribeSocket(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OsSocket socket;
+  if (!ReadOsSocket(info, 0, &socket)) return env.Undefined();
+  Endpoint local, peer;
+  if (!ReadSocketEndpoint(socket, EndpointSide::kLocal, &local) ||
+      !ReadSocketEndpoint(socket, EndpointSide::kPeer, &peer)) {
+    ThrowWfpError(env, "ERR_WFP_SOCKET_NOT_FOUND",
+                  "The OS socket has no local and peer IP address: it is not "
+                  "a connected TCP socket, or it is closed",
+                  Napi::Object::New(env));
+    return env.Undefined();
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("localAddress", FormatAddress(local));
+  result.Set("localPort", local.port);
+  result.Set("remoteAddress", FormatAddress(peer));
+  result.Set("remotePort", peer.port);
+  return result;
+}
+
 struct BufferSink {
   napi_env env;
   Napi::Value buffer;
@@ -237,6 +261,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, QueryRedirectContext));
   exports.Set("setRedirectRecords",
               Napi::Function::New(env, SetRedirectRecordsOn));
+  exports.Set("describeSocket", Napi::Function::New(env, DescribeSocket));
   exports.Set("hasRedirectIoctls", Napi::Function::New(env, HasRedirectIoctls));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS",

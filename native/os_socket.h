@@ -21,12 +21,18 @@ struct Endpoint {
 
 bool operator==(const Endpoint& a, const Endpoint& b);
 
+inline constexpr uint8_t kIpv4MappedPrefix[12] = {0, 0, 0, 0, 0, 0,
+                                                  0, 0, 0, 0, 0xff, 0xff};
+
 // Stores a 4-byte IPv4 address (network order) as ::ffff:a.b.c.d.
 inline void StoreMappedIpv4(const void* ipv4, Endpoint* out) {
-  static const uint8_t kMappedPrefix[12] = {0, 0, 0, 0, 0, 0,
-                                            0, 0, 0, 0, 0xff, 0xff};
-  std::memcpy(out->address, kMappedPrefix, sizeof kMappedPrefix);
-  std::memcpy(out->address + sizeof kMappedPrefix, ipv4, 4);
+  std::memcpy(out->address, kIpv4MappedPrefix, sizeof kIpv4MappedPrefix);
+  std::memcpy(out->address + sizeof kIpv4MappedPrefix, ipv4, 4);
+}
+
+inline bool IsMappedIpv4(const Endpoint& endpoint) {
+  return std::memcmp(endpoint.address, kIpv4MappedPrefix,
+                     sizeof kIpv4MappedPrefix) == 0;
 }
 
 enum class EndpointSide { kLocal, kPeer };

@@ -103,6 +103,16 @@ bool ParseEndpoint(const std::string& address, double port, Endpoint* out) {
   return true;
 }
 
+std::string FormatAddress(const Endpoint& endpoint) {
+  char text[64] = "";
+  if (IsMappedIpv4(endpoint)) {
+    uv_inet_ntop(AF_INET, endpoint.address + 12, text, sizeof text);
+  } else {
+    uv_inet_ntop(AF_INET6, endpoint.address, text, sizeof text);
+  }
+  return text;
+}
+
 bool FindTcpSocket(uv_loop_t* loop, const Endpoint& local, const Endpoint& peer,
                    OsSocket* found, LookupStats* stats) {
   stats->handles_visited = 0;

@@ -20,6 +20,10 @@ namespace wfp {
 // is dropped) and a port; false when either is not valid.
 bool ParseEndpoint(const std::string& address, double port, Endpoint* out);
 
+// The text form Node uses: dotted IPv4 for IPv4 and IPv4-mapped addresses,
+// RFC 5952 IPv6 otherwise.
+std::string FormatAddress(const Endpoint& endpoint);
+
 struct LookupStats {
   size_t handles_visited;  // how far the search went, for tests and benchmarks
   bool used_full_walk;     // the queue looked wrong and uv_walk was used

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type net from 'node:net';
 import { getSocketHandle, WfpRedirectError } from '..';
+import { binding } from '../dist/native';
 import { ipv6Available, isWindows, Loopback, thrown, type Family } from './helpers';
 
 /** What Node itself knows of the socket's fd (-1 on Windows, where it cannot tell). */
@@ -38,6 +39,28 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
         }
       }
       assert.equal(handles.size, 100, 'two sockets were given the same OS socket');
+      for (const { accepted, client } of pairs) {
+        accepted.destroy();
+        client.destroy();
+      }
+    });
+
+    it('finds each of 200 concurrent connections: distinct OS sockets whose OS-reported addresses are the JS ones', async function () {
+      const pairs = await Promise.all(Array.from({ length: 200 }, () => loopback.pair()));
+      const handles = new Set<number>();
+      for (const { accepted, client } of pairs) {
+        for (const socket of [accepted, client]) {
+          const handle = getSocketHandle(socket);
+          handles.add(handle);
+          assert.deepEqual(binding.describeSocket(handle), {
+            localAddress: socket.localAddress,
+            localPort: socket.localPort,
+            remoteAddress: socket.remoteAddress,
+            remotePort: socket.remotePort,
+          });
+        }
+      }
+      assert.equal(handles.size, 400, 'two sockets were given the same OS socket');
       for (const { accepted, client } of pairs) {
         accepted.destroy();
         client.destroy();
