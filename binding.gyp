@@ -4,6 +4,7 @@
       "target_name": "wfp_redirect",
       "sources": [
         "native/addon.cc",
+        "native/js_errors.cc",
         "native/socket_lookup.cc",
         "native/wsa_errors.cc"
       ],

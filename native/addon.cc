@@ -2,14 +2,14 @@
 //
 // lib/ validates what users pass and gives the rich errors; this file checks
 // again, tersely, so that no call into the binding can crash the process.
-// Everything that fails is thrown as the WfpRedirectError class lib/ hands in
-// through setErrorClass, with `code`, `errno`, `syscall` and `ioctl`.
+// Failures are thrown through js_errors.h.
 #include <napi.h>
 #include <uv.h>
 
 #include <string>
 
 #include "redirect_ioctl.h"
+#include "js_errors.h"
 #include "socket_lookup.h"
 #include "wsa_errors.h"
 
@@ -21,58 +21,6 @@ namespace wfp {
 namespace {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
-
-struct AddonData {
-  Napi::FunctionReference error_class;
-};
-
-// Throws `new WfpRedirectError(message, fields)`, or a plain Error with the
-// same fields when lib/ has not registered its class (raw binding use).
-void ThrowWfpError(Napi::Env env, const std::string& code,
-                   const std::string& message, Napi::Object fields) {
-  fields.Set("code", code);
-  AddonData* data = env.GetInstanceData<AddonData>();
-  if (data != nullptr && !data->error_class.IsEmpty()) {
-    Napi::Value error = data->error_class.New(
-        {Napi::String::New(env, message), fields});
-    if (!env.IsExceptionPending()) napi_throw(env, error);
-    return;
-  }
-  Napi::Error error = Napi::Error::New(env, message);
-  Napi::Object object = error.Value();
-  for (const char* key : {"code", "errno", "syscall", "ioctl"}) {
-    if (fields.Has(key)) object.Set(key, fields.Get(key));
-  }
-  error.ThrowAsJavaScriptException();
-}
-
-void ThrowFailure(Napi::Env env, const Outcome& outcome, uint32_t ioctl) {
-  const FailureReport report = DescribeFailure(outcome, ioctl);
-  if (report.is_range_error) {
-    Napi::RangeError error = Napi::RangeError::New(env, report.message);
-    error.Set("code", report.code);
-    error.ThrowAsJavaScriptException();
-    return;
-  }
-  Napi::Object fields = Napi::Object::New(env);
-  if (report.has_errno) fields.Set("errno", report.errno_value);
-  fields.Set("syscall", "WSAIoctl");
-  fields.Set("ioctl", IoctlName(ioctl));
-  ThrowWfpError(env, report.code, report.message, fields);
-}
-
-void ThrowArgumentError(Napi::Env env, bool is_type_error,
-                        const std::string& message) {
-  if (is_type_error) {
-    Napi::TypeError error = Napi::TypeError::New(env, message);
-    error.Set("code", "ERR_INVALID_ARG_TYPE");
-    error.ThrowAsJavaScriptException();
-  } else {
-    Napi::RangeError error = Napi::RangeError::New(env, message);
-    error.Set("code", "ERR_OUT_OF_RANGE");
-    error.ThrowAsJavaScriptException();
-  }
-}
 
 // A raw OS socket passed as a JS number: a non-negative safe integer.
 bool ReadOsSocket(const Napi::CallbackInfo& info, size_t index,
@@ -232,19 +180,6 @@ Napi::Value HasRedirectIoctls(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(info.Env(), PlatformHasRedirectIoctls());
 }
 
-// setErrorClass(WfpRedirectError): lib/ registers the class it exports, once
-// per thread that loads the addon.
-Napi::Value SetErrorClass(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!info[0].IsFunction()) {
-    ThrowArgumentError(env, true, "Expected the WfpRedirectError class");
-    return env.Undefined();
-  }
-  env.GetInstanceData<AddonData>()->error_class =
-      Napi::Persistent(info[0].As<Napi::Function>());
-  return env.Undefined();
-}
-
 }  // namespace
 }  // namespace wfp
 
@@ -253,7 +188,7 @@ namespace {
 using namespace wfp;
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  env.SetInstanceData(new AddonData());
+  InitErrorClassSlot(env);
   exports.Set("getSocketHandle", Napi::Function::New(env, GetSocketHandle));
   exports.Set("queryRedirectRecords",
               Napi::Function::New(env, QueryRedirectRecords));

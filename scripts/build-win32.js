@@ -20,6 +20,7 @@ const DLLTOOL = 'x86_64-w64-mingw32-dlltool';
 
 const SOURCES = [
   'native/addon.cc',
+  'native/js_errors.cc',
   'native/socket_lookup.cc',
   'native/wsa_errors.cc',
   'native/win/os_socket.cc',
