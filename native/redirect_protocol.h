@@ -87,9 +87,11 @@ inline uint32_t NextBlobSize(int error, uint32_t size, uint32_t returned) {
 // Queries a variable-length blob. On success calls sink(data, size) exactly
 // once with the bytes the provider returned; the data pointer is scratch
 // memory that is gone when this function returns, so the sink must copy.
+// Scratch buffers start zeroed: a provider that claims bytes it did not write
+// hands out zeros, never leftovers of this process's memory.
 template <typename Provider, typename Sink>
 Outcome QueryBlob(Provider& provider, uint32_t code, Sink&& sink) {
-  uint8_t first[kInitialBlobSize];
+  uint8_t first[kInitialBlobSize] = {};
   std::unique_ptr<uint8_t[]> grown;
   uint8_t* buffer = first;
   uint32_t size = kInitialBlobSize;
@@ -113,7 +115,7 @@ Outcome QueryBlob(Provider& provider, uint32_t code, Sink&& sink) {
       }
       return {Status::kBlobTooLarge, last_error, next};
     }
-    grown.reset(new (std::nothrow) uint8_t[next]);
+    grown.reset(new (std::nothrow) uint8_t[next]());
     if (!grown) return {Status::kOutOfMemory, last_error, next};
     buffer = grown.get();
     size = next;

@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // `npm run build:win32` (on Linux): cross-compiles native/ for win32-x64 with
 // Debian's mingw-w64 into prebuilds/win32-x64/wfp_redirect.node, which the
-// loader picks up on Windows. Same sources as binding.gyp's Windows build.
+// loader picks up on Windows (same sources as binding.gyp's Windows build),
+// and the conformance-test addon into test/native/build-win32/ for the
+// Windows suite. `--addon-only` (what `npm pack` uses) skips the latter.
 //
 // The addon binds to node.exe's own exports (Node-API and libuv) through an
 // import library made from a .def file that lists exactly the symbols the
@@ -12,19 +14,31 @@ const { existsSync, mkdirSync, writeFileSync } = require('node:fs');
 const { dirname, join } = require('node:path');
 
 const root = join(__dirname, '..');
-const out = join(root, 'build-win32');
-const target = join(root, 'prebuilds', 'win32-x64', 'wfp_redirect.node');
 const CXX = 'x86_64-w64-mingw32-g++-posix';
 const NM = 'x86_64-w64-mingw32-nm';
 const DLLTOOL = 'x86_64-w64-mingw32-dlltool';
 
-const SOURCES = [
-  'native/addon.cc',
-  'native/js_errors.cc',
-  'native/socket_lookup.cc',
-  'native/wsa_errors.cc',
-  'native/win/os_socket.cc',
-  'native/win/redirect_ioctl.cc',
+/** The production addon, and the conformance-test addon the Windows suite also loads. */
+const ARTIFACTS = [
+  {
+    output: join(root, 'prebuilds', 'win32-x64', 'wfp_redirect.node'),
+    objects: join(root, 'build-win32', 'addon'),
+    sources: [
+      'native/addon.cc',
+      'native/js_errors.cc',
+      'native/socket_lookup.cc',
+      'native/wsa_errors.cc',
+      'native/win/os_socket.cc',
+      'native/win/redirect_ioctl.cc',
+    ],
+    flags: ['-DWFP_REDIRECT_BUILD="mingw"'],
+  },
+  {
+    output: join(root, 'test', 'native', 'build-win32', 'wfp_conformance.node'),
+    objects: join(root, 'build-win32', 'conformance'),
+    sources: ['test/native/conformance_addon.cc', 'native/js_errors.cc', 'native/wsa_errors.cc'],
+    flags: ['-I', join(root, 'native')],
+  },
 ];
 
 /** The Node headers (with uv.h and uv/win.h) of the Node running this script. */
@@ -41,27 +55,12 @@ function run(command, args) {
   return execFileSync(command, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 }
 
-function main() {
-  for (const tool of [CXX, NM, DLLTOOL]) {
-    try {
-      execFileSync(tool, ['--version'], { stdio: 'ignore' });
-    } catch {
-      console.error(`build:win32: ${tool} not found. Install it with:\n  apt-get install g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64`);
-      process.exit(1);
-    }
-  }
-  mkdirSync(out, { recursive: true });
-  mkdirSync(dirname(target), { recursive: true });
-
-  const flags = [
-    '-std=c++17', '-O2', '-Wall', '-Wextra',
-    '-DNAPI_VERSION=8', '-DNAPI_DISABLE_CPP_EXCEPTIONS', '-DWFP_REDIRECT_BUILD="mingw"',
-    '-DBUILDING_NODE_EXTENSION', '-DUSING_UV_SHARED', '-DWIN32_LEAN_AND_MEAN', '-D_WIN32_WINNT=0x0602',
-    '-I', nodeIncludeDir(), '-I', dirname(require.resolve('node-addon-api/napi.h')),
-  ];
-  const objects = SOURCES.map((source) => {
-    const object = join(out, source.replace(/[\\/]/g, '_').replace(/\.cc$/, '.o'));
-    run(CXX, [...flags, '-c', source, '-o', object]);
+function build(artifact, commonFlags) {
+  mkdirSync(artifact.objects, { recursive: true });
+  mkdirSync(dirname(artifact.output), { recursive: true });
+  const objects = artifact.sources.map((source) => {
+    const object = join(artifact.objects, source.replace(/[\\/]/g, '_').replace(/\.cc$/, '.o'));
+    run(CXX, [...commonFlags, ...artifact.flags, '-c', source, '-o', object]);
     return object;
   });
 
@@ -71,13 +70,32 @@ function main() {
     const match = /\b(?:__imp_)?((?:napi|node_api|uv)_\w+)$/.exec(line.trim());
     if (match) imported.add(match[1]);
   }
-  const def = join(out, 'node.def');
+  const def = join(artifact.objects, 'node.def');
   writeFileSync(def, ['NAME node.exe', 'EXPORTS', ...[...imported].sort()].join('\n') + '\n');
-  const importLib = join(out, 'libnode.a');
+  const importLib = join(artifact.objects, 'libnode.a');
   run(DLLTOOL, ['-d', def, '-l', importLib]);
 
-  run(CXX, ['-shared', '-o', target, ...objects, importLib, '-static-libgcc', '-static-libstdc++', '-static', '-lws2_32']);
-  console.log(`build:win32: ${target} (imports ${imported.size} symbols from node.exe)`);
+  run(CXX, ['-shared', '-o', artifact.output, ...objects, importLib, '-static-libgcc', '-static-libstdc++', '-static', '-lws2_32']);
+  console.log(`build:win32: ${artifact.output} (imports ${imported.size} symbols from node.exe)`);
+}
+
+function main() {
+  for (const tool of [CXX, NM, DLLTOOL]) {
+    try {
+      execFileSync(tool, ['--version'], { stdio: 'ignore' });
+    } catch {
+      console.error(`build:win32: ${tool} not found. Install it with:\n  apt-get install g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64`);
+      process.exit(1);
+    }
+  }
+  const commonFlags = [
+    '-std=c++17', '-O2', '-Wall', '-Wextra',
+    '-DNAPI_VERSION=8', '-DNAPI_DISABLE_CPP_EXCEPTIONS',
+    '-DBUILDING_NODE_EXTENSION', '-DUSING_UV_SHARED', '-DWIN32_LEAN_AND_MEAN', '-D_WIN32_WINNT=0x0602',
+    '-I', nodeIncludeDir(), '-I', dirname(require.resolve('node-addon-api/napi.h')),
+  ];
+  const only = process.argv.includes('--addon-only') ? ARTIFACTS.slice(0, 1) : ARTIFACTS;
+  for (const artifact of only) build(artifact, commonFlags);
 }
 
 main();
