@@ -1,6 +1,16 @@
 // Real loopback connections for the tests: a net.Server and clients.
 import { once } from 'node:events';
 import net from 'node:net';
+import {
+  getSocketHandle,
+  queryRedirectContext,
+  queryRedirectContextSync,
+  queryRedirectRecords,
+  queryRedirectRecordsSync,
+  setRedirectRecords,
+  setRedirectRecordsSync,
+  type IoctlName,
+} from '..';
 
 export type Family = 'IPv4' | 'IPv6';
 export const LOOPBACK: Record<Family, string> = { IPv4: '127.0.0.1', IPv6: '::1' };
@@ -106,3 +116,43 @@ export function thrown(fn: () => unknown): any {
 }
 
 export const isWindows = process.platform === 'win32';
+
+const RECORDS = Buffer.from('opaque redirect records');
+
+/** Each IOCTL function in both forms, on the sockets of a pair (queries on the accepted end, sets on the client). */
+export const IOCTL_CALLS: ReadonlyArray<{
+  label: string;
+  ioctl: IoctlName;
+  async: (pair: Pair) => Promise<unknown>;
+  sync: (pair: Pair) => unknown;
+}> = [
+  {
+    label: 'SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS',
+    ioctl: 'SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS',
+    async: (p) => queryRedirectRecords(p.accepted),
+    sync: (p) => queryRedirectRecordsSync(p.accepted),
+  },
+  {
+    label: 'SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT',
+    ioctl: 'SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT',
+    async: (p) => queryRedirectContext(p.accepted),
+    sync: (p) => queryRedirectContextSync(p.accepted),
+  },
+  {
+    label: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS',
+    ioctl: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS',
+    async: (p) => setRedirectRecords(p.client, RECORDS),
+    sync: (p) => setRedirectRecordsSync(p.client, RECORDS),
+  },
+  {
+    label: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS on a raw OS socket',
+    ioctl: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS',
+    async: (p) => setRedirectRecords(getSocketHandle(p.client), RECORDS),
+    sync: (p) => setRedirectRecordsSync(getSocketHandle(p.client), RECORDS),
+  },
+];
+
+/** What an IOCTL call fails with, in the given form. */
+export async function failureOfCall(call: (typeof IOCTL_CALLS)[number], form: 'async' | 'sync', pair: Pair): Promise<any> {
+  return form === 'async' ? rejection(call.async(pair)) : thrown(() => call.sync(pair));
+}

@@ -2,20 +2,13 @@ import assert from 'node:assert/strict';
 import {
   isSupported,
   MAX_BLOB_SIZE,
-  queryRedirectContext,
-  queryRedirectContextSync,
-  queryRedirectRecords,
-  queryRedirectRecordsSync,
-  setRedirectRecords,
-  setRedirectRecordsSync,
   SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT,
   SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS,
   SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS,
   WfpRedirectError,
-  getSocketHandle,
 } from '..';
 import { binding } from '../dist/native';
-import { isWindows, Loopback, rejection, thrown, type Pair } from './helpers';
+import { failureOfCall, IOCTL_CALLS, isWindows, Loopback, type Pair } from './helpers';
 
 describe('control codes', function () {
   it('are the values of the Windows SDK (mstcpip.h), in TypeScript and in the addon alike', function () {
@@ -50,13 +43,6 @@ describe('WfpRedirectError', function () {
   });
 });
 
-const ioctls = [
-  { name: 'SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS', async: (p: Pair) => queryRedirectRecords(p.accepted), sync: (p: Pair) => queryRedirectRecordsSync(p.accepted) },
-  { name: 'SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT', async: (p: Pair) => queryRedirectContext(p.accepted), sync: (p: Pair) => queryRedirectContextSync(p.accepted) },
-  { name: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS', async: (p: Pair) => setRedirectRecords(p.client, Buffer.from([1, 2, 3])), sync: (p: Pair) => setRedirectRecordsSync(p.client, Buffer.from([1, 2, 3])) },
-  { name: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS on a raw OS socket', async: (p: Pair) => setRedirectRecords(getSocketHandle(p.client), new Uint8Array([9])), sync: (p: Pair) => setRedirectRecordsSync(getSocketHandle(p.client), new Uint8Array([9])) },
-] as const;
-
 describe('the IOCTLs where the platform has none', function () {
   let loopback: Loopback;
   let pair: Pair;
@@ -75,15 +61,14 @@ describe('the IOCTLs where the platform has none', function () {
     assert.equal(isSupported(), false);
   });
 
-  for (const ioctl of ioctls) {
-    const ioctlName = ioctl.name.split(' ')[0];
+  for (const call of IOCTL_CALLS) {
     for (const form of ['async', 'sync'] as const) {
-      it(`${ioctl.name} (${form}) fails with ERR_WFP_UNSUPPORTED_PLATFORM after finding the socket`, async function () {
-        const error = form === 'async' ? await rejection(ioctl.async(pair)) : thrown(() => ioctl.sync(pair));
+      it(`${call.label} (${form}) fails with ERR_WFP_UNSUPPORTED_PLATFORM after finding the socket`, async function () {
+        const error = await failureOfCall(call, form, pair);
         assert.ok(error instanceof WfpRedirectError, String(error));
         assert.equal(error.code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
         assert.equal(error.syscall, 'WSAIoctl');
-        assert.equal(error.ioctl, ioctlName);
+        assert.equal(error.ioctl, call.ioctl);
         assert.equal(error.errno, undefined);
         assert.match(error.message, /Windows 8 \/ Windows Server 2012/);
       });

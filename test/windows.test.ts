@@ -2,21 +2,10 @@
 // (under Wine: `npm run test:win32`, part of `npm test` on Linux) and are
 // reported as pending, with a notice, everywhere else.
 import assert from 'node:assert/strict';
-import {
-  getSocketHandle,
-  isSupported,
-  queryRedirectContext,
-  queryRedirectContextSync,
-  queryRedirectRecords,
-  queryRedirectRecordsSync,
-  setRedirectRecords,
-  setRedirectRecordsSync,
-  WfpRedirectError,
-} from '..';
-import { isWindows, Loopback, rejection, thrown, type Pair } from './helpers';
+import { getSocketHandle, isSupported, WfpRedirectError } from '..';
+import { failureOfCall, IOCTL_CALLS, isWindows, Loopback, type Pair } from './helpers';
 
 const underWine = process.env.WFP_REDIRECT_UNDER_WINE === '1';
-const RECORDS = Buffer.from('opaque redirect records');
 
 describe('Windows only', function () {
   let loopback: Loopback;
@@ -43,16 +32,10 @@ describe('Windows only', function () {
     assert.equal(isSupported(), true);
   });
 
-  const calls = [
-    { ioctl: 'SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS', async: () => queryRedirectRecords(pair.accepted), sync: () => queryRedirectRecordsSync(pair.accepted) },
-    { ioctl: 'SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT', async: () => queryRedirectContext(pair.accepted), sync: () => queryRedirectContextSync(pair.accepted) },
-    { ioctl: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS', async: () => setRedirectRecords(pair.client, RECORDS), sync: () => setRedirectRecordsSync(pair.client, RECORDS) },
-  ] as const;
-
-  for (const call of calls) {
+  for (const call of IOCTL_CALLS) {
     for (const form of ['async', 'sync'] as const) {
-      it(`${call.ioctl} (${form}) reaches WSAIoctl and comes back typed${underWine ? ': WSAEOPNOTSUPP (10045) under Wine' : ''}`, async function () {
-        const error = form === 'async' ? await rejection(call.async()) : thrown(call.sync);
+      it(`${call.label} (${form}) reaches WSAIoctl and comes back typed${underWine ? ': WSAEOPNOTSUPP (10045) under Wine' : ''}`, async function () {
+        const error = await failureOfCall(call, form, pair);
         assert.ok(error instanceof WfpRedirectError, String(error));
         assert.equal(error.syscall, 'WSAIoctl');
         assert.equal(error.ioctl, call.ioctl);
