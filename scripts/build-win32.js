@@ -75,7 +75,7 @@ function build(artifact, commonFlags) {
   const importLib = join(artifact.objects, 'libnode.a');
   run(DLLTOOL, ['-d', def, '-l', importLib]);
 
-  run(CXX, ['-shared', '-o', artifact.output, ...objects, importLib, '-static-libgcc', '-static-libstdc++', '-static', '-lws2_32']);
+  run(CXX, ['-shared', '-s', '-o', artifact.output, ...objects, importLib, '-static-libgcc', '-static-libstdc++', '-static', '-lws2_32']);
   console.log(`build:win32: ${artifact.output} (imports ${imported.size} symbols from node.exe)`);
 }
 
