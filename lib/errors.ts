@@ -43,7 +43,13 @@ export type WfpRedirectErrorCode =
   /** The `net.Socket` is not TCP (a pipe or IPC socket). */
   | 'ERR_WFP_NOT_TCP_SOCKET'
   /** No open TCP socket of this thread has the `net.Socket`'s addresses. */
-  | 'ERR_WFP_SOCKET_NOT_FOUND';
+  | 'ERR_WFP_SOCKET_NOT_FOUND'
+  /** A Node internal that connectRedirected relies on is missing or changed. */
+  | 'ERR_WFP_NODE_INTERNALS'
+  /** The original destination could not be learnt: the connection was not redirected. */
+  | 'ERR_NOT_REDIRECTED'
+  /** An OS error creating or adopting a socket, by its libuv name (`EMFILE`, `EBADF`, ...). */
+  | `E${string}`;
 
 /** The fields the native addon and this package fill in. */
 export interface WfpRedirectErrorFields {

@@ -21,3 +21,4 @@ export {
   setRedirectRecords,
   setRedirectRecordsSync,
 } from './redirect';
+export { connectRedirected, type ConnectRedirectedOptions } from './connect';

@@ -12,6 +12,10 @@ export interface NativeBinding {
   queryRedirectRecords(osSocket: number): Buffer;
   queryRedirectContext(osSocket: number): Buffer;
   setRedirectRecords(osSocket: number, records: Uint8Array): void;
+  /** An unconnected TCP socket (overlapped on Windows), for connectRedirected. */
+  createTcpSocket(family: 4 | 6): number;
+  /** Closes a socket createTcpSocket made that libuv never adopted. */
+  closeSocket(osSocket: number): void;
   /** Whether this build has the IOCTLs (Windows builds). */
   hasRedirectIoctls(): boolean;
   setErrorClass(errorClass: typeof WfpRedirectError): void;

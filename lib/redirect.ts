@@ -45,7 +45,8 @@ export function queryRedirectContextSync(socket: Socket): Buffer {
   return binding.queryRedirectContext(resolveSocketHandle(socket, QUERY_CONTEXT));
 }
 
-function checkRecords(records: Uint8Array): void {
+/** Throws the TypeError or RangeError that `records` deserves, if any. */
+export function checkRecords(records: Uint8Array): void {
   if (!types.isUint8Array(records)) throw invalidArgType('records', 'a Uint8Array', records);
   if (records.byteLength === 0) {
     throw outOfRange(

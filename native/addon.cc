@@ -8,8 +8,9 @@
 
 #include <string>
 
-#include "redirect_ioctl.h"
 #include "js_errors.h"
+#include "os_socket.h"
+#include "redirect_ioctl.h"
 #include "socket_lookup.h"
 #include "wsa_errors.h"
 
@@ -117,6 +118,37 @@ Napi::Value DescribeSocket(const Napi::CallbackInfo& info) {
   return result;
 }
 
+// createTcpSocket(family: 4 | 6): number. An unconnected TCP socket for
+// connectRedirected, which gives it the records and then hands it to libuv.
+Napi::Value CreateTcpSocketFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const double family = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
+  if (family != 4 && family != 6) {
+    ThrowArgumentError(env, false, "The family must be 4 or 6");
+    return env.Undefined();
+  }
+  OsSocket socket = 0;
+  const int error = CreateTcpSocket(static_cast<int>(family), &socket);
+  if (error != 0) {
+    const char* name = uv_err_name(uv_translate_sys_error(error));
+    Napi::Object fields = Napi::Object::New(env);
+    fields.Set("errno", error);
+    fields.Set("syscall", kCreateSocketCall);
+    ThrowWfpError(env, name, std::string(kCreateSocketCall) + " failed with " + name +
+                                 ": could not create the outbound TCP socket",
+                  fields);
+    return env.Undefined();
+  }
+  return Napi::Number::New(env, static_cast<double>(socket));
+}
+
+// closeSocket(osSocket): for a socket createTcpSocket made that libuv never adopted.
+Napi::Value CloseSocketFn(const Napi::CallbackInfo& info) {
+  OsSocket socket;
+  if (ReadOsSocket(info, 0, &socket)) CloseOsSocket(socket);
+  return info.Env().Undefined();
+}
+
 struct BufferSink {
   napi_env env;
   Napi::Value buffer;
@@ -197,6 +229,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setRedirectRecords",
               Napi::Function::New(env, SetRedirectRecordsOn));
   exports.Set("describeSocket", Napi::Function::New(env, DescribeSocket));
+  exports.Set("createTcpSocket", Napi::Function::New(env, CreateTcpSocketFn));
+  exports.Set("closeSocket", Napi::Function::New(env, CloseSocketFn));
   exports.Set("hasRedirectIoctls", Napi::Function::New(env, HasRedirectIoctls));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS",

@@ -41,6 +41,17 @@ enum class EndpointSide { kLocal, kPeer };
 // call fails or the address is not IPv4 or IPv6.
 bool ReadSocketEndpoint(OsSocket socket, EndpointSide side, Endpoint* out);
 
+// Creates an unconnected TCP socket of the family (4 or 6) for libuv to adopt
+// (overlapped on Windows, as libuv's completion port needs; not inherited by
+// child processes anywhere). Returns 0, or the OS error code (errno or WSA).
+int CreateTcpSocket(int family, OsSocket* out);
+
+// The call CreateTcpSocket makes, for error reports.
+extern const char* const kCreateSocketCall;
+
+// Closes a socket CreateTcpSocket made that libuv never adopted.
+void CloseOsSocket(OsSocket socket);
+
 }  // namespace wfp
 
 #endif  // WFP_REDIRECT_OS_SOCKET_H_

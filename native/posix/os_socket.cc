@@ -1,8 +1,11 @@
 #include "../os_socket.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "../sockaddr_endpoint.h"
 
@@ -17,5 +20,22 @@ bool ReadSocketEndpoint(OsSocket socket, EndpointSide side, Endpoint* out) {
                                              : getsockname(fd, address, &length);
   return rc == 0 && EndpointFromSockaddr(storage, length, out);
 }
+
+const char* const kCreateSocketCall = "socket";
+
+int CreateTcpSocket(int family, OsSocket* out) {
+  const int domain = family == 6 ? AF_INET6 : AF_INET;
+#ifdef SOCK_CLOEXEC
+  const int fd = socket(domain, SOCK_STREAM | SOCK_CLOEXEC, 0);
+#else  // macOS
+  const int fd = socket(domain, SOCK_STREAM, 0);
+  if (fd >= 0) fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
+  if (fd < 0) return errno;
+  *out = static_cast<OsSocket>(fd);
+  return 0;
+}
+
+void CloseOsSocket(OsSocket socket) { close(static_cast<int>(socket)); }
 
 }  // namespace wfp

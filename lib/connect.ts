@@ -1,0 +1,153 @@
+// connectRedirected: an outbound TCP connection whose OS socket is given the
+// WFP redirect records before it connects.
+//
+// net.connect creates its socket and connects it in one step, so this builds
+// the net.Socket on a libuv TCP handle that has no OS socket yet
+// (node-internals.ts), and when the destination's address family is known
+// (at once for an IP literal, after the DNS lookup otherwise) creates the OS
+// socket in the addon, sets the records on it, hands it to the handle
+// (uv_tcp_open), and only then lets Node connect it.
+import dns from 'node:dns';
+import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { invalidArgType, outOfRange, WfpRedirectError } from './errors';
+import { binding } from './native';
+import { internalsError, newTcpHandle, usesHandle, type TcpHandle } from './node-internals';
+import { checkRecords } from './redirect';
+
+export interface ConnectRedirectedOptions {
+  port: number;
+  /** Default `'localhost'`. A host name is resolved first; its address family decides the socket's. */
+  host?: string;
+  family?: 0 | 4 | 6;
+  hints?: number;
+  lookup?: net.LookupFunction;
+  localAddress?: string;
+  localPort?: number;
+  /** As `socket.setTimeout(timeout)`: a `'timeout'` event after that many ms of inactivity. */
+  timeout?: number;
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+  noDelay?: boolean;
+  allowHalfOpen?: boolean;
+  signal?: AbortSignal;
+  /** The records from `queryRedirectRecords` of the connection being proxied. Windows only. */
+  redirectRecords?: Uint8Array;
+}
+
+function validatePort(port: unknown): number {
+  const value = typeof port === 'string' && port.trim() !== '' ? Number(port) : port;
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) {
+    throw outOfRange('ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${String(port)}`);
+  }
+  return value;
+}
+
+/**
+ * Creates the OS socket for `family`, gives it the records, and has `handle`
+ * adopt it. Returns the failure, if any; nothing is left open after one.
+ */
+function adoptNewSocket(handle: TcpHandle, family: number, records: Uint8Array | undefined): Error | undefined {
+  let osSocket: number;
+  try {
+    osSocket = binding.createTcpSocket(family === 6 ? 6 : 4);
+  } catch (error) {
+    return error as Error;
+  }
+  try {
+    if (records) binding.setRedirectRecords(osSocket, records);
+    const status = handle.open(osSocket);
+    if (status !== 0) {
+      const name = getSystemErrorName(status);
+      throw new WfpRedirectError(`uv_tcp_open failed with ${name}: the outbound socket could not be adopted`, {
+        code: name as `E${string}`,
+        errno: status,
+        syscall: 'uv_tcp_open',
+      });
+    }
+  } catch (error) {
+    binding.closeSocket(osSocket);
+    return error as Error;
+  }
+  return undefined;
+}
+
+/**
+ * Like `net.connect(options)` for TCP, with `redirectRecords` set on the OS
+ * socket before it connects, so WFP does not redirect the proxy's own
+ * connection again. Failures, the records' included, arrive as an `'error'`
+ * event; argument mistakes throw, as with `net.connect`.
+ */
+export function connectRedirected(options: ConnectRedirectedOptions, connectListener?: () => void): net.Socket {
+  if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
+  const port = validatePort(options.port);
+  const records = options.redirectRecords;
+  if (records !== undefined) checkRecords(records);
+  if (connectListener !== undefined && typeof connectListener !== 'function') {
+    throw invalidArgType('connectListener', 'a function', connectListener);
+  }
+
+  const handle = newTcpHandle();
+  const socket = new net.Socket({
+    handle,
+    // Without it the socket would start reading the unconnected handle, fail,
+    // and connect() would quietly build a new handle without the records.
+    manualStart: true,
+    allowHalfOpen: options.allowHalfOpen,
+    noDelay: options.noDelay,
+    keepAlive: options.keepAlive,
+    keepAliveInitialDelay: options.keepAliveInitialDelay,
+    signal: options.signal,
+  } as net.SocketConstructorOpts);
+  if (!usesHandle(socket, handle)) {
+    socket.destroy();
+    throw internalsError('net.Socket option `handle`');
+  }
+  // The records are on `handle`'s OS socket: a connection on any other is refused.
+  socket.prependOnceListener('connect', () => {
+    if (!usesHandle(socket, handle)) socket.destroy(internalsError('net.Socket#connect reusing its handle'));
+  });
+  if (options.timeout) socket.setTimeout(options.timeout);
+  if (connectListener) socket.once('connect', connectListener);
+
+  const host = options.host ?? 'localhost';
+  const target = {
+    port,
+    host,
+    family: options.family,
+    hints: options.hints,
+    localAddress: options.localAddress,
+    localPort: options.localPort,
+    // Happy Eyeballs would try each address on a new handle of its own.
+    autoSelectFamily: false,
+  };
+  try {
+    const literalFamily = net.isIP(host);
+    if (literalFamily !== 0) {
+      const failure = adoptNewSocket(handle, literalFamily, records);
+      if (failure) {
+        process.nextTick(() => socket.destroy(failure));
+        return socket;
+      }
+      socket.connect(target);
+    } else {
+      const lookup = options.lookup ?? dns.lookup;
+      socket.connect({
+        ...target,
+        lookup: (hostname, dnsOptions, callback) => {
+          lookup(hostname, dnsOptions, (error, address, family) => {
+            if (error) return callback(error, address, family);
+            if (typeof address !== 'string') {
+              return callback(new TypeError('the lookup function returned several addresses; connectRedirected asks for one'), '', 4);
+            }
+            callback(adoptNewSocket(handle, family ?? net.isIP(address), records) ?? null, address, family);
+          });
+        },
+      });
+    }
+  } catch (error) {
+    socket.destroy();
+    throw error;
+  }
+  return socket;
+}

@@ -1,0 +1,55 @@
+// The Node internals this package uses, all in this file, each checked before
+// use. Only the outbound path (connectRedirected) needs them: Node has no
+// public way to create a TCP socket, act on it, and only then connect it.
+// The inbound path (queries on accepted sockets) uses none.
+import type { Socket } from 'node:net';
+import { WfpRedirectError } from './errors';
+
+/** libuv's TCP handle as Node's tcp_wrap exposes it. */
+export interface TcpHandle {
+  /** uv_tcp_open: adopt an OS socket. Returns 0 or a negative libuv error. */
+  open(osSocket: number): number;
+}
+
+interface TcpWrap {
+  TCP: new (type: number) => TcpHandle;
+  constants: { SOCKET: number };
+}
+
+export function internalsError(what: string): WfpRedirectError {
+  return new WfpRedirectError(
+    `connectRedirected relies on the Node internal ${what}, which Node ${process.version} does not provide as ` +
+      'expected; the outbound socket cannot be given the redirect records, so nothing was connected. ' +
+      'Please report this with your Node version.',
+    { code: 'ERR_WFP_NODE_INTERNALS' },
+  );
+}
+
+let tcpWrap: TcpWrap | WfpRedirectError | undefined;
+
+function loadTcpWrap(): TcpWrap | WfpRedirectError {
+  const binding = (process as unknown as { binding?: (name: string) => unknown }).binding;
+  if (typeof binding !== 'function') return internalsError('process.binding');
+  let wrap: Partial<TcpWrap> | undefined;
+  try {
+    wrap = binding.call(process, 'tcp_wrap') as Partial<TcpWrap>;
+  } catch {
+    return internalsError("process.binding('tcp_wrap')");
+  }
+  if (typeof wrap?.TCP !== 'function') return internalsError("process.binding('tcp_wrap').TCP");
+  if (typeof wrap.constants?.SOCKET !== 'number') return internalsError("process.binding('tcp_wrap').constants.SOCKET");
+  if (typeof wrap.TCP.prototype.open !== 'function') return internalsError('TCP.prototype.open (uv_tcp_open)');
+  return wrap as TcpWrap;
+}
+
+/** A new, socket-less libuv TCP handle (`new TCP(TCPConstants.SOCKET)`). */
+export function newTcpHandle(): TcpHandle {
+  tcpWrap ??= loadTcpWrap();
+  if (tcpWrap instanceof WfpRedirectError) throw tcpWrap;
+  return new tcpWrap.TCP(tcpWrap.constants.SOCKET);
+}
+
+/** Whether the net.Socket is built on that handle (`socket._handle`). */
+export function usesHandle(socket: Socket, handle: TcpHandle): boolean {
+  return (socket as unknown as { _handle?: unknown })._handle === handle;
+}
