@@ -22,3 +22,13 @@ export {
   setRedirectRecordsSync,
 } from './redirect';
 export { connectRedirected, type ConnectRedirectedOptions } from './connect';
+export {
+  decodeSockaddr,
+  encodeSockaddr,
+  AF_INET,
+  AF_INET6,
+  SOCKADDR_IN_SIZE,
+  SOCKADDR_IN6_SIZE,
+  SOCKADDR_STORAGE_SIZE,
+  type SocketAddressInfo,
+} from './sockaddr';

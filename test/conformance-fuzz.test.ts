@@ -5,22 +5,11 @@
 import assert from 'node:assert/strict';
 import { SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS as QUERY_RECORDS, WfpRedirectError } from '..';
 import { conformance, type Step } from './conformance';
+import { prng } from './helpers';
 
 const RUNS = 10_000;
 const SEED = 0x5eed;
 const HARD_ERRORS = [995, 997, 10004, 10014, 10036, 10038, 10042, 10045, 10050, 10057, 12345];
-
-/** mulberry32: a small PRNG, so the scripts are the same on every machine. */
-function prng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('conformance: fuzzing the query protocol', function () {
   this.timeout(120_000);

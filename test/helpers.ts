@@ -1,6 +1,7 @@
 // Real loopback connections for the tests: a net.Server and clients.
 import { once } from 'node:events';
 import net from 'node:net';
+import { binding, type NativeBinding } from '../dist/native';
 import {
   getSocketHandle,
   queryRedirectContext,
@@ -39,7 +40,8 @@ export class Loopback {
   }
 
   static async listen(family: Family): Promise<Loopback> {
-    const server = net.createServer();
+    // Half-close allowed, so each side can finish sending while still receiving.
+    const server = net.createServer({ allowHalfOpen: true });
     const loopback = new Loopback(server, family);
     server.listen(0, LOOPBACK[family]);
     await once(server, 'listening');
@@ -117,6 +119,18 @@ export function thrown(fn: () => unknown): any {
 
 export const isWindows = process.platform === 'win32';
 
+/** mulberry32: a small seeded PRNG, so fuzz inputs are the same on every machine. */
+export function prng(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 const RECORDS = Buffer.from('opaque redirect records');
 
 /** Each IOCTL function in both forms, on the sockets of a pair (queries on the accepted end, sets on the client). */
@@ -155,4 +169,19 @@ export const IOCTL_CALLS: ReadonlyArray<{
 /** What an IOCTL call fails with, in the given form. */
 export async function failureOfCall(call: (typeof IOCTL_CALLS)[number], form: 'async' | 'sync', pair: Pair): Promise<any> {
   return form === 'async' ? rejection(call.async(pair)) : thrown(() => call.sync(pair));
+}
+
+type Spied<K extends keyof NativeBinding> = { calls: Array<{ args: Parameters<Extract<NativeBinding[K], (...a: any[]) => any>>; result?: unknown }>; restore(): void };
+
+/** Records the calls of one binding function (optionally replacing it) until restore(). */
+export function spy<K extends 'createTcpSocket' | 'setRedirectRecords' | 'closeSocket'>(name: K, replacement?: (...args: any[]) => unknown): Spied<K> {
+  const original = binding[name] as (...args: any[]) => unknown;
+  const spied: Spied<K> = { calls: [], restore: () => ((binding as any)[name] = original) };
+  (binding as any)[name] = (...args: any[]) => {
+    const call: any = { args };
+    spied.calls.push(call);
+    call.result = (replacement ?? original).apply(binding, args);
+    return call.result;
+  };
+  return spied;
 }

@@ -2,8 +2,11 @@
 // (under Wine: `npm run test:win32`, part of `npm test` on Linux) and are
 // reported as pending, with a notice, everywhere else.
 import assert from 'node:assert/strict';
-import { getSocketHandle, isSupported, WfpRedirectError } from '..';
-import { failureOfCall, IOCTL_CALLS, isWindows, Loopback, type Pair } from './helpers';
+import { once } from 'node:events';
+import type net from 'node:net';
+import { connectRedirected, getSocketHandle, isSupported, WfpRedirectError } from '..';
+import { failureOfCall, IOCTL_CALLS, isWindows, Loopback, spy, type Pair } from './helpers';
+import { exchange } from './transfer';
 
 const underWine = process.env.WFP_REDIRECT_UNDER_WINE === '1';
 
@@ -52,4 +55,38 @@ describe('Windows only', function () {
       });
     }
   }
+
+  it(`connectRedirected with records fails from the set IOCTL${underWine ? ' with WSAEOPNOTSUPP (10045) under Wine' : ''}, and closes its socket`, async function () {
+    const closed = spy('closeSocket');
+    let connected = false;
+    try {
+      const socket = connectRedirected({ host: '127.0.0.1', port: loopback.port, redirectRecords: Buffer.from('records') }, () => (connected = true));
+      const [error] = (await once(socket, 'error')) as [WfpRedirectError];
+      assert.ok(error instanceof WfpRedirectError, String(error));
+      assert.equal(error.ioctl, 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS');
+      assert.equal(error.syscall, 'WSAIoctl');
+      if (underWine) assert.equal(error.code, 'WSAEOPNOTSUPP');
+    } finally {
+      closed.restore();
+    }
+    assert.equal(connected, false);
+    assert.equal(closed.calls.length, 1);
+  });
+
+  it('connectRedirected without records connects through the adopted SOCKET (_handle.fd) and carries data', async function () {
+    const created = spy('createTcpSocket');
+    const accepted = once(loopback.server, 'connection');
+    let client: net.Socket;
+    try {
+      client = connectRedirected({ host: '127.0.0.1', port: loopback.port, allowHalfOpen: true });
+      await once(client, 'connect');
+    } finally {
+      created.restore();
+    }
+    const osSocket = created.calls[0].result as number;
+    assert.equal((client as unknown as { _handle: { fd: number } })._handle.fd, osSocket);
+    assert.equal(getSocketHandle(client), osSocket);
+    const [server] = (await accepted) as [net.Socket];
+    await exchange(client, server, 4 * 1024 * 1024);
+  });
 });
