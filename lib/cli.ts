@@ -1,0 +1,140 @@
+// bin/wfp-redirect-proxy: a transparent TCP proxy on the command line.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { type ConnectionLog, type Destination, type DestinationSource, TransparentProxy, formatEndpoint } from './proxy';
+import { isSupported } from './redirect';
+
+const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
+
+A transparent TCP proxy. Each accepted connection is relayed, both ways, to its
+destination over an outbound connection that carries the connection's WFP
+redirect records (Windows 8 / Server 2012 and later), so WFP does not redirect
+the proxy's own connection again.
+
+Where each connection goes:
+  --context sockaddr[@OFFSET]  the original destination, read from the WFP
+                               redirect context as a Windows SOCKADDR_IN/IN6
+                               starting at byte OFFSET (default 0). Windows only.
+  --upstream HOST:PORT         one fixed destination for every connection (any
+                               platform); on Windows the records are still
+                               carried when the connection was redirected, and
+                               a connection nobody redirected goes on without.
+
+Options:
+  --listen HOST:PORT           where to accept connections (IPv6 as [::1]:8888)
+  --idle-timeout MS            close a connection idle this long (default 300000; 0: never)
+  --connect-timeout MS         give up on a destination after this long (default 10000)
+  --max-connections N          refuse connections beyond N at once (default 1024)
+  --shutdown-timeout MS        on SIGINT/SIGTERM, let open connections finish
+                               for this long, then close them (default 10000)
+  --log text|json              one line per connection on stdout (default text)
+  --help                       this text
+  --version                    the package version
+
+Example (any platform): wfp-redirect-proxy --listen 127.0.0.1:8888 --upstream example.com:80
+Example (Windows, with a WFP callout driver that stores a SOCKADDR in the context):
+  wfp-redirect-proxy --listen 127.0.0.1:8888 --context sockaddr
+`;
+
+class UsageError extends Error {}
+
+function endpoint(text: string, option: string): Destination {
+  const match = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
+  const port = match ? Number(match[2]) : NaN;
+  if (!match || !(port >= 0 && port <= 65535)) throw new UsageError(`${option} wants HOST:PORT (IPv6 as [::1]:PORT), not "${text}"`);
+  return { host: match[1], port };
+}
+
+function count(text: string | undefined, option: string, fallback: number): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (!Number.isInteger(value) || value < 0) throw new UsageError(`${option} wants a whole number, not "${text}"`);
+  return value;
+}
+
+function destinationSource(values: { context?: string; upstream?: string }): DestinationSource {
+  if ((values.context === undefined) === (values.upstream === undefined)) {
+    throw new UsageError('give exactly one of --context and --upstream');
+  }
+  if (values.upstream !== undefined) return { kind: 'upstream', upstream: endpoint(values.upstream, '--upstream') };
+  const match = /^sockaddr(?:@(\d+))?$/.exec(values.context!);
+  if (!match) throw new UsageError(`--context wants sockaddr or sockaddr@OFFSET, not "${values.context}"`);
+  if (!isSupported()) throw new UsageError('--context reads the WFP redirect context, which exists only on Windows 8 / Server 2012 and later; use --upstream here');
+  return { kind: 'context', offset: Number(match[1] ?? 0) };
+}
+
+function logger(format: string): (entry: ConnectionLog) => void {
+  if (format === 'json') return (entry) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...entry })}\n`);
+  if (format !== 'text') throw new UsageError(`--log wants text or json, not "${format}"`);
+  return (entry) =>
+    process.stdout.write(
+      `${new Date().toISOString()} #${entry.id} ${entry.client} -> ${entry.destination ?? '?'} up=${entry.bytesUp} down=${entry.bytesDown} ` +
+        `records=${entry.records} ms=${entry.durationMs} ${entry.error ? `error=${entry.error}` : 'ok'}\n`,
+    );
+}
+
+/** Runs the CLI; resolves to the exit code once the proxy has stopped. */
+export async function main(argv: string[]): Promise<number> {
+  let proxy: TransparentProxy;
+  let shutdownTimeout: number;
+  try {
+    const { values } = parseArgs({
+      args: argv,
+      options: {
+        listen: { type: 'string' },
+        upstream: { type: 'string' },
+        context: { type: 'string' },
+        'idle-timeout': { type: 'string' },
+        'connect-timeout': { type: 'string' },
+        'max-connections': { type: 'string' },
+        'shutdown-timeout': { type: 'string' },
+        log: { type: 'string', default: 'text' },
+        help: { type: 'boolean' },
+        version: { type: 'boolean' },
+      },
+      strict: true,
+    });
+    if (values.help) {
+      process.stdout.write(HELP);
+      return 0;
+    }
+    if (values.version) {
+      process.stdout.write(`${JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).version}\n`);
+      return 0;
+    }
+    if (values.listen === undefined) throw new UsageError('--listen HOST:PORT is required');
+    shutdownTimeout = count(values['shutdown-timeout'], '--shutdown-timeout', 10_000);
+    proxy = new TransparentProxy({
+      listen: endpoint(values.listen, '--listen'),
+      destination: destinationSource(values),
+      idleTimeout: count(values['idle-timeout'], '--idle-timeout', 300_000),
+      connectTimeout: count(values['connect-timeout'], '--connect-timeout', 10_000),
+      maxConnections: count(values['max-connections'], '--max-connections', 1024),
+      log: logger(values.log!),
+    });
+  } catch (error) {
+    const known = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
+    process.stderr.write(`wfp-redirect-proxy: ${(error as Error).message}\n${known ? 'Try --help.\n' : ''}`);
+    return 2;
+  }
+
+  try {
+    const address = await proxy.listen();
+    process.stderr.write(`wfp-redirect-proxy: listening on ${formatEndpoint(address.address, address.port)}\n`);
+  } catch (error) {
+    process.stderr.write(`wfp-redirect-proxy: cannot listen: ${(error as Error).message}\n`);
+    return 1;
+  }
+
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  process.stderr.write(`wfp-redirect-proxy: ${signal}: not accepting; letting ${proxy.connections} open socket(s) finish for up to ${shutdownTimeout} ms\n`);
+  const forceExit = () => process.exit(130);
+  process.once('SIGINT', forceExit).once('SIGTERM', forceExit);
+  const cut = await proxy.shutdown(shutdownTimeout);
+  process.stderr.write(`wfp-redirect-proxy: stopped${cut ? `, ${cut} socket(s) cut at the deadline` : ''}\n`);
+  return 0;
+}

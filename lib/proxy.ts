@@ -1,0 +1,181 @@
+// The transparent proxy behind bin/wfp-redirect-proxy: per connection, learn
+// where it was going, open an outbound connection that carries the redirect
+// records, and relay both ways with backpressure and half-close.
+import net from 'node:net';
+import { connectRedirected } from './connect';
+import { WfpRedirectError } from './errors';
+import { isSupported, queryRedirectContext, queryRedirectRecords } from './redirect';
+import { decodeSockaddr } from './sockaddr';
+
+export interface Destination {
+  host: string;
+  port: number;
+}
+
+/** Where a connection goes: a fixed upstream, or what the accepted socket says. */
+export type DestinationSource =
+  | { kind: 'upstream'; upstream: Destination }
+  | { kind: 'context'; offset: number }
+  | { kind: 'decoder'; decode: (context: Buffer) => Destination }
+  | { kind: 'resolver'; resolve: (socket: net.Socket) => Promise<Destination> };
+
+export interface ProxyOptions {
+  listen: Destination;
+  destination: DestinationSource;
+  /** Idle time, in ms, after which a connection is closed; 0 for none. */
+  idleTimeout: number;
+  /** Time, in ms, the outbound connection may take. */
+  connectTimeout: number;
+  maxConnections: number;
+  /** One call per finished connection. */
+  log: (entry: ConnectionLog) => void;
+}
+
+export interface ConnectionLog {
+  id: number;
+  client: string;
+  destination?: string;
+  records: number;
+  bytesUp: number;
+  bytesDown: number;
+  durationMs: number;
+  error?: string;
+}
+
+export function formatEndpoint(host: string | undefined, port: number | undefined): string {
+  return host?.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+const NO_RECORDS = new Set<string>(['WSAEINVAL', 'WSAEOPNOTSUPP', 'WSAENOPROTOOPT']);
+
+function code(error: unknown): string {
+  const { code: value, message } = error as { code?: unknown; message?: string };
+  return typeof value === 'string' ? value : String(message ?? error);
+}
+
+export class TransparentProxy {
+  readonly server: net.Server;
+  private readonly open = new Set<net.Socket>();
+  private nextId = 0;
+
+  constructor(private readonly options: ProxyOptions) {
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (inbound) => {
+      this.relay(inbound).catch(() => inbound.destroy());
+    });
+    this.server.maxConnections = options.maxConnections;
+  }
+
+  async listen(): Promise<net.AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.listen.port, this.options.listen.host, () => {
+        this.server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.server.address() as net.AddressInfo;
+  }
+
+  get connections(): number {
+    return this.open.size;
+  }
+
+  /** Stops accepting; open connections may finish until `deadlineMs`, then are cut. Resolves to how many were cut. */
+  async shutdown(deadlineMs: number): Promise<number> {
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    const timer = new Promise<'deadline'>((resolve) => setTimeout(resolve, deadlineMs, 'deadline').unref());
+    if ((await Promise.race([closed, timer])) !== 'deadline') return 0;
+    const cut = this.open.size;
+    for (const socket of this.open) socket.destroy();
+    await closed;
+    return cut;
+  }
+
+  private async destinationOf(inbound: net.Socket): Promise<Destination> {
+    const source = this.options.destination;
+    switch (source.kind) {
+      case 'upstream':
+        return source.upstream;
+      case 'resolver':
+        return source.resolve(inbound);
+      case 'context': {
+        const { address, port } = decodeSockaddr(await queryRedirectContext(inbound), source.offset);
+        return { host: address, port };
+      }
+      case 'decoder':
+        return source.decode(await queryRedirectContext(inbound));
+    }
+  }
+
+  /**
+   * The records to carry on, where the platform has them. With a fixed
+   * upstream, a connection that has none (nobody redirected it: WSAEINVAL; a
+   * provider without the IOCTLs: WSAEOPNOTSUPP, WSAENOPROTOOPT) goes on
+   * without; where the destination comes from the redirect, that is an error.
+   */
+  private async recordsOf(inbound: net.Socket): Promise<Buffer | undefined> {
+    if (!isSupported()) return undefined;
+    try {
+      return await queryRedirectRecords(inbound);
+    } catch (error) {
+      if (this.options.destination.kind === 'upstream' && error instanceof WfpRedirectError && NO_RECORDS.has(error.code)) {
+        return undefined;
+      }
+      throw error;
+    }
+  }
+
+  private async relay(inbound: net.Socket): Promise<void> {
+    const id = ++this.nextId;
+    const started = Date.now();
+    const client = formatEndpoint(inbound.remoteAddress, inbound.remotePort);
+    const entry: ConnectionLog = { id, client, destination: undefined, records: 0, bytesUp: 0, bytesDown: 0, durationMs: 0 };
+    this.open.add(inbound);
+    let outbound: net.Socket | undefined;
+    const fail = (error: unknown) => {
+      entry.error ??= code(error);
+      inbound.destroy();
+      outbound?.destroy();
+    };
+    inbound.on('error', fail);
+    const inboundClosed = new Promise<void>((resolve) => inbound.once('close', () => resolve()));
+
+    try {
+      const records = await this.recordsOf(inbound);
+      const destination = await this.destinationOf(inbound);
+      entry.records = records?.length ?? 0;
+      entry.destination = formatEndpoint(destination.host, destination.port);
+      if (inbound.destroyed) throw Object.assign(new Error('client went away'), { code: 'ECONNRESET' });
+      const out = connectRedirected({ host: destination.host, port: destination.port, redirectRecords: records, allowHalfOpen: true, timeout: this.options.connectTimeout });
+      outbound = out;
+      this.open.add(out);
+      out.on('error', fail);
+      out.once('timeout', () => fail(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+      await new Promise<void>((resolve, reject) => {
+        out.once('connect', resolve);
+        out.once('close', () => reject(new Error(entry.error ?? 'closed before connecting')));
+      });
+      out.removeAllListeners('timeout');
+      out.setTimeout(this.options.idleTimeout);
+      inbound.setTimeout(this.options.idleTimeout);
+      const idle = () => fail(Object.assign(new Error('idle'), { code: 'ERR_IDLE_TIMEOUT' }));
+      out.on('timeout', idle);
+      inbound.on('timeout', idle);
+      // pipe() keeps to the slower side and, on one side's end, ends the other (half-close).
+      inbound.pipe(out);
+      out.pipe(inbound);
+      inbound.resume();
+      await Promise.all([inboundClosed, new Promise((resolve) => out.once('close', resolve))]);
+    } catch (error) {
+      fail(error);
+      await inboundClosed;
+    } finally {
+      entry.bytesUp = outbound?.bytesWritten ?? 0;
+      entry.bytesDown = inbound.bytesWritten;
+      entry.durationMs = Date.now() - started;
+      this.open.delete(inbound);
+      if (outbound) this.open.delete(outbound);
+      this.options.log(entry);
+    }
+  }
+}

@@ -1,0 +1,246 @@
+// bin/wfp-redirect-proxy and examples/transparent-proxy.ts, run as their own
+// processes against a local upstream.
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { join } from 'node:path';
+import { isWindows, Loopback } from './helpers';
+
+const root = join(__dirname, '..');
+const CLI = join(root, 'bin', 'wfp-redirect-proxy');
+// Wine's sockets are far slower than Linux's: the Windows suite runs a smaller load, and says so.
+const LOAD = isWindows ? { connections: 20, megabytes: 1 } : { connections: 100, megabytes: 10 };
+
+/** A server that sends back whatever it receives, and ends when its client ends. */
+async function echoServer(): Promise<net.Server> {
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    socket.on('error', () => socket.destroy());
+    socket.pipe(socket);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return server;
+}
+
+interface Running {
+  child: ChildProcess;
+  port: number;
+  stdout: string[];
+  stderr: string[];
+}
+
+/** Starts a proxy process and waits for the line that gives its port. */
+async function start(args: string[], portLine: RegExp): Promise<Running> {
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  const running: Running = { child, port: 0, stdout: [], stderr: [] };
+  const collect = (into: string[]) => (chunk: Buffer) => into.push(...String(chunk).split('\n').filter(Boolean));
+  child.stdout!.on('data', collect(running.stdout));
+  child.stderr!.on('data', collect(running.stderr));
+  running.port = await new Promise<number>((resolve, reject) => {
+    const look = () => {
+      const match = [...running.stdout, ...running.stderr].map((line) => portLine.exec(line)).find(Boolean);
+      if (match) resolve(Number(match[1]));
+    };
+    child.stdout!.on('data', look);
+    child.stderr!.on('data', look);
+    child.once('exit', (code) => reject(new Error(`exited with ${code} before listening: ${running.stderr.join('\n')}`)));
+  });
+  return running;
+}
+
+async function stop(running: Running): Promise<void> {
+  if (running.child.exitCode === null) {
+    running.child.kill();
+    await once(running.child, 'exit');
+  }
+}
+
+function connect(port: number): Promise<net.Socket> {
+  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  return once(socket, 'connect').then(() => socket);
+}
+
+/** Sends `megabytes` through the proxy to the echo server and checks every byte comes back. */
+async function roundTrip(port: number, megabytes: number): Promise<void> {
+  const client = await connect(port);
+  const bytes = megabytes * 1024 * 1024;
+  const echo = new EchoCheck(client);
+  await Promise.all([echo.send(bytes), echo.received]);
+  if (echo.count !== bytes || !echo.intact) throw new Error(`${echo.count} of ${bytes} bytes came back, intact: ${echo.intact}`);
+}
+
+/** Sends a known stream and checks that what returns equals it, byte for byte. */
+class EchoCheck {
+  count = 0;
+  intact = true;
+  private sentSoFar: Buffer[] = [];
+  readonly received: Promise<void>;
+
+  constructor(private readonly socket: net.Socket) {
+    let pending = Buffer.alloc(0);
+    socket.on('data', (data: Buffer) => {
+      pending = Buffer.concat([pending, data]);
+      while (this.sentSoFar.length && pending.length >= this.sentSoFar[0].length) {
+        const expected = this.sentSoFar.shift()!;
+        if (!pending.subarray(0, expected.length).equals(expected)) this.intact = false;
+        this.count += expected.length;
+        pending = pending.subarray(expected.length);
+      }
+    });
+    this.received = once(socket, 'end').then(() => undefined);
+  }
+
+  async send(bytes: number): Promise<void> {
+    const piece = 256 * 1024;
+    for (let sent = 0, n = 0; sent < bytes; sent += piece, n++) {
+      const chunk = Buffer.alloc(Math.min(piece, bytes - sent), n & 0xff);
+      chunk.writeUInt32LE(n, 0);
+      this.sentSoFar.push(chunk);
+      if (!this.socket.write(chunk)) await once(this.socket, 'drain');
+    }
+    this.socket.end();
+  }
+}
+
+describe('bin/wfp-redirect-proxy', function () {
+  this.timeout(120_000);
+  let upstream: net.Server;
+  let upstreamPort: number;
+
+  before(async () => {
+    upstream = await echoServer();
+    upstreamPort = (upstream.address() as net.AddressInfo).port;
+  });
+  after(() => upstream.close());
+
+  it('--help prints the usage and exits 0', function () {
+    const run = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
+    assert.equal(run.status, 0);
+    assert.match(run.stdout, /Usage: wfp-redirect-proxy --listen HOST:PORT/);
+    assert.match(run.stdout, /--upstream HOST:PORT/);
+  });
+
+  const badUsages: Array<[string, string[], RegExp]> = [
+    ['no --listen', ['--upstream', '127.0.0.1:1'], /--listen HOST:PORT is required/],
+    ['no destination', ['--listen', '127.0.0.1:0'], /exactly one of --context and --upstream/],
+    ['both destinations', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--context', 'sockaddr'], /exactly one/],
+    ['a bad endpoint', ['--listen', 'nowhere', '--upstream', 'a:1'], /--listen wants HOST:PORT/],
+    ['a bad --log', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--log', 'xml'], /--log wants text or json/],
+    ['an unknown option', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--frobnicate'], /frobnicate/],
+  ];
+  for (const [label, args, message] of badUsages) {
+    it(`refuses ${label} with exit code 2 and a message`, function () {
+      const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+      assert.equal(run.status, 2, run.stderr);
+      assert.match(run.stderr, message);
+    });
+  }
+
+  if (!isWindows) {
+    it('refuses --context where there is no WFP', function () {
+      const run = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--context', 'sockaddr'], { encoding: 'utf8' });
+      assert.equal(run.status, 2);
+      assert.match(run.stderr, /only on Windows 8/);
+    });
+  }
+
+  it(`--upstream relays ${LOAD.connections} parallel connections of ${LOAD.megabytes} MB each, intact, with one JSON log line each`, async function () {
+    if (isWindows) console.warn(`    !!! Windows (Wine): a reduced load of ${LOAD.connections} x ${LOAD.megabytes} MB; Linux runs 100 x 10 MB`);
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--log', 'json'], /listening on .*:(\d+)$/);
+    try {
+      await Promise.all(Array.from({ length: LOAD.connections }, () => roundTrip(proxy.port, LOAD.megabytes)));
+      const bytes = LOAD.megabytes * 1024 * 1024;
+      const deadline = Date.now() + 10_000;
+      while (proxy.stdout.length < LOAD.connections && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const entries = proxy.stdout.map((line) => JSON.parse(line));
+      assert.equal(entries.length, LOAD.connections);
+      for (const entry of entries) {
+        assert.equal(entry.error, undefined, JSON.stringify(entry));
+        assert.equal(entry.bytesUp, bytes);
+        assert.equal(entry.bytesDown, bytes);
+        assert.equal(entry.destination, `127.0.0.1:${upstreamPort}`);
+      }
+    } finally {
+      await stop(proxy);
+    }
+  });
+
+  it('one failing connection touches no other: an unreachable upstream is logged, the proxy keeps serving', async function () {
+    const dead = await Loopback.listen('IPv4');
+    const deadPort = dead.port;
+    await dead.close();
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${deadPort}`], /listening on .*:(\d+)$/);
+    try {
+      const closedByProxy = async () => {
+        const client = await connect(proxy.port);
+        client.on('error', () => {});
+        client.on('end', () => client.end());
+        client.resume();
+        await once(client, 'close');
+      };
+      await closedByProxy();
+      while (proxy.stdout.length < 1) await new Promise((r) => setTimeout(r, 20));
+      assert.match(proxy.stdout[0], /error=ECONNREFUSED/);
+      // Still accepting, and still answering each connection on its own.
+      await closedByProxy();
+      while (proxy.stdout.length < 2) await new Promise((r) => setTimeout(r, 20));
+      assert.match(proxy.stdout[1], /#2 .* error=ECONNREFUSED/);
+    } finally {
+      await stop(proxy);
+    }
+  });
+
+  it('on SIGTERM stops accepting, lets an open connection finish, and exits 0', async function () {
+    if (isWindows) {
+      console.warn('    !!! Windows: no POSIX signals to send; the graceful shutdown is tested on Linux only');
+      this.skip();
+    }
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--shutdown-timeout', '20000'], /listening on .*:(\d+)$/);
+    const client = await connect(proxy.port);
+    const check = new EchoCheck(client);
+    await new Promise((r) => setTimeout(r, 100));
+    proxy.child.kill('SIGTERM');
+    while (!proxy.stderr.some((line) => line.includes('SIGTERM'))) await new Promise((r) => setTimeout(r, 20));
+    // New connections are refused now; the open one still works.
+    const refused = net.connect(proxy.port, '127.0.0.1');
+    const [error] = (await once(refused, 'error')) as [NodeJS.ErrnoException];
+    assert.equal(error.code, 'ECONNREFUSED');
+    await Promise.all([check.send(1024 * 1024), check.received]);
+    assert.equal(check.count, 1024 * 1024);
+    assert.ok(check.intact);
+    const [code] = await once(proxy.child, 'exit');
+    assert.equal(code, 0);
+    assert.match(proxy.stderr.join('\n'), /stopped$/m);
+  });
+
+  it('at the shutdown deadline cuts what is still open, and exits 0', async function () {
+    if (isWindows) this.skip();
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--shutdown-timeout', '300'], /listening on .*:(\d+)$/);
+    const client = await connect(proxy.port);
+    client.on('error', () => {});
+    await new Promise((r) => setTimeout(r, 100));
+    proxy.child.kill('SIGTERM');
+    const [code] = await once(proxy.child, 'exit');
+    assert.equal(code, 0);
+    assert.match(proxy.stderr.join('\n'), /2 socket\(s\) cut at the deadline/);
+  });
+});
+
+describe('examples/transparent-proxy.ts', function () {
+  this.timeout(60_000);
+
+  it('compiles, runs, and relays to its fallback destination', async function () {
+    const upstream = await echoServer();
+    const example = await start(
+      [join(root, 'dist-examples', 'transparent-proxy.js'), '0', `127.0.0.1:${(upstream.address() as net.AddressInfo).port}`],
+      /listening on port (\d+)/,
+    );
+    try {
+      await roundTrip(example.port, 2);
+    } finally {
+      await stop(example);
+      upstream.close();
+    }
+  });
+});
