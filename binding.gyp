@@ -33,6 +33,11 @@
             "native/posix/redirect_ioctl.cc"
           ],
           "cflags_cc": ["-Wall", "-Wextra"]
+        }],
+        ["OS=='linux'", {
+          "sources": ["native/linux/original_destination.cc"]
+        }, {
+          "sources": ["native/no_netfilter/original_destination.cc"]
         }]
       ]
     }

@@ -3,9 +3,10 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type ConnectionLog, type Destination, type DestinationSource, TransparentProxy, formatEndpoint } from './proxy';
+import { getOriginalDestination } from './original-destination';
 import { isSupported } from './redirect';
 
-const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
+const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--transparent | --context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
 
 A transparent TCP proxy. Each accepted connection is relayed, both ways, to its
 destination over an outbound connection that carries the connection's WFP
@@ -13,6 +14,9 @@ redirect records (Windows 8 / Server 2012 and later), so WFP does not redirect
 the proxy's own connection again.
 
 Where each connection goes:
+  --transparent                its original destination, as the kernel knows it:
+                               Linux: netfilter (iptables REDIRECT or DNAT);
+                               Windows: the WFP redirect context as a SOCKADDR.
   --context sockaddr[@OFFSET]  the original destination, read from the WFP
                                redirect context as a Windows SOCKADDR_IN/IN6
                                starting at byte OFFSET (default 0). Windows only.
@@ -32,9 +36,11 @@ Options:
   --help                       this text
   --version                    the package version
 
-Example (any platform): wfp-redirect-proxy --listen 127.0.0.1:8888 --upstream example.com:80
+Example (Linux, after: iptables -t nat -A OUTPUT -p tcp --dport 80 -m owner ! --uid-owner proxy -j REDIRECT --to-ports 8888):
+  wfp-redirect-proxy --listen 127.0.0.1:8888 --transparent
 Example (Windows, with a WFP callout driver that stores a SOCKADDR in the context):
-  wfp-redirect-proxy --listen 127.0.0.1:8888 --context sockaddr
+  wfp-redirect-proxy --listen 127.0.0.1:8888 --transparent
+Example (any platform): wfp-redirect-proxy --listen 127.0.0.1:8888 --upstream example.com:80
 `;
 
 class UsageError extends Error {}
@@ -53,14 +59,19 @@ function count(text: string | undefined, option: string, fallback: number): numb
   return value;
 }
 
-function destinationSource(values: { context?: string; upstream?: string }): DestinationSource {
-  if ((values.context === undefined) === (values.upstream === undefined)) {
-    throw new UsageError('give exactly one of --context and --upstream');
+function destinationSource(values: { context?: string; upstream?: string; transparent?: boolean }): DestinationSource {
+  const given = [values.transparent ? 'transparent' : undefined, values.context, values.upstream].filter((v) => v !== undefined);
+  if (given.length !== 1) throw new UsageError('give exactly one of --transparent, --context and --upstream');
+  if (values.transparent) {
+    return { kind: 'resolver', resolve: async (socket) => {
+      const { address, port } = await getOriginalDestination(socket);
+      return { host: address, port };
+    } };
   }
   if (values.upstream !== undefined) return { kind: 'upstream', upstream: endpoint(values.upstream, '--upstream') };
   const match = /^sockaddr(?:@(\d+))?$/.exec(values.context!);
   if (!match) throw new UsageError(`--context wants sockaddr or sockaddr@OFFSET, not "${values.context}"`);
-  if (!isSupported()) throw new UsageError('--context reads the WFP redirect context, which exists only on Windows 8 / Server 2012 and later; use --upstream here');
+  if (!isSupported()) throw new UsageError('--context reads the WFP redirect context, which exists only on Windows 8 / Server 2012 and later; use --transparent or --upstream here');
   return { kind: 'context', offset: Number(match[1] ?? 0) };
 }
 
@@ -85,6 +96,7 @@ export async function main(argv: string[]): Promise<number> {
         listen: { type: 'string' },
         upstream: { type: 'string' },
         context: { type: 'string' },
+        transparent: { type: 'boolean' },
         'idle-timeout': { type: 'string' },
         'connect-timeout': { type: 'string' },
         'max-connections': { type: 'string' },

@@ -32,3 +32,8 @@ export {
   SOCKADDR_STORAGE_SIZE,
   type SocketAddressInfo,
 } from './sockaddr';
+export {
+  getOriginalDestination,
+  type OriginalDestination,
+  type OriginalDestinationOptions,
+} from './original-destination';

@@ -16,6 +16,10 @@ export interface NativeBinding {
   createTcpSocket(family: 4 | 6): number;
   /** Closes a socket createTcpSocket made that libuv never adopted. */
   closeSocket(osSocket: number): void;
+  /** Netfilter's destination before NAT (Linux); null where it keeps no record. */
+  originalDestination(osSocket: number): { address: string; port: number } | null;
+  /** Whether this build reads netfilter (Linux builds). */
+  readonly hasNetfilter: boolean;
   /** Whether this build has the IOCTLs (Windows builds). */
   hasRedirectIoctls(): boolean;
   setErrorClass(errorClass: typeof WfpRedirectError): void;

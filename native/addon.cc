@@ -9,6 +9,7 @@
 #include <string>
 
 #include "js_errors.h"
+#include "original_destination.h"
 #include "os_socket.h"
 #include "redirect_ioctl.h"
 #include "socket_lookup.h"
@@ -149,6 +150,36 @@ Napi::Value CloseSocketFn(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// originalDestination(osSocket): { address, port } | null. Netfilter's
+// destination before NAT (Linux); null where it keeps no record.
+Napi::Value OriginalDestination(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OsSocket socket;
+  if (!ReadOsSocket(info, 0, &socket)) return env.Undefined();
+  Endpoint found;
+  int error = 0;
+  switch (QueryOriginalDestination(socket, &found, &error)) {
+    case OriginalDestinationResult::kFound: {
+      Napi::Object result = Napi::Object::New(env);
+      result.Set("address", FormatAddress(found));
+      result.Set("port", found.port);
+      return result;
+    }
+    case OriginalDestinationResult::kNoRecord:
+      return env.Null();
+    case OriginalDestinationResult::kError:
+      break;
+  }
+  const char* name = uv_err_name(uv_translate_sys_error(error));
+  Napi::Object fields = Napi::Object::New(env);
+  fields.Set("errno", error);
+  fields.Set("syscall", "getsockopt");
+  ThrowWfpError(env, name,
+                std::string("getsockopt(SO_ORIGINAL_DST) failed with ") + name,
+                fields);
+  return env.Undefined();
+}
+
 struct BufferSink {
   napi_env env;
   Napi::Value buffer;
@@ -231,6 +262,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("describeSocket", Napi::Function::New(env, DescribeSocket));
   exports.Set("createTcpSocket", Napi::Function::New(env, CreateTcpSocketFn));
   exports.Set("closeSocket", Napi::Function::New(env, CloseSocketFn));
+  exports.Set("originalDestination", Napi::Function::New(env, OriginalDestination));
+  exports.Set("hasNetfilter", Napi::Boolean::New(env, PlatformHasNetfilter()));
   exports.Set("hasRedirectIoctls", Napi::Function::New(env, HasRedirectIoctls));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS",

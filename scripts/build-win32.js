@@ -30,6 +30,7 @@ const ARTIFACTS = [
       'native/wsa_errors.cc',
       'native/win/os_socket.cc',
       'native/win/redirect_ioctl.cc',
+      'native/no_netfilter/original_destination.cc',
     ],
     flags: ['-DWFP_REDIRECT_BUILD="mingw"'],
   },

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import {
+  getOriginalDestination,
   getSocketHandle,
   MAX_BLOB_SIZE,
   queryRedirectContext,
@@ -31,6 +32,7 @@ const socketTakers: Array<{ name: string; call: AnyFn; async: boolean }> = [
   { name: 'queryRedirectRecords', call: (s) => queryRedirectRecords(s), async: true },
   { name: 'queryRedirectContext', call: (s) => queryRedirectContext(s), async: true },
   { name: 'setRedirectRecords', call: (s) => setRedirectRecords(s, RECORDS), async: true },
+  { name: 'getOriginalDestination', call: (s) => getOriginalDestination(s), async: true },
 ];
 
 /** Calls `fn` the way its form demands and returns the error: async forms must not throw synchronously. */

@@ -123,7 +123,7 @@ describe('bin/wfp-redirect-proxy', function () {
 
   const badUsages: Array<[string, string[], RegExp]> = [
     ['no --listen', ['--upstream', '127.0.0.1:1'], /--listen HOST:PORT is required/],
-    ['no destination', ['--listen', '127.0.0.1:0'], /exactly one of --context and --upstream/],
+    ['no destination', ['--listen', '127.0.0.1:0'], /exactly one of --transparent, --context and --upstream/],
     ['both destinations', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--context', 'sockaddr'], /exactly one/],
     ['a bad endpoint', ['--listen', 'nowhere', '--upstream', 'a:1'], /--listen wants HOST:PORT/],
     ['a bad --log', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--log', 'xml'], /--log wants text or json/],
@@ -142,6 +142,7 @@ describe('bin/wfp-redirect-proxy', function () {
       const run = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--context', 'sockaddr'], { encoding: 'utf8' });
       assert.equal(run.status, 2);
       assert.match(run.stderr, /only on Windows 8/);
+      assert.match(run.stderr, /use --transparent or --upstream/);
     });
   }
 

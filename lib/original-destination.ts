@@ -1,0 +1,94 @@
+// Where an accepted connection was going before it was redirected to this
+// process: one call for both systems. Linux: netfilter's record of an iptables
+// REDIRECT/DNAT (SO_ORIGINAL_DST), or the socket's local address under TPROXY.
+// Windows: the WFP redirect context, decoded as a SOCKADDR or by your decoder.
+import net from 'node:net';
+import { WfpRedirectError } from './errors';
+import { binding } from './native';
+import { queryRedirectContextSync } from './redirect';
+import { decodeSockaddr } from './sockaddr';
+import { resolveSocketHandle } from './socket-handle';
+
+export interface OriginalDestination {
+  family: 'IPv4' | 'IPv6';
+  address: string;
+  port: number;
+}
+
+export interface OriginalDestinationOptions {
+  /**
+   * Linux: for sockets of an iptables TPROXY rule, whose local address is the
+   * original destination, answer the local address when netfilter has no other.
+   */
+  tproxy?: boolean;
+  /** Windows: decodes your callout driver's context (default: a SOCKADDR at `contextOffset`). */
+  decode?: (context: Buffer) => { host: string; port: number };
+  /** Windows: where the SOCKADDR starts in the context (default 0). */
+  contextOffset?: number;
+}
+
+function notRedirected(detail: string, cause?: unknown): WfpRedirectError {
+  const error = new WfpRedirectError(`The connection was not redirected: ${detail}`, { code: 'ERR_NOT_REDIRECTED' });
+  if (cause !== undefined) Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
+  return error;
+}
+
+function familyOf(address: string): 'IPv4' | 'IPv6' {
+  return net.isIPv6(address) ? 'IPv6' : 'IPv4';
+}
+
+/** '::ffff:127.0.0.1' -> '127.0.0.1', as the addon spells IPv4 connections on dual-stack sockets. */
+function plain(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+function fromWfpContext(socket: net.Socket, options: OriginalDestinationOptions): OriginalDestination {
+  let context: Buffer;
+  try {
+    context = queryRedirectContextSync(socket);
+  } catch (error) {
+    if (error instanceof WfpRedirectError && error.code === 'WSAEINVAL') {
+      throw notRedirected('the socket has no WFP redirect context (no callout redirected it to this process)', error);
+    }
+    throw error;
+  }
+  if (context.length === 0) throw notRedirected('the WFP redirect context is empty');
+  if (options.decode) {
+    const { host, port } = options.decode(context);
+    return { family: familyOf(host), address: host, port };
+  }
+  const { family, address, port } = decodeSockaddr(context, options.contextOffset ?? 0);
+  return { family, address, port };
+}
+
+function fromNetfilter(socket: net.Socket, handle: number, options: OriginalDestinationOptions): OriginalDestination {
+  const local = { address: plain(socket.localAddress!), port: socket.localPort! };
+  const found = binding.originalDestination(handle);
+  // A connection netfilter did not rewrite is reported with its own local address.
+  if (found && !(found.address === local.address && found.port === local.port)) {
+    return { family: familyOf(found.address), ...found };
+  }
+  if (options.tproxy) return { family: familyOf(local.address), ...local };
+  throw notRedirected(
+    found
+      ? 'netfilter shows no REDIRECT or DNAT for it (its destination is this socket itself); for TPROXY pass { tproxy: true }'
+      : 'netfilter keeps no record of it (no REDIRECT or DNAT rule matched, or connection tracking is not loaded)',
+  );
+}
+
+/**
+ * Where an accepted connection was going before the kernel redirected it to
+ * this process: netfilter on Linux (IPv4 and IPv6), the WFP redirect context
+ * on Windows. Rejects with `ERR_NOT_REDIRECTED` when it was not redirected.
+ */
+export async function getOriginalDestination(socket: net.Socket, options: OriginalDestinationOptions = {}): Promise<OriginalDestination> {
+  const handle = resolveSocketHandle(socket);
+  if (process.platform === 'win32') return fromWfpContext(socket, options);
+  if (!binding.hasNetfilter) {
+    throw new WfpRedirectError(
+      `getOriginalDestination knows Linux (netfilter) and Windows (WFP); ${process.platform} is neither`,
+      { code: 'ERR_WFP_UNSUPPORTED_PLATFORM' },
+    );
+  }
+  return fromNetfilter(socket, handle, options);
+}
