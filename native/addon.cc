@@ -24,6 +24,9 @@ namespace {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
 
+// How the last lookup on this thread went, for tests and benchmarks.
+thread_local LookupStats last_lookup{0, 0, false};
+
 // A raw OS socket passed as a JS number: a non-negative safe integer.
 bool ReadOsSocket(const Napi::CallbackInfo& info, size_t index,
                   OsSocket* out) {
@@ -74,8 +77,7 @@ Napi::Value GetSocketHandle(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   OsSocket socket = 0;
-  LookupStats stats;
-  if (!FindTcpSocket(loop, local, peer, &socket, &stats)) {
+  if (!FindTcpSocket(loop, local, peer, &socket, &last_lookup)) {
     ThrowWfpError(
         env, "ERR_WFP_SOCKET_NOT_FOUND",
         "No open TCP socket on this thread's event loop has local address " +
@@ -180,6 +182,18 @@ Napi::Value OriginalDestination(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// lastLookupStats(): { handlesVisited, socketsChecked, usedFullWalk } of this
+// thread's last getSocketHandle: what the tests and benchmarks check the
+// newest-first search against.
+Napi::Value LastLookupStats(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("handlesVisited", static_cast<double>(last_lookup.handles_visited));
+  result.Set("socketsChecked", static_cast<double>(last_lookup.sockets_checked));
+  result.Set("usedFullWalk", last_lookup.used_full_walk);
+  return result;
+}
+
 struct BufferSink {
   napi_env env;
   Napi::Value buffer;
@@ -259,6 +273,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, QueryRedirectContext));
   exports.Set("setRedirectRecords",
               Napi::Function::New(env, SetRedirectRecordsOn));
+  exports.Set("lastLookupStats", Napi::Function::New(env, LastLookupStats));
   exports.Set("describeSocket", Napi::Function::New(env, DescribeSocket));
   exports.Set("createTcpSocket", Napi::Function::New(env, CreateTcpSocketFn));
   exports.Set("closeSocket", Napi::Function::New(env, CloseSocketFn));

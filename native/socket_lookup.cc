@@ -13,12 +13,14 @@ inline OsSocket ToOsSocket(void* handle) {
 }
 
 bool IsOurSocket(uv_handle_t* handle, const Endpoint& local,
-                 const Endpoint& peer, OsSocket* found) {
+                 const Endpoint& peer, OsSocket* found, LookupStats* stats) {
+  ++stats->handles_visited;
   if (uv_handle_get_type(handle) != UV_TCP || uv_is_closing(handle)) {
     return false;
   }
   uv_os_fd_t fd;
   if (uv_fileno(handle, &fd) != 0) return false;
+  ++stats->sockets_checked;
   const OsSocket socket = ToOsSocket(fd);
   Endpoint seen;
   // The peer first: it tells connections apart, the local side mostly does not.
@@ -50,7 +52,7 @@ enum class WalkResult { kFound, kNotFound, kQueueLooksWrong };
 
 WalkResult WalkFromTail(uv_loop_t* loop, const Endpoint& local,
                         const Endpoint& peer, OsSocket* found,
-                        size_t* visited) {
+                        LookupStats* stats) {
   QueueLink* head = reinterpret_cast<QueueLink*>(&loop->handle_queue);
   const size_t link_offset = offsetof(uv_handle_t, handle_queue);
   if (head->prev == nullptr || head->prev->next != head) {
@@ -63,8 +65,7 @@ WalkResult WalkFromTail(uv_loop_t* loop, const Endpoint& local,
     uv_handle_t* handle = reinterpret_cast<uv_handle_t*>(
         reinterpret_cast<char*>(link) - link_offset);
     if (handle->loop != loop) return WalkResult::kQueueLooksWrong;
-    ++*visited;
-    if (IsOurSocket(handle, local, peer, found)) return WalkResult::kFound;
+    if (IsOurSocket(handle, local, peer, found, stats)) return WalkResult::kFound;
   }
   return WalkResult::kNotFound;
 }
@@ -74,14 +75,13 @@ struct FullWalk {
   const Endpoint* peer;
   OsSocket socket;
   bool found;
-  size_t visited;
+  LookupStats* stats;
 };
 
 void VisitHandle(uv_handle_t* handle, void* arg) {
   FullWalk* walk = static_cast<FullWalk*>(arg);
   if (walk->found) return;
-  ++walk->visited;
-  walk->found = IsOurSocket(handle, *walk->local, *walk->peer, &walk->socket);
+  walk->found = IsOurSocket(handle, *walk->local, *walk->peer, &walk->socket, walk->stats);
 }
 
 }  // namespace
@@ -115,9 +115,8 @@ std::string FormatAddress(const Endpoint& endpoint) {
 
 bool FindTcpSocket(uv_loop_t* loop, const Endpoint& local, const Endpoint& peer,
                    OsSocket* found, LookupStats* stats) {
-  stats->handles_visited = 0;
-  stats->used_full_walk = false;
-  switch (WalkFromTail(loop, local, peer, found, &stats->handles_visited)) {
+  *stats = LookupStats{0, 0, false};
+  switch (WalkFromTail(loop, local, peer, found, stats)) {
     case WalkResult::kFound:
       return true;
     case WalkResult::kNotFound:
@@ -127,10 +126,9 @@ bool FindTcpSocket(uv_loop_t* loop, const Endpoint& local, const Endpoint& peer,
   }
   // The queue is not what this code expects of libuv: fall back to the
   // public walk, slower but always right.
-  FullWalk walk{&local, &peer, 0, false, 0};
+  *stats = LookupStats{0, 0, true};
+  FullWalk walk{&local, &peer, 0, false, stats};
   uv_walk(loop, VisitHandle, &walk);
-  stats->handles_visited = walk.visited;
-  stats->used_full_walk = true;
   if (walk.found) *found = walk.socket;
   return walk.found;
 }

@@ -26,6 +26,7 @@ std::string FormatAddress(const Endpoint& endpoint);
 
 struct LookupStats {
   size_t handles_visited;  // how far the search went, for tests and benchmarks
+  size_t sockets_checked;  // open TCP handles whose addresses were asked of the OS
   bool used_full_walk;     // the queue looked wrong and uv_walk was used
 };
 

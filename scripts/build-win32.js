@@ -2,8 +2,8 @@
 // `npm run build:win32` (on Linux): cross-compiles native/ for win32-x64 with
 // Debian's mingw-w64 into prebuilds/win32-x64/wfp_redirect.node, which the
 // loader picks up on Windows (same sources as binding.gyp's Windows build),
-// and the conformance-test addon into test/native/build-win32/ for the
-// Windows suite. `--addon-only` (what `npm pack` uses) skips the latter.
+// and the conformance-test and benchmark addons (test/native/build-win32/,
+// bench/native/build-win32/). `--addon-only` (what `npm pack` uses) skips those.
 //
 // The addon binds to node.exe's own exports (Node-API and libuv) through an
 // import library made from a .def file that lists exactly the symbols the
@@ -39,6 +39,12 @@ const ARTIFACTS = [
     objects: join(root, 'build-win32', 'conformance'),
     sources: ['test/native/conformance_addon.cc', 'native/js_errors.cc', 'native/wsa_errors.cc'],
     flags: ['-I', join(root, 'native')],
+  },
+  {
+    output: join(root, 'bench', 'native', 'build-win32', 'wfp_bench.node'),
+    objects: join(root, 'build-win32', 'bench'),
+    sources: ['bench/native/bench_addon.cc', 'bench/native/raw_ioctl_win.cc'],
+    flags: [],
   },
 ];
 

@@ -116,4 +116,6 @@ function main() {
   process.exit(ok ? 0 : 1);
 }
 
-main();
+module.exports = { cache, found, banner, sh, windowsNode, winePrefix, wineEnv, WINE_CANDIDATES, VERSIONS };
+
+if (require.main === module) main();

@@ -53,7 +53,7 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
     it('sets the records on that same socket, before it connects', async function () {
       const created = spy('createTcpSocket');
       const seen: Array<{ osSocket: number; connectedYet: boolean; records: Buffer }> = [];
-      const set = spy('setRedirectRecords', (osSocket: number, records: Uint8Array) => {
+      const set = spy('setRedirectRecords', (_original, osSocket: number, records: Uint8Array) => {
         let connectedYet = true;
         try {
           binding.describeSocket(osSocket);

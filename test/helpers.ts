@@ -171,16 +171,23 @@ export async function failureOfCall(call: (typeof IOCTL_CALLS)[number], form: 'a
   return form === 'async' ? rejection(call.async(pair)) : thrown(() => call.sync(pair));
 }
 
-type Spied<K extends keyof NativeBinding> = { calls: Array<{ args: Parameters<Extract<NativeBinding[K], (...a: any[]) => any>>; result?: unknown }>; restore(): void };
+type BindingFunction = { [K in keyof NativeBinding]: NativeBinding[K] extends (...args: any[]) => any ? K : never }[keyof NativeBinding];
+interface Spied {
+  calls: Array<{ args: any[]; result?: unknown }>;
+  restore(): void;
+}
 
-/** Records the calls of one binding function (optionally replacing it) until restore(). */
-export function spy<K extends 'createTcpSocket' | 'setRedirectRecords' | 'closeSocket'>(name: K, replacement?: (...args: any[]) => unknown): Spied<K> {
-  const original = binding[name] as (...args: any[]) => unknown;
-  const spied: Spied<K> = { calls: [], restore: () => ((binding as any)[name] = original) };
+/**
+ * Records the calls of one binding function until restore(). `around`, if
+ * given, runs instead, with the original function as its first argument.
+ */
+export function spy(name: BindingFunction, around?: (original: (...args: any[]) => unknown, ...args: any[]) => unknown): Spied {
+  const original = (binding[name] as (...args: any[]) => unknown).bind(binding);
+  const spied: Spied = { calls: [], restore: () => ((binding as any)[name] = original) };
   (binding as any)[name] = (...args: any[]) => {
-    const call: any = { args };
+    const call: { args: any[]; result?: unknown } = { args };
     spied.calls.push(call);
-    call.result = (replacement ?? original).apply(binding, args);
+    call.result = around ? around(original, ...args) : original(...args);
     return call.result;
   };
   return spied;

@@ -67,15 +67,24 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
       }
     });
 
-    it("finds the just-accepted socket inside the 'connection' listener", async function () {
-      let seen: { handle: number; fd: number } | undefined;
+    it("finds the just-accepted socket inside the 'connection' listener, as the first socket it asks about", async function () {
+      // Other connections are open, so the search has somewhere else to look.
+      const others = await Promise.all(Array.from({ length: 20 }, () => loopback.pair()));
+      let seen: { handle: number; fd: number; stats: ReturnType<typeof binding.lastLookupStats> } | undefined;
       loopback.onConnection((socket) => {
-        if (seen === undefined) seen = { handle: getSocketHandle(socket), fd: nodeFd(socket) };
+        if (seen === undefined) seen = { handle: getSocketHandle(socket), fd: nodeFd(socket), stats: binding.lastLookupStats() };
       });
       const { accepted } = await loopback.pair();
       assert.ok(seen, "the 'connection' listener did not run");
       assert.equal(getSocketHandle(accepted), seen.handle);
       if (!isWindows) assert.equal(seen.handle, seen.fd);
+      // Newest first: the just-accepted socket is the first one whose addresses are asked of the OS.
+      assert.equal(seen.stats.socketsChecked, 1, JSON.stringify(seen.stats));
+      assert.equal(seen.stats.usedFullWalk, false);
+      for (const pair of others) {
+        pair.accepted.destroy();
+        pair.client.destroy();
+      }
     });
 
     it('stays right while other sockets open and close around it', async function () {
