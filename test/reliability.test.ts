@@ -174,13 +174,14 @@ describe('reliability: queries from several worker threads at once', function ()
   this.timeout(120_000);
 
   it('4 workers, 50 connections each, every answer about the worker\'s own socket', async function () {
-    const workers = Array.from({ length: 4 }, () => new Worker(join(__dirname, 'fixtures', 'worker-reliability.js'), { workerData: { pairs: 50 } }));
+    const workers = Array.from({ length: 4 }, () => new Worker(join(__dirname, 'fixtures', 'worker-sockets.js'), { workerData: { pairs: 50 } }));
     const exited = Promise.all(workers.map((worker) => once(worker, 'exit')));
-    const results = await Promise.all(workers.map(async (worker) => (await once(worker, 'message'))[0] as { ok: boolean; checked?: number; error?: string }));
+    const results = await Promise.all(workers.map(async (worker) => (await once(worker, 'message'))[0] as { ok: boolean; handles?: number[]; error?: string }));
     await exited;
     for (const result of results) {
       assert.ok(result.ok, result.error);
-      assert.equal(result.checked, 100);
+      assert.equal(result.handles?.length, 100);
+      assert.equal(new Set(result.handles).size, 100);
     }
   });
 });

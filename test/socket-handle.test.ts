@@ -133,7 +133,7 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
 
 describe('getSocketHandle in a worker thread', function () {
   it('resolves sockets the worker accepted and connected, on its own loop', async function () {
-    const worker = new Worker(join(__dirname, 'fixtures', 'worker-lookup.js'));
+    const worker = new Worker(join(__dirname, 'fixtures', 'worker-sockets.js'), { workerData: { pairs: 5 } });
     const [result] = (await once(worker, 'message')) as [
       { ok: true; handles: number[]; fds: number[] } | { ok: false; error: string },
     ];
