@@ -59,20 +59,26 @@ function count(text: string | undefined, option: string, fallback: number): numb
   return value;
 }
 
+/** The original destination, from netfilter (Linux) or the WFP context as a SOCKADDR at `contextOffset` (Windows). */
+function originalDestination(contextOffset: number): DestinationSource {
+  return {
+    kind: 'resolver',
+    resolve: async (socket) => {
+      const { address, port } = await getOriginalDestination(socket, { contextOffset });
+      return { host: address, port };
+    },
+  };
+}
+
 function destinationSource(values: { context?: string; upstream?: string; transparent?: boolean }): DestinationSource {
   const given = [values.transparent ? 'transparent' : undefined, values.context, values.upstream].filter((v) => v !== undefined);
   if (given.length !== 1) throw new UsageError('give exactly one of --transparent, --context and --upstream');
-  if (values.transparent) {
-    return { kind: 'resolver', resolve: async (socket) => {
-      const { address, port } = await getOriginalDestination(socket);
-      return { host: address, port };
-    } };
-  }
+  if (values.transparent) return originalDestination(0);
   if (values.upstream !== undefined) return { kind: 'upstream', upstream: endpoint(values.upstream, '--upstream') };
   const match = /^sockaddr(?:@(\d+))?$/.exec(values.context!);
   if (!match) throw new UsageError(`--context wants sockaddr or sockaddr@OFFSET, not "${values.context}"`);
   if (!isSupported()) throw new UsageError('--context reads the WFP redirect context, which exists only on Windows 8 / Server 2012 and later; use --transparent or --upstream here');
-  return { kind: 'context', offset: Number(match[1] ?? 0) };
+  return originalDestination(Number(match[1] ?? 0));
 }
 
 function logger(format: string): (entry: ConnectionLog) => void {

@@ -4,19 +4,16 @@
 import net from 'node:net';
 import { connectRedirected } from './connect';
 import { WfpRedirectError } from './errors';
-import { isSupported, queryRedirectContext, queryRedirectRecords } from './redirect';
-import { decodeSockaddr } from './sockaddr';
+import { isSupported, queryRedirectRecords } from './redirect';
 
 export interface Destination {
   host: string;
   port: number;
 }
 
-/** Where a connection goes: a fixed upstream, or what the accepted socket says. */
+/** Where a connection goes: a fixed upstream, or what the accepted socket says (getOriginalDestination). */
 export type DestinationSource =
   | { kind: 'upstream'; upstream: Destination }
-  | { kind: 'context'; offset: number }
-  | { kind: 'decoder'; decode: (context: Buffer) => Destination }
   | { kind: 'resolver'; resolve: (socket: net.Socket) => Promise<Destination> };
 
 export interface ProxyOptions {
@@ -93,18 +90,7 @@ export class TransparentProxy {
 
   private async destinationOf(inbound: net.Socket): Promise<Destination> {
     const source = this.options.destination;
-    switch (source.kind) {
-      case 'upstream':
-        return source.upstream;
-      case 'resolver':
-        return source.resolve(inbound);
-      case 'context': {
-        const { address, port } = decodeSockaddr(await queryRedirectContext(inbound), source.offset);
-        return { host: address, port };
-      }
-      case 'decoder':
-        return source.decode(await queryRedirectContext(inbound));
-    }
+    return source.kind === 'upstream' ? source.upstream : source.resolve(inbound);
   }
 
   /**
