@@ -23,7 +23,7 @@ export interface NativeBinding {
   /** Whether this build reads netfilter (Linux builds). */
   readonly hasNetfilter: boolean;
   /** Whether this build has the IOCTLs (Windows builds). */
-  hasRedirectIoctls(): boolean;
+  readonly hasRedirectIoctls: boolean;
   setErrorClass(errorClass: typeof WfpRedirectError): void;
   readonly SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS: number;
   readonly SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT: number;

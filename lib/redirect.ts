@@ -28,7 +28,7 @@ function windowsAtLeast8(): boolean {
  * `WSAEINVAL` or similar on connections nobody redirected.
  */
 export function isSupported(): boolean {
-  return binding.hasRedirectIoctls() && windowsAtLeast8();
+  return binding.hasRedirectIoctls && windowsAtLeast8();
 }
 
 /** The opaque redirect records of an accepted, WFP-redirected `net.Socket`, as a fresh Buffer. */

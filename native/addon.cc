@@ -253,10 +253,6 @@ Napi::Value SetRedirectRecordsOn(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-Napi::Value HasRedirectIoctls(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), PlatformHasRedirectIoctls());
-}
-
 }  // namespace
 }  // namespace wfp
 
@@ -279,7 +275,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("closeSocket", Napi::Function::New(env, CloseSocketFn));
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestination));
   exports.Set("hasNetfilter", Napi::Boolean::New(env, PlatformHasNetfilter()));
-  exports.Set("hasRedirectIoctls", Napi::Function::New(env, HasRedirectIoctls));
+  exports.Set("hasRedirectIoctls", Napi::Boolean::New(env, PlatformHasRedirectIoctls()));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));
   exports.Set("SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS",
               Napi::Number::New(env, kSioQueryRedirectRecords));
