@@ -133,13 +133,8 @@ Napi::Value CreateTcpSocketFn(const Napi::CallbackInfo& info) {
   OsSocket socket = 0;
   const int error = CreateTcpSocket(static_cast<int>(family), &socket);
   if (error != 0) {
-    const char* name = uv_err_name(uv_translate_sys_error(error));
-    Napi::Object fields = Napi::Object::New(env);
-    fields.Set("errno", error);
-    fields.Set("syscall", kCreateSocketCall);
-    ThrowWfpError(env, name, std::string(kCreateSocketCall) + " failed with " + name +
-                                 ": could not create the outbound TCP socket",
-                  fields);
+    ThrowSystemError(env, error, kCreateSocketCall, kCreateSocketCall,
+                     "could not create the outbound TCP socket");
     return env.Undefined();
   }
   return Napi::Number::New(env, static_cast<double>(socket));
@@ -172,13 +167,7 @@ Napi::Value OriginalDestination(const Napi::CallbackInfo& info) {
     case OriginalDestinationResult::kError:
       break;
   }
-  const char* name = uv_err_name(uv_translate_sys_error(error));
-  Napi::Object fields = Napi::Object::New(env);
-  fields.Set("errno", error);
-  fields.Set("syscall", "getsockopt");
-  ThrowWfpError(env, name,
-                std::string("getsockopt(SO_ORIGINAL_DST) failed with ") + name,
-                fields);
+  ThrowSystemError(env, error, "getsockopt", "getsockopt(SO_ORIGINAL_DST)", nullptr);
   return env.Undefined();
 }
 

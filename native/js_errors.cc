@@ -1,5 +1,7 @@
 #include "js_errors.h"
 
+#include <uv.h>
+
 #include "wsa_errors.h"
 
 namespace wfp {
@@ -44,6 +46,17 @@ void ThrowFailure(Napi::Env env, const Outcome& outcome, uint32_t ioctl) {
   fields.Set("syscall", "WSAIoctl");
   fields.Set("ioctl", IoctlName(ioctl));
   ThrowWfpError(env, report.code, report.message, fields);
+}
+
+void ThrowSystemError(Napi::Env env, int os_error, const char* syscall,
+                      const std::string& call, const char* consequence) {
+  const char* name = uv_err_name(uv_translate_sys_error(os_error));
+  Napi::Object fields = Napi::Object::New(env);
+  fields.Set("errno", os_error);
+  fields.Set("syscall", syscall);
+  std::string message = call + " failed with " + name;
+  if (consequence != nullptr) message += std::string(": ") + consequence;
+  ThrowWfpError(env, name, message, fields);
 }
 
 void ThrowArgumentError(Napi::Env env, bool is_type_error,

@@ -28,6 +28,12 @@ void ThrowWfpError(Napi::Env env, const std::string& code,
 // Throws what a failed outcome of an IOCTL means (DescribeFailure).
 void ThrowFailure(Napi::Env env, const Outcome& outcome, uint32_t ioctl);
 
+// Throws WfpRedirectError for a failed OS call: `code` is libuv's name of the
+// error (EMFILE, EBADF, ...), `errno` the OS's number (errno, or WSA* on
+// Windows). The message is "<call> failed with <code>[: <consequence>]".
+void ThrowSystemError(Napi::Env env, int os_error, const char* syscall,
+                      const std::string& call, const char* consequence);
+
 // TypeError ERR_INVALID_ARG_TYPE, or RangeError ERR_OUT_OF_RANGE.
 void ThrowArgumentError(Napi::Env env, bool is_type_error,
                         const std::string& message);

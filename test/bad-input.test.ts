@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
+import { closeSync, openSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -222,6 +223,22 @@ describe('bad input', function () {
     it('finds no socket for addresses nobody has, with ERR_WFP_SOCKET_NOT_FOUND', function () {
       const error = thrown(() => binding.getSocketHandle('127.0.0.1', 1, '127.0.0.1', 2));
       assertCode(error, WfpRedirectError, 'ERR_WFP_SOCKET_NOT_FOUND');
+    });
+
+    it('asks netfilter about a file that is not a socket: a typed OS error (Linux)', function () {
+      if (!binding.hasNetfilter) {
+        console.warn('    !!! no netfilter here: the OS-error path of originalDestination is NOT tested');
+        this.skip();
+      }
+      const fd = openSync(__filename, 'r');
+      try {
+        const error = thrown(() => binding.originalDestination(fd));
+        assertCode(error, WfpRedirectError, 'ENOTSOCK');
+        assert.equal(error.syscall, 'getsockopt');
+        assert.equal(typeof error.errno, 'number');
+      } finally {
+        closeSync(fd);
+      }
     });
   });
 });
