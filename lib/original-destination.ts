@@ -82,8 +82,9 @@ function fromNetfilter(socket: net.Socket, handle: number, options: OriginalDest
  * on Windows. Rejects with `ERR_NOT_REDIRECTED` when it was not redirected.
  */
 export async function getOriginalDestination(socket: net.Socket, options: OriginalDestinationOptions = {}): Promise<OriginalDestination> {
-  const handle = resolveSocketHandle(socket);
+  // The context query validates and resolves the socket itself.
   if (process.platform === 'win32') return fromWfpContext(socket, options);
+  const handle = resolveSocketHandle(socket);
   if (!binding.hasNetfilter) {
     throw new WfpRedirectError(
       `getOriginalDestination knows Linux (netfilter) and Windows (WFP); ${process.platform} is neither`,

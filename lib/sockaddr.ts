@@ -3,7 +3,7 @@
 // destination as a SOCKADDR). Fields are little-endian as on every Windows
 // target, except the port (and IPv6 flow info), which are in network order.
 import net from 'node:net';
-import { invalidArgType } from './errors';
+import { invalidArgType, outOfRange } from './errors';
 
 export const AF_INET = 2;
 /** AF_INET6 on Windows (10 on Linux, 30 on macOS: this is the Windows layout). */
@@ -23,7 +23,7 @@ export interface SocketAddressInfo {
 }
 
 function malformed(reason: string): RangeError {
-  return Object.assign(new RangeError(`Not a SOCKADDR: ${reason}`), { code: 'ERR_WFP_BAD_SOCKADDR' });
+  return outOfRange('ERR_WFP_BAD_SOCKADDR', `Not a SOCKADDR: ${reason}`);
 }
 
 /** RFC 5952 text of 16 bytes: lower case, the longest run of two or more zero groups as `::`. */
@@ -111,7 +111,7 @@ export function encodeSockaddr(info: Pick<SocketAddressInfo, 'address' | 'port' 
   const kind = net.isIP(info?.address);
   if (kind === 0) throw invalidArgType('info.address', 'an IPv4 or IPv6 address', info?.address);
   if (!Number.isInteger(info.port) || info.port < 0 || info.port > 65535) {
-    throw Object.assign(new RangeError(`info.port must be 0 to 65535. Received ${info.port}`), { code: 'ERR_OUT_OF_RANGE' });
+    throw outOfRange('ERR_OUT_OF_RANGE', `info.port must be 0 to 65535. Received ${info.port}`);
   }
   const size = layout === 'storage' ? SOCKADDR_STORAGE_SIZE : kind === 4 ? SOCKADDR_IN_SIZE : SOCKADDR_IN6_SIZE;
   const out = Buffer.alloc(size);
