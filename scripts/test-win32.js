@@ -69,19 +69,32 @@ function wineEnv(prefix) {
   return { ...process.env, WINEPREFIX: prefix, WINEDEBUG: '-all', WINEDLLOVERRIDES: 'mscoree,mshtml=' };
 }
 
-/** Runs the mocha suite in one node.exe; its output goes through a file (a pipe breaks console.log there). */
-function runSuite(wine, prefix, version) {
-  const exe = windowsNode(version);
-  const logFile = join(cache, `win32-node-${version}.log`);
+/**
+ * Runs `node.exe <args>` of a Node version under Wine with `extraEnv`, its
+ * output through `logFile` (a pipe breaks console.log there), then prints
+ * that output. Returns spawnSync's result.
+ */
+function runInWindowsNode(wine, prefix, version, args, extraEnv, logFile) {
   const log = openSync(logFile, 'w');
-  const mocha = join(root, 'node_modules', 'mocha', 'bin', 'mocha.js');
-  const env = { ...wineEnv(prefix), WFP_REDIRECT_UNDER_WINE: '1', WFP_REDIRECT_EXPECT_BUILD: 'mingw' };
+  const env = { ...wineEnv(prefix), WFP_REDIRECT_UNDER_WINE: '1', ...extraEnv };
   delete env.WFP_REDIRECT_ADDON;
-  const result = spawnSync(wine, [exe, mocha], { cwd: root, env, stdio: ['ignore', log, log] });
+  const result = spawnSync(wine, [windowsNode(version), ...args], { cwd: root, env, stdio: ['ignore', log, log] });
   closeSync(log);
-  console.log(`\n=== Windows node.exe ${version} under Wine: the mocha suite`);
   process.stdout.write(readFileSync(logFile, 'utf8').replace(/\r\n/g, '\n'));
   if (result.error) throw result.error;
+  return result;
+}
+
+/** Ends the prefix's wineserver, which otherwise lingers after the last Windows process. */
+function stopWineserver(wine, prefix) {
+  spawnSync(wine.replace(/wine(64)?$/, 'wineserver'), ['-k'], { env: wineEnv(prefix), stdio: 'ignore' });
+}
+
+/** Runs the compiled mocha suite in one node.exe; true when it passed. */
+function runSuite(wine, prefix, version) {
+  const mocha = join(root, 'node_modules', 'mocha', 'bin', 'mocha.js');
+  console.log(`\n=== Windows node.exe ${version} under Wine: the mocha suite`);
+  const result = runInWindowsNode(wine, prefix, version, [mocha], { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, join(cache, `win32-node-${version}.log`));
   console.log(`=== Windows node.exe ${version} under Wine: exit code ${result.status}`);
   return result.status === 0;
 }
@@ -111,11 +124,11 @@ function main() {
   const prefix = winePrefix(wine);
   let ok = true;
   for (const version of VERSIONS) ok = runSuite(wine, prefix, version) && ok;
-  spawnSync(wine.replace(/wine(64)?$/, 'wineserver'), ['-k'], { env: wineEnv(prefix), stdio: 'ignore' });
+  stopWineserver(wine, prefix);
   console.log(ok ? '\ntest:win32: the Windows suite passed on every node.exe' : '\ntest:win32: the Windows suite FAILED');
   process.exit(ok ? 0 : 1);
 }
 
-module.exports = { cache, found, banner, sh, windowsNode, winePrefix, wineEnv, WINE_CANDIDATES, VERSIONS };
+module.exports = { cache, found, sh, winePrefix, runInWindowsNode, stopWineserver, INSTALL_HINT, WINE_CANDIDATES, VERSIONS };
 
 if (require.main === module) main();
