@@ -3,12 +3,8 @@ import { once } from 'node:events';
 import net from 'node:net';
 import { connectRedirected, getSocketHandle, WfpRedirectError } from '..';
 import { binding } from '../dist/native';
-import { ipv6Available, isWindows, LOOPBACK, Loopback, spy, type Family } from './helpers';
+import { isWindows, listenOrSkip, LOOPBACK, Loopback, nodeFd, spy, type Family } from './helpers';
 import { exchange } from './transfer';
-
-function handleFd(socket: net.Socket): number {
-  return (socket as unknown as { _handle: { fd: number } })._handle.fd;
-}
 
 /** How net.connect itself fails in the same situation, for comparison. */
 async function netConnectError(options: net.NetConnectOpts): Promise<NodeJS.ErrnoException> {
@@ -23,11 +19,7 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
     let loopback: Loopback;
 
     before(async function () {
-      if (family === 'IPv6' && !(await ipv6Available())) {
-        console.warn('    !!! IPv6 loopback is not available: the IPv6 connectRedirected tests are NOT run');
-        this.skip();
-      }
-      loopback = await Loopback.listen(family);
+      loopback = await listenOrSkip(this, family, 'connectRedirected');
     });
     after(async () => loopback?.close());
 
@@ -44,7 +36,7 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
       assert.equal(created.calls.length, 1);
       const osSocket = created.calls[0].result as number;
       assert.equal(created.calls[0].args[0], family === 'IPv6' ? 6 : 4);
-      assert.equal(handleFd(client), osSocket, 'Node is not reading from the socket the addon created');
+      assert.equal(nodeFd(client), osSocket, 'Node is not reading from the socket the addon created');
       assert.equal(getSocketHandle(client), osSocket);
       const [server] = (await accepted) as [net.Socket];
       await exchange(client, server, 50 * 1024 * 1024);
@@ -75,7 +67,7 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
       assert.equal(seen[0].osSocket, created.calls[0].result);
       assert.equal(seen[0].connectedYet, false, 'the records were set after the socket connected');
       assert.ok(seen[0].records.equals(records));
-      assert.equal(handleFd(client), seen[0].osSocket);
+      assert.equal(nodeFd(client), seen[0].osSocket);
       client.write('hello');
       client.end();
     });

@@ -83,8 +83,8 @@ export class Loopback {
   }
 }
 
-/** Whether IPv6 loopback works here; the IPv6 tests say so loudly when it does not. */
-export async function ipv6Available(): Promise<boolean> {
+/** Whether IPv6 loopback works here. */
+async function ipv6Available(): Promise<boolean> {
   const server = net.createServer();
   try {
     server.listen(0, '::1');
@@ -95,6 +95,23 @@ export async function ipv6Available(): Promise<boolean> {
   } finally {
     server.close();
   }
+}
+
+/**
+ * For a suite's before(): a server on the family's loopback, or, where IPv6
+ * loopback is missing, the suite skipped with a notice naming what did not run.
+ */
+export async function listenOrSkip(context: Mocha.Context, family: Family, tests: string): Promise<Loopback> {
+  if (family === 'IPv6' && !(await ipv6Available())) {
+    console.warn(`    !!! IPv6 loopback is not available on this machine: the IPv6 ${tests} tests are NOT run`);
+    context.skip();
+  }
+  return Loopback.listen(family);
+}
+
+/** What Node itself says the socket's fd is (`_handle.fd`: -1 on Windows, where it cannot tell). */
+export function nodeFd(socket: net.Socket): number {
+  return (socket as unknown as { _handle: { fd: number } })._handle.fd;
 }
 
 /** Expects `promise` to reject, and returns the reason. */

@@ -1,16 +1,12 @@
 import assert from 'node:assert/strict';
 import { getOriginalDestination, WfpRedirectError } from '..';
-import { ipv6Available, isWindows, LOOPBACK, Loopback, rejection, type Family } from './helpers';
+import { isWindows, listenOrSkip, LOOPBACK, Loopback, rejection, type Family } from './helpers';
 
 for (const family of ['IPv4', 'IPv6'] as Family[]) {
   describe(`getOriginalDestination on a connection nobody redirected (${family})`, function () {
     let loopback: Loopback;
     before(async function () {
-      if (family === 'IPv6' && !(await ipv6Available())) {
-        console.warn('    !!! IPv6 loopback is not available: the IPv6 getOriginalDestination tests are NOT run');
-        this.skip();
-      }
-      loopback = await Loopback.listen(family);
+      loopback = await listenOrSkip(this, family, 'getOriginalDestination');
     });
     after(async () => loopback?.close());
 

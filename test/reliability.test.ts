@@ -12,7 +12,7 @@ import { Worker } from 'node:worker_threads';
 import * as api from '..';
 import { getSocketHandle, queryRedirectRecords, queryRedirectRecordsSync, setRedirectRecords, WfpRedirectError } from '..';
 import { binding } from '../dist/native';
-import { isWindows, Loopback, prng, rejection, spy, thrown, type Pair } from './helpers';
+import { isWindows, Loopback, nodeFd, prng, rejection, spy, thrown, type Pair } from './helpers';
 
 const underWine = process.env.WFP_REDIRECT_UNDER_WINE === '1';
 
@@ -63,7 +63,7 @@ describe('reliability: 2,000 races between a query and socket.destroy()', functi
         const ordering = ORDERINGS[Math.floor(random() * ORDERINGS.length)];
         counts.set(ordering, (counts.get(ordering) ?? 0) + 1);
         const { accepted, client }: Pair = await loopback.pair();
-        const fdBefore = (accepted as unknown as { _handle: { fd: number } })._handle.fd;
+        const fdBefore = nodeFd(accepted);
         const ports = { local: accepted.localPort!, remote: accepted.remotePort! };
         checkHandle = (osSocket) => assertOwnHandle(osSocket, fdBefore, ports);
         let outcome: Promise<unknown>;
@@ -82,7 +82,7 @@ describe('reliability: 2,000 races between a query and socket.destroy()', functi
             const reuse = await loopback.pair();
             outcome = queryRedirectRecords(accepted);
             const handle = getSocketHandle(reuse.accepted);
-            if (!isWindows) assert.equal(handle, (reuse.accepted as unknown as { _handle: { fd: number } })._handle.fd);
+            if (!isWindows) assert.equal(handle, nodeFd(reuse.accepted));
             reuse.accepted.destroy();
             reuse.client.destroy();
             break;
@@ -152,7 +152,7 @@ describe('reliability: queries on new connections while many are open', function
           const { accepted, client } = await loopback.pair();
           for (const socket of [accepted, client]) {
             const handle = getSocketHandle(socket);
-            assertOwnHandle(handle, (socket as unknown as { _handle: { fd: number } })._handle.fd, { local: socket.localPort!, remote: socket.remotePort! });
+            assertOwnHandle(handle, nodeFd(socket), { local: socket.localPort!, remote: socket.remotePort! });
             const error = await rejection(queryRedirectRecords(socket));
             assert.ok(error instanceof WfpRedirectError && TYPED.has(error.code), String(error));
           }
@@ -242,7 +242,7 @@ describe('reliability: hostile input', function () {
     socket.connect(loopback.port, '127.0.0.1');
     await once(socket, 'connect');
     const handle = getSocketHandle(socket);
-    if (!isWindows) assert.equal(handle, (socket as unknown as { _handle: { fd: number } })._handle.fd);
+    if (!isWindows) assert.equal(handle, nodeFd(socket));
     const error = thrown(() => queryRedirectRecordsSync(socket));
     assert.ok(error instanceof WfpRedirectError);
     socket.destroy();
@@ -255,7 +255,7 @@ describe('reliability: hostile input', function () {
     let rawFd = -2;
     let rawHandle = -2;
     server.on('connection', (raw: net.Socket) => {
-      rawFd = (raw as unknown as { _handle: { fd: number } })._handle.fd;
+      rawFd = nodeFd(raw);
       rawHandle = getSocketHandle(raw);
     });
     server.listen(0, '127.0.0.1');

@@ -2,26 +2,17 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type net from 'node:net';
 import { getSocketHandle, WfpRedirectError } from '..';
 import { binding } from '../dist/native';
-import { ipv6Available, isWindows, Loopback, thrown, type Family } from './helpers';
+import { isWindows, listenOrSkip, Loopback, nodeFd, thrown, type Family } from './helpers';
 
-/** What Node itself knows of the socket's fd (-1 on Windows, where it cannot tell). */
-function nodeFd(socket: net.Socket): number {
-  return (socket as unknown as { _handle: { fd: number } })._handle.fd;
-}
 
 for (const family of ['IPv4', 'IPv6'] as Family[]) {
   describe(`getSocketHandle over ${family} loopback`, function () {
     let loopback: Loopback;
 
     before(async function () {
-      if (family === 'IPv6' && !(await ipv6Available())) {
-        console.warn('    !!! IPv6 loopback is not available on this machine: the IPv6 lookup tests are NOT run');
-        this.skip();
-      }
-      loopback = await Loopback.listen(family);
+      loopback = await listenOrSkip(this, family, 'lookup');
     });
 
     after(async () => loopback?.close());

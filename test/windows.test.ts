@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type net from 'node:net';
 import { connectRedirected, getSocketHandle, isSupported, WfpRedirectError } from '..';
-import { failureOfCall, IOCTL_CALLS, isWindows, Loopback, spy, type Pair } from './helpers';
+import { failureOfCall, IOCTL_CALLS, isWindows, Loopback, nodeFd, spy, type Pair } from './helpers';
 import { exchange } from './transfer';
 
 const underWine = process.env.WFP_REDIRECT_UNDER_WINE === '1';
@@ -26,7 +26,7 @@ describe('Windows only', function () {
 
   it('_handle.fd is -1 for accepted and connected sockets: Node cannot give the SOCKET, hence the lookup', function () {
     for (const socket of [pair.accepted, pair.client]) {
-      assert.equal((socket as unknown as { _handle: { fd: number } })._handle.fd, -1);
+      assert.equal(nodeFd(socket), -1);
       assert.ok(getSocketHandle(socket) > 0);
     }
   });
@@ -84,7 +84,7 @@ describe('Windows only', function () {
       created.restore();
     }
     const osSocket = created.calls[0].result as number;
-    assert.equal((client as unknown as { _handle: { fd: number } })._handle.fd, osSocket);
+    assert.equal(nodeFd(client), osSocket);
     assert.equal(getSocketHandle(client), osSocket);
     const [server] = (await accepted) as [net.Socket];
     await exchange(client, server, 4 * 1024 * 1024);
