@@ -94,6 +94,15 @@ async function connectionsFromAnotherProcess(server: net.Server, count: number):
   };
 }
 
+/** One connection to the server, held until its 'connection' listeners have run, then closed. */
+async function connectOnce(port: number): Promise<void> {
+  const client = net.connect(port, '127.0.0.1');
+  client.on('error', () => {});
+  await once(client, 'connect');
+  await new Promise((resolve) => setImmediate(resolve));
+  client.destroy();
+}
+
 async function lookupCost() {
   const { sizes, samples } = SCALE;
   const server = net.createServer();
@@ -109,13 +118,7 @@ async function lookupCost() {
     getSocketHandle(socket);
   };
   server.on('connection', warmup);
-  for (let i = 0; i < SCALE.warmup; i++) {
-    const client = net.connect(port, '127.0.0.1');
-    client.on('error', () => {});
-    await once(client, 'connect');
-    await new Promise((resolve) => setImmediate(resolve));
-    client.destroy();
-  }
+  for (let i = 0; i < SCALE.warmup; i++) await connectOnce(port);
   server.off('connection', warmup);
   for (const size of sizes) {
     const group = await connectionsFromAnotherProcess(server, size - open);
@@ -136,13 +139,7 @@ async function lookupCost() {
       osCalls.push(nowNs() - before);
     };
     server.prependListener('connection', measure);
-    for (let i = 0; i < samples + 20; i++) {
-      const client = net.connect(port, '127.0.0.1');
-      client.on('error', () => {});
-      await once(client, 'connect');
-      await new Promise((resolve) => setImmediate(resolve));
-      client.destroy();
-    }
+    for (let i = 0; i < samples + 20; i++) await connectOnce(port);
     server.off('connection', measure);
     // The oldest connection, never looked up before: the whole queue is walked once, then it is cached.
     const oldest = groups[0].accepted[rows.length];
