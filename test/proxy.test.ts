@@ -99,6 +99,18 @@ class EchoCheck {
       this.sentSoFar.push(chunk);
       if (!this.socket.write(chunk)) await once(this.socket, 'drain');
     }
+    // End only once everything has come back: Wine's Winsock can drop data
+    // still in flight at a shutdown (plain net.connect too), and each hop of
+    // the proxy would pass such an early end on.
+    await new Promise<void>((resolve) => {
+      const check = () => {
+        if (this.count < bytes && this.socket.readable) return;
+        this.socket.off('data', check).off('end', check).off('close', check);
+        resolve();
+      };
+      this.socket.on('data', check).on('end', check).on('close', check);
+      check();
+    });
     this.socket.end();
   }
 }
