@@ -100,8 +100,14 @@ export function connectRedirected(options: ConnectRedirectedOptions, connectList
     signal: options.signal,
   } as net.SocketConstructorOpts);
   if (!usesHandle(socket, handle)) {
+    // Destroyed already: it started reading the unconnected handle, so
+    // `manualStart` was not honoured; its read error is in `cause`, and must
+    // not reach the process as an unhandled 'error'.
+    const what = socket.destroyed ? 'net.Socket option `manualStart`' : 'net.Socket option `handle`';
+    const cause = socket.errored ?? undefined;
+    socket.on('error', () => {});
     socket.destroy();
-    throw internalsError('net.Socket option `handle`');
+    throw internalsError(what, cause);
   }
   // The records are on `handle`'s OS socket: a connection on any other is refused.
   socket.prependOnceListener('connect', () => {

@@ -57,6 +57,8 @@ export interface WfpRedirectErrorFields {
   errno?: number;
   syscall?: string;
   ioctl?: IoctlName;
+  /** The error this one stands for, where there is one (as `Error#cause`). */
+  cause?: unknown;
 }
 
 /**
@@ -73,7 +75,7 @@ export class WfpRedirectError extends Error {
   declare readonly ioctl?: IoctlName;
 
   constructor(message: string, fields: WfpRedirectErrorFields) {
-    super(message);
+    super(message, 'cause' in fields ? { cause: fields.cause } : undefined);
     this.code = fields.code;
     if (fields.errno !== undefined) this.errno = fields.errno;
     if (fields.syscall !== undefined) this.syscall = fields.syscall;

@@ -16,12 +16,12 @@ interface TcpWrap {
   constants: { SOCKET: number };
 }
 
-export function internalsError(what: string): WfpRedirectError {
+export function internalsError(what: string, cause?: unknown): WfpRedirectError {
   return new WfpRedirectError(
     `connectRedirected relies on the Node internal ${what}, which Node ${process.version} does not provide as ` +
       'expected; the outbound socket cannot be given the redirect records, so nothing was connected. ' +
       'Please report this with your Node version.',
-    { code: 'ERR_WFP_NODE_INTERNALS' },
+    cause === undefined ? { code: 'ERR_WFP_NODE_INTERNALS' } : { code: 'ERR_WFP_NODE_INTERNALS', cause },
   );
 }
 
@@ -33,8 +33,9 @@ function loadTcpWrap(): TcpWrap | WfpRedirectError {
   let wrap: Partial<TcpWrap> | undefined;
   try {
     wrap = binding.call(process, 'tcp_wrap') as Partial<TcpWrap>;
-  } catch {
-    return internalsError("process.binding('tcp_wrap')");
+  } catch (error) {
+    // As Node answers for a module it no longer lets process.binding reach.
+    return internalsError("process.binding('tcp_wrap')", error);
   }
   if (typeof wrap?.TCP !== 'function') return internalsError("process.binding('tcp_wrap').TCP");
   if (typeof wrap.constants?.SOCKET !== 'number') return internalsError("process.binding('tcp_wrap').constants.SOCKET");
