@@ -28,7 +28,8 @@ function windowsAtLeast8(): boolean {
  * `WSAEINVAL` or similar on connections nobody redirected.
  */
 export function isSupported(): boolean {
-  return binding.hasRedirectIoctls && windowsAtLeast8();
+  // Only Windows builds have the IOCTLs; the version check means nothing elsewhere.
+  return binding.hasRedirectIoctls && (process.platform !== 'win32' || windowsAtLeast8());
 }
 
 /** The opaque redirect records of an accepted, WFP-redirected `net.Socket`, as a fresh Buffer. */

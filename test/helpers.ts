@@ -189,7 +189,7 @@ export async function failureOfCall(call: (typeof IOCTL_CALLS)[number], form: 'a
 }
 
 type BindingFunction = { [K in keyof NativeBinding]: NativeBinding[K] extends (...args: any[]) => any ? K : never }[keyof NativeBinding];
-interface Spied {
+export interface Spied {
   calls: Array<{ args: any[]; result?: unknown }>;
   restore(): void;
 }

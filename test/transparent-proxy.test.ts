@@ -1,0 +1,114 @@
+// The relay of lib/proxy.ts in this process, with the addon's two redirect
+// calls replaced at the binding: the query answers records unique to each
+// client, and the set call notes what it was given, on which OS socket, and
+// whether that socket was connected yet. So the test can see what no real
+// redirect is needed for: which records reached which outbound socket.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { binding } from '../dist/native';
+import { TransparentProxy, type ConnectionLog } from '../dist/proxy';
+import { spy, type Spied } from './helpers';
+
+const CLIENTS = 20;
+
+interface SetCall {
+  osSocket: number;
+  records: string;
+  connectedAtSet: boolean;
+}
+
+/** Whether the OS reports a peer for the socket: a connected TCP socket. */
+function connected(osSocket: number): boolean {
+  try {
+    return binding.describeSocket(osSocket).remotePort !== 0;
+  } catch {
+    return false;
+  }
+}
+
+describe('TransparentProxy gives each outbound connection the records of its own client', function () {
+  this.timeout(60_000);
+  const spies: Spied[] = [];
+  const realHasIoctls = binding.hasRedirectIoctls;
+  let upstream: net.Server;
+  let proxy: TransparentProxy;
+
+  afterEach(async () => {
+    for (const spied of spies.splice(0)) spied.restore();
+    (binding as { hasRedirectIoctls: boolean }).hasRedirectIoctls = realHasIoctls;
+    await proxy?.shutdown(0);
+    upstream?.close();
+  });
+
+  it(`relays ${CLIENTS} concurrent clients, each outbound socket set with its client's records before it connects`, async function () {
+    // The query answers, for the accepted socket it is asked about, records naming that client's port.
+    (binding as { hasRedirectIoctls: boolean }).hasRedirectIoctls = true;
+    spies.push(spy('queryRedirectRecords', (_real, osSocket: number) => Buffer.from(`records of client ${binding.describeSocket(osSocket).remotePort}`)));
+    const sets: SetCall[] = [];
+    spies.push(
+      spy('setRedirectRecords', (_real, osSocket: number, records: Uint8Array) => {
+        sets.push({ osSocket, records: Buffer.from(records).toString(), connectedAtSet: connected(osSocket) });
+      }),
+    );
+
+    // Upstream: each connection names its client in its first bytes; note
+    // which outbound socket (by its local port, as upstream sees it) it came on.
+    const arrivals: Array<{ client: string; outboundPort: number }> = [];
+    upstream = net.createServer((socket) => {
+      socket.on('error', () => {});
+      socket.once('data', (data) => {
+        arrivals.push({ client: data.toString(), outboundPort: socket.remotePort! });
+        socket.write('ok');
+      });
+    });
+    upstream.listen(0, '127.0.0.1');
+    await once(upstream, 'listening');
+
+    const logs: ConnectionLog[] = [];
+    proxy = new TransparentProxy({
+      listen: { host: '127.0.0.1', port: 0 },
+      destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: (upstream.address() as net.AddressInfo).port } },
+      idleTimeout: 0,
+      connectTimeout: 10_000,
+      maxConnections: 1000,
+      log: (entry) => logs.push(entry),
+    });
+    const { port } = await proxy.listen();
+
+    // All clients hold their connections open until every outbound socket is
+    // known by its local port: no OS socket number is reused meanwhile.
+    const clients = await Promise.all(
+      Array.from({ length: CLIENTS }, async () => {
+        const client = net.connect({ host: '127.0.0.1', port });
+        client.on('error', () => {});
+        await once(client, 'connect');
+        client.write(String(client.localPort));
+        const [reply] = await once(client, 'data');
+        assert.equal(String(reply), 'ok');
+        return client;
+      }),
+    );
+    const outboundPorts = new Map(sets.map((call) => [call.osSocket, binding.describeSocket(call.osSocket).localPort]));
+    const logged = new Promise<void>((resolve) => {
+      const check = () => (logs.length === CLIENTS ? resolve() : setTimeout(check, 10));
+      check();
+    });
+    for (const client of clients) client.end();
+    await logged;
+
+    assert.equal(arrivals.length, CLIENTS);
+    assert.equal(sets.length, CLIENTS, 'one set call per outbound connection');
+    assert.equal(outboundPorts.size, CLIENTS, 'each set call on an OS socket of its own');
+    for (const { client, outboundPort } of arrivals) {
+      const set = sets.find((call) => outboundPorts.get(call.osSocket) === outboundPort);
+      assert.ok(set, `no set call on the outbound socket of client ${client}`);
+      assert.equal(set.records, `records of client ${client}`, "an outbound socket carried another client's records");
+      assert.equal(set.connectedAtSet, false, 'the records were set after the outbound socket connected');
+    }
+    for (const entry of logs) {
+      assert.equal(entry.error, undefined, JSON.stringify(entry));
+      assert.equal(entry.records, `records of client ${entry.client.split(':')[1]}`.length);
+    }
+  });
+});
