@@ -27,9 +27,10 @@ function summaryOf(text) {
 /**
  * Runs `spawn(logFd)`, which must start a program with its stdout and stderr
  * on that fd (a file: under Wine a pipe breaks console.log) and return
- * spawnSync's result; then prints what it wrote. Returns the result and the text.
+ * spawnSync's result; then prints what it wrote, unless `echo` is false.
+ * Returns the result and the text.
  */
-function runLogged(logFile, spawn) {
+function runLogged(logFile, spawn, echo = true) {
   mkdirSync(dirname(logFile), { recursive: true });
   const log = openSync(logFile, 'w');
   let result;
@@ -39,9 +40,24 @@ function runLogged(logFile, spawn) {
     closeSync(log);
   }
   const text = readFileSync(logFile, 'utf8').replace(/\r\n/g, '\n');
-  process.stdout.write(text);
+  if (echo) process.stdout.write(text);
   if (result.error) console.log(`could not start: ${result.error.message}`);
   return { result, text };
+}
+
+/**
+ * The verdict on one mocha run from its exit and its output: passed only with
+ * a summary, no failing test and exit 0. `line` says what was seen.
+ */
+function verdictOf(result, text) {
+  const exit = result.status ?? result.signal ?? 'none';
+  const summary = summaryOf(text);
+  if (!summary) return { ok: false, summary, line: `no mocha summary (the runner crashed), exit ${exit}` };
+  return {
+    ok: result.status === 0 && summary.failing === 0,
+    summary,
+    line: `${summary.passing} passing, ${summary.failing} failing, ${summary.pending} pending, exit ${exit}`,
+  };
 }
 
 /**
@@ -51,14 +67,9 @@ function runLogged(logFile, spawn) {
 function runSuite(runtime, logFile, spawn) {
   console.log(`\n=== ${runtime}: the mocha suite`);
   const { result, text } = runLogged(logFile, spawn);
-  const exit = result.status ?? result.signal ?? 'none';
-  const summary = summaryOf(text);
-  if (!summary) {
-    console.log(`=== RESULT ${runtime}: no mocha summary (the runner crashed), exit ${exit}`);
-    return false;
-  }
-  console.log(`=== RESULT ${runtime}: ${summary.passing} passing, ${summary.failing} failing, ${summary.pending} pending, exit ${exit}`);
-  return result.status === 0 && summary.failing === 0;
+  const verdict = verdictOf(result, text);
+  console.log(`=== RESULT ${runtime}: ${verdict.line}`);
+  return verdict.ok;
 }
 
 /** Runs the suite in a Linux `node` binary, with `env` added to this process's environment. */
@@ -73,4 +84,4 @@ function banner(lines) {
   console.log(['', rule, ...lines.map((line) => `!!! ${line}`), rule, ''].join('\n'));
 }
 
-module.exports = { MOCHA, runLogged, runSuite, runLinuxSuite, summaryOf, banner };
+module.exports = { MOCHA, runLogged, runSuite, runLinuxSuite, summaryOf, verdictOf, banner };

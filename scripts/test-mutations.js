@@ -1,0 +1,142 @@
+#!/usr/bin/env node
+// `npm run test:mutations [-- --short] [-- <name> ...]`: proves that the tests
+// can fail. Applies each mutation of test/mutations.ts to the working tree,
+// rebuilds what it touched, runs the test files it names, and requires them to
+// FAIL; then puts the file back and rebuilds. One line per mutation:
+//   === MUTATION <name>: killed (<what the run showed>)
+//   === MUTATION <name>: SURVIVED (<...>)      the tests did not notice
+//   === MUTATION <name>: STALE (<why>)         the text to mutate is gone
+//   === MUTATION <name>: BROKEN (<why>)        the mutant does not build
+// and a last line `test:mutations: N killed, N survived, N stale or broken`.
+// Exits 1 unless every mutation was killed. The files to mutate must be unmodified in git:
+// the original is what gets restored.
+'use strict';
+const { execFileSync, spawnSync } = require('node:child_process');
+const { readFileSync, writeFileSync } = require('node:fs');
+const { dirname, join } = require('node:path');
+const { root, cache, LINUX_VERSIONS, WIN_VERSIONS, officialNode } = require('./node-builds');
+const { MOCHA, runLogged, verdictOf } = require('./suite');
+
+// npm names its own node-gyp to scripts; run directly, this script looks beside npm.
+const NODE_GYP = process.env.npm_config_node_gyp ?? join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
+// The sources the conformance addon (test/native/) compiles besides its own.
+const CONFORMANCE_SOURCES = ['native/redirect_protocol.h', 'native/wsa_errors.cc', 'native/wsa_errors.h', 'native/js_errors.cc', 'native/js_errors.h'];
+
+function run(file, args) {
+  const result = spawnSync(file, args, { cwd: root, encoding: 'utf8' });
+  if (result.status !== 0) {
+    throw new Error(`${[file, ...args].join(' ')} failed (${result.error?.message ?? `exit ${result.status}`}):\n${result.stdout}${result.stderr}`);
+  }
+}
+
+/** Rebuilds what `file` goes into, for `runtime`. */
+function rebuild(file, runtime) {
+  if (file.startsWith('lib/')) return run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json']);
+  if (file.startsWith('test/')) return run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'test/tsconfig.json']);
+  if (file.startsWith('native/')) {
+    if (runtime === 'win32') return run(process.execPath, [join(__dirname, 'build-win32.js')]);
+    run(process.execPath, [NODE_GYP, 'build']);
+    if (CONFORMANCE_SOURCES.includes(file)) run(process.execPath, [NODE_GYP, 'build', '--directory', 'test/native']);
+    return;
+  }
+  throw new Error(`test:mutations: no rule to rebuild ${file}`);
+}
+
+/** Runs the mutation's test files; returns the verdict (ok: they passed). */
+function runSpecs(mutation) {
+  const args = [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', ...mutation.specs.map((spec) => `dist-test/${spec}`)];
+  const log = join(cache, 'mutations', `${mutation.name}.log`);
+  const { result, text } = runLogged(
+    log,
+    (fd) => {
+      if (mutation.runtime === 'win32') {
+        const { spawnWindows } = require('./wine');
+        return spawnWindows(officialNode('win32', WIN_VERSIONS[WIN_VERSIONS.length - 1]), args, { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, fd);
+      }
+      return spawnSync(officialNode('linux', LINUX_VERSIONS[LINUX_VERSIONS.length - 1]), args, { cwd: root, stdio: ['ignore', fd, fd] });
+    },
+    false,
+  );
+  return { ...verdictOf(result, text), log };
+}
+
+function occurrences(text, find) {
+  let count = 0;
+  for (let at = text.indexOf(find); at !== -1; at = text.indexOf(find, at + 1)) count++;
+  return count;
+}
+
+// The file being mutated, to put back if the run is interrupted.
+let mutated;
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    if (mutated) writeFileSync(mutated.path, mutated.original);
+    console.error(`test:mutations: interrupted; ${mutated ? `${mutated.path} restored, its build not` : 'nothing was mutated'}`);
+    process.exit(130);
+  });
+}
+
+function check(mutation) {
+  const path = join(root, mutation.file);
+  const original = readFileSync(path, 'utf8');
+  let text = original;
+  for (const { find, replace } of mutation.edits) {
+    const found = occurrences(text, find);
+    if (found !== 1) return { verdict: 'STALE', why: `${JSON.stringify(find.trim())} occurs ${found} times in ${mutation.file}, not once` };
+    text = text.replace(find, () => replace);
+  }
+  mutated = { path, original };
+  writeFileSync(path, text);
+  try {
+    try {
+      rebuild(mutation.file, mutation.runtime);
+    } catch (error) {
+      return { verdict: 'BROKEN', why: `the mutant does not build: ${error.message}` };
+    }
+    const outcome = runSpecs(mutation);
+    return { verdict: outcome.ok ? 'SURVIVED' : 'killed', why: `${mutation.specs.join(', ')} in ${mutation.runtime}: ${outcome.line}; log ${outcome.log}` };
+  } finally {
+    writeFileSync(path, original);
+    mutated = undefined;
+    rebuild(mutation.file, mutation.runtime);
+  }
+}
+
+function main() {
+  const args = process.argv.slice(2);
+  const short = args.includes('--short');
+  const names = args.filter((arg) => !arg.startsWith('--'));
+  const { MUTATIONS } = require(join(root, 'dist-test', 'mutations.js'));
+  const unknown = names.filter((name) => !MUTATIONS.some((m) => m.name === name));
+  if (unknown.length) throw new Error(`test:mutations: no mutation named ${unknown.join(', ')}`);
+  const chosen = MUTATIONS.filter((m) => (names.length ? names.includes(m.name) : !short || m.short));
+
+  const dirty = [...new Set(chosen.map((m) => m.file))].filter(
+    (file) => execFileSync('git', ['status', '--porcelain', '--', file], { cwd: root, encoding: 'utf8' }).trim() !== '',
+  );
+  if (dirty.length) {
+    console.error(`test:mutations: commit or stash your changes to ${dirty.join(', ')} first; the run restores them from what it reads`);
+    process.exit(1);
+  }
+
+  const wine = chosen.some((m) => m.runtime === 'win32') ? require('./wine') : undefined;
+  if (wine) {
+    const missing = wine.missingTools();
+    if (missing.length) throw new Error(`test:mutations: the win32 mutations need ${missing.join(', ')}. ${wine.INSTALL_HINT}`);
+    wine.ensureWine();
+  }
+  const counts = { killed: 0, SURVIVED: 0, STALE: 0, BROKEN: 0 };
+  try {
+    for (const mutation of chosen) {
+      const { verdict, why } = check(mutation);
+      console.log(`=== MUTATION ${mutation.name}: ${verdict} (${mutation.intent}; ${why})`);
+      counts[verdict]++;
+    }
+  } finally {
+    wine?.stopWineserver();
+  }
+  console.log(`test:mutations: ${counts.killed} killed, ${counts.SURVIVED} survived, ${counts.STALE + counts.BROKEN} stale or broken`);
+  process.exit(counts.killed === chosen.length ? 0 : 1);
+}
+
+main();

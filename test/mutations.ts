@@ -1,0 +1,142 @@
+// Deliberate mistakes, each of which the named test files must catch: the
+// proof that those tests can fail. `npm run test:mutations` applies one at a
+// time to the working tree, rebuilds what it touched, runs the tests, and
+// requires them to fail; a mutation they survive fails the check
+// (scripts/test-mutations.js). CI runs the ones marked `short`.
+//
+// A mutation names the exact text it replaces, which must occur once: when the
+// code moves on and the text is gone, the check fails as stale instead of
+// passing on a mutation that no longer mutates anything.
+
+export interface Mutation {
+  /** kebab-case, unique. */
+  name: string;
+  /** The behaviour broken, in one line. */
+  intent: string;
+  /** Path from the package root. */
+  file: string;
+  /** Each `find` must occur exactly once in the file. */
+  edits: Array<{ find: string; replace: string }>;
+  /** Test files (compiled names, in dist-test/) that must fail. */
+  specs: string[];
+  /** Where the tests run: the newest Linux line, or the newest node.exe under Wine. */
+  runtime: 'linux' | 'win32';
+  /** In the short set CI runs. */
+  short?: boolean;
+}
+
+export const MUTATIONS: Mutation[] = [
+  {
+    name: 'connect-without-manual-start',
+    intent: 'connectRedirected builds its net.Socket without manualStart',
+    file: 'lib/connect.ts',
+    edits: [{ find: '    manualStart: true,\n', replace: '' }],
+    specs: ['connect.test.js', 'node-internals.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'connect-without-manual-start-win32',
+    intent: 'the same, in Windows node.exe',
+    file: 'lib/connect.ts',
+    edits: [{ find: '    manualStart: true,\n', replace: '' }],
+    specs: ['connect.test.js', 'node-internals.test.js', 'windows.test.js'],
+    runtime: 'win32',
+  },
+  {
+    name: 'internals-open-unchecked',
+    intent: 'TCP.prototype.open is used without checking it exists',
+    file: 'lib/node-internals.ts',
+    edits: [{ find: "  if (typeof wrap.TCP.prototype.open !== 'function') return internalsError('TCP.prototype.open (uv_tcp_open)');\n", replace: '' }],
+    specs: ['node-internals.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'proxy-drops-records',
+    intent: "the proxy's outbound connection is opened without the inbound connection's records",
+    file: 'lib/proxy.ts',
+    edits: [{ find: 'redirectRecords: records, ', replace: '' }],
+    specs: ['transparent-proxy.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'records-set-after-connect',
+    intent: 'connectRedirected sets the records once the socket has connected, not before',
+    file: 'lib/connect.ts',
+    edits: [
+      { find: '    if (records) binding.setRedirectRecords(osSocket, records);\n', replace: '    void records;\n' },
+      {
+        find: "  socket.prependOnceListener('connect', () => {\n",
+        replace: "  socket.prependOnceListener('connect', () => {\n    if (records) binding.setRedirectRecords((handle as unknown as { fd: number }).fd, records);\n",
+      },
+    ],
+    specs: ['connect.test.js', 'transparent-proxy.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'stale-handle-after-destroy',
+    intent: 'a destroyed socket is answered with its cached OS socket, which may by now be another connection',
+    file: 'lib/socket-handle.ts',
+    edits: [
+      {
+        find: "  if (socket.destroyed) throw stateError('ERR_WFP_SOCKET_CLOSED', ioctl);\n",
+        replace: "  const cached = resolvedSockets.get(socket);\n  if (cached !== undefined) return cached.handle;\n  if (socket.destroyed) throw stateError('ERR_WFP_SOCKET_CLOSED', ioctl);\n",
+      },
+    ],
+    specs: ['socket-handle.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'query-no-retry',
+    intent: 'a query never retries with a larger buffer after "too small"',
+    file: 'native/redirect_protocol.h',
+    edits: [{ find: 'const uint32_t next = NextBlobSize(last_error, size, returned);', replace: 'const uint32_t next = 0 * NextBlobSize(last_error, size, returned);' }],
+    specs: ['conformance.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'blob-cap-1k',
+    intent: 'blobs are capped at 1 KiB instead of 64 KiB',
+    file: 'native/redirect_protocol.h',
+    edits: [{ find: 'constexpr uint32_t kMaxBlobSize = 64 * 1024;', replace: 'constexpr uint32_t kMaxBlobSize = 1024;' }],
+    specs: ['conformance.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'lookup-ignores-peer',
+    intent: 'the socket lookup matches on the local address only',
+    file: 'native/socket_lookup.cc',
+    edits: [{ find: 'if (!ReadSocketEndpoint(socket, EndpointSide::kPeer, &seen) || !(seen == peer)) {', replace: 'if (!ReadSocketEndpoint(socket, EndpointSide::kPeer, &seen) || false) {' }],
+    specs: ['socket-handle.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'sockaddr-ipv4-offset',
+    intent: 'a SOCKADDR_IN address is read one byte early',
+    file: 'lib/sockaddr.ts',
+    edits: [{ find: 'const address = `${view.getUint8(4)}.${view.getUint8(5)}.${view.getUint8(6)}.${view.getUint8(7)}`;', replace: 'const address = `${view.getUint8(3)}.${view.getUint8(4)}.${view.getUint8(5)}.${view.getUint8(6)}`;' }],
+    specs: ['sockaddr.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'runner-exits-0-early',
+    intent: 'the test runner exits 0 before printing its summary',
+    file: 'test/sockaddr.test.ts',
+    edits: [{ find: "import assert from 'node:assert/strict';\n", replace: "import assert from 'node:assert/strict';\nafter(() => process.exit(0));\n" }],
+    specs: ['sockaddr.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'runner-killed',
+    intent: 'the test runner is killed by a signal mid-run',
+    file: 'test/sockaddr.test.ts',
+    edits: [{ find: "import assert from 'node:assert/strict';\n", replace: "import assert from 'node:assert/strict';\nafter(() => process.kill(process.pid, 'SIGKILL'));\n" }],
+    specs: ['sockaddr.test.js'],
+    runtime: 'linux',
+  },
+];
