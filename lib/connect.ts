@@ -59,11 +59,13 @@ function adoptNewSocket(handle: TcpHandle, family: number, records: Uint8Array |
     const status = handle.open(osSocket);
     if (status !== 0) {
       const name = getSystemErrorName(status);
-      throw new WfpRedirectError(`uv_tcp_open failed with ${name}: the outbound socket could not be adopted`, {
-        code: name as `E${string}`,
-        errno: status,
-        syscall: 'uv_tcp_open',
-      });
+      // libuv's codes are negative errnos on POSIX; on Windows they are its
+      // own numbers, not the OS's, so there is no OS number to give.
+      const fields = { code: name as `E${string}`, syscall: 'uv_tcp_open' };
+      throw new WfpRedirectError(
+        `uv_tcp_open failed with ${name}: the outbound socket could not be adopted`,
+        process.platform === 'win32' ? fields : { ...fields, errno: -status },
+      );
     }
   } catch (error) {
     binding.closeSocket(osSocket);

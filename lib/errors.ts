@@ -63,9 +63,10 @@ export interface WfpRedirectErrorFields {
 
 /**
  * Every failure of an operation of this package (argument mistakes aside, which
- * are `TypeError` / `RangeError`). Switch on `code`; `errno` is the Windows error
- * number where there is one, `syscall` is `'WSAIoctl'` when the failure came from
- * (or stands for) that call, and `ioctl` names the control code involved.
+ * are `TypeError` / `RangeError`). Switch on `code`; `errno` is the OS's own
+ * error number, always positive (WSA/Win32 on Windows, errno on POSIX), where
+ * the OS gave one; `syscall` names the OS call that failed, and is absent when
+ * none was made; `ioctl` names the control code involved.
  */
 export class WfpRedirectError extends Error {
   readonly code: WfpRedirectErrorCode;
@@ -96,6 +97,12 @@ function describeReceived(value: unknown): string {
     return name ? `Received an instance of ${name}` : `Received ${inspect(value, { depth: -1 })}`;
   }
   return `Received type ${typeof value} (${inspect(value).slice(0, 28)})`;
+}
+
+/** `ERR_NOT_REDIRECTED`: nobody redirected the connection; `cause` is the OS's own answer, if any. */
+export function notRedirected(detail: string, cause?: unknown): WfpRedirectError {
+  const message = `The connection was not redirected: ${detail}`;
+  return new WfpRedirectError(message, cause === undefined ? { code: 'ERR_NOT_REDIRECTED' } : { code: 'ERR_NOT_REDIRECTED', cause });
 }
 
 /** A `TypeError` with code `ERR_INVALID_ARG_TYPE`, worded like Node's own. */

@@ -63,12 +63,9 @@ export function checkRecords(records: Uint8Array): void {
   }
 }
 
+// A number is a raw OS socket: the addon checks it against the platform's range.
 function targetHandle(target: Socket | number): number {
-  if (typeof target !== 'number') return resolveSocketHandle(target, SET_RECORDS);
-  if (!Number.isSafeInteger(target) || target < 0) {
-    throw outOfRange('ERR_OUT_OF_RANGE', `The OS socket must be an integer from 0 to 2^53 - 1. Received ${target}`);
-  }
-  return target;
+  return typeof target === 'number' ? target : resolveSocketHandle(target, SET_RECORDS);
 }
 
 /**

@@ -27,7 +27,9 @@ constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
 // How the last lookup on this thread went, for tests and benchmarks.
 thread_local LookupStats last_lookup{0, 0, false};
 
-// A raw OS socket passed as a JS number: a non-negative safe integer.
+// A raw OS socket passed as a JS number: an integer from 0 to this
+// platform's kMaxOsSocket (a POSIX descriptor is an int: 2^32 + fd must not
+// reach the OS as fd).
 bool ReadOsSocket(const Napi::CallbackInfo& info, size_t index,
                   OsSocket* out) {
   Napi::Value value = info[index];
@@ -36,10 +38,12 @@ bool ReadOsSocket(const Napi::CallbackInfo& info, size_t index,
     return false;
   }
   const double number = value.As<Napi::Number>().DoubleValue();
-  if (!(number >= 0 && number <= kMaxSafeInteger) ||
+  if (!(number >= 0 && number <= static_cast<double>(kMaxOsSocket)) ||
       number != static_cast<double>(static_cast<uint64_t>(number))) {
     ThrowArgumentError(info.Env(), false,
-                       "The OS socket must be an integer from 0 to 2^53 - 1");
+                       "The OS socket must be an integer from 0 to " +
+                           std::to_string(kMaxOsSocket) + ". Received " +
+                           Napi::Value(value).ToString().Utf8Value());
     return false;
   }
   *out = static_cast<OsSocket>(number);

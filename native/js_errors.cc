@@ -43,7 +43,13 @@ void ThrowFailure(Napi::Env env, const Outcome& outcome, uint32_t ioctl) {
   }
   Napi::Object fields = Napi::Object::New(env);
   if (report.has_errno) fields.Set("errno", report.errno_value);
-  fields.Set("syscall", "WSAIoctl");
+  // `syscall` only where WSAIoctl was called and its answer is the failure;
+  // not where no call was made, nor for this process's own allocation.
+  const bool call_failed = outcome.status == Status::kSystemError ||
+                           outcome.status == Status::kBlobTooLarge ||
+                           outcome.status == Status::kBlobUnstable ||
+                           outcome.status == Status::kBadBytesReturned;
+  if (call_failed) fields.Set("syscall", "WSAIoctl");
   fields.Set("ioctl", IoctlName(ioctl));
   ThrowWfpError(env, report.code, report.message, fields);
 }

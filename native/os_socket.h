@@ -35,6 +35,11 @@ inline bool IsMappedIpv4(const Endpoint& endpoint) {
                      sizeof kIpv4MappedPrefix) == 0;
 }
 
+// The largest number an OS socket can have on this platform: a descriptor is
+// an int on POSIX; a Windows SOCKET is pointer-sized, so there the limit is
+// what a JS number holds exactly (2^53 - 1). Checked once, at the boundary.
+extern const uint64_t kMaxOsSocket;
+
 enum class EndpointSide { kLocal, kPeer };
 
 // getsockname (kLocal) or getpeername (kPeer) of an OS socket; false when the

@@ -37,8 +37,9 @@ constexpr uint32_t kInitialBlobSize = 1024;
 // Nothing larger is asked for or sent. Real records and contexts are a few
 // hundred bytes at most.
 constexpr uint32_t kMaxBlobSize = 64 * 1024;
-// Geometric growth from 1 KiB reaches the cap in 7 calls; the rest covers a
-// blob that grows between the size answer and the next call.
+// Geometric growth from 1 KiB (a size-less ERROR_INSUFFICIENT_BUFFER) reaches
+// the cap in 7 calls; the rest covers a blob that grows between the size
+// answer and the next call.
 constexpr int kMaxQueryAttempts = 10;
 
 enum class Status {
@@ -66,8 +67,10 @@ inline Outcome Ok(uint32_t bytes) { return {Status::kOk, 0, bytes}; }
 //  - ERROR_INSUFFICIENT_BUFFER with the required size in bytes-returned
 //    (documented in the Remarks of both query IOCTLs);
 //  - WSAEINVAL with bytes-returned 0 (documented under lpcbBytesReturned);
-//    WSAEINVAL also means "not applicable to this socket", so growth is
-//    geometric and the caller reports WSAEINVAL itself once at the cap;
+//    WSAEINVAL also means "not applicable to this socket", which is what
+//    every connection nobody redirected answers, so the next try is the cap
+//    itself: one more call settles both meanings, and the caller reports
+//    WSAEINVAL itself when the cap gets it too (two calls in all);
 //  - WSAEFAULT with a size (seen in the wild): like ERROR_INSUFFICIENT_BUFFER.
 inline uint32_t NextBlobSize(int error, uint32_t size, uint32_t returned) {
   const uint32_t doubled = size * 2;  // size <= kMaxBlobSize: no overflow
@@ -78,7 +81,8 @@ inline uint32_t NextBlobSize(int error, uint32_t size, uint32_t returned) {
       return returned > size ? returned : 0;
     case kWsaEInval:
       if (returned > size) return returned;
-      return returned == 0 ? doubled : 0;
+      if (returned != 0) return 0;
+      return size < kMaxBlobSize ? kMaxBlobSize : doubled;
     default:
       return 0;
   }

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
+import { constants } from 'node:os';
 import { connectRedirected, getSocketHandle, WfpRedirectError } from '..';
 import { binding } from '../dist/native';
 import { isWindows, listenOrSkip, LOOPBACK, Loopback, nodeFd, spy, type Family } from './helpers';
@@ -130,6 +131,27 @@ describe('connectRedirected, like net.connect', function () {
     await once(socket, 'connect');
     assert.equal(called, true);
     socket.destroy();
+  });
+
+  it('fails with an error event when libuv cannot adopt the socket, errno the positive OS number', async function () {
+    // A number that is no open socket any more: uv_tcp_open refuses it.
+    const closedNumber = binding.createTcpSocket(4);
+    binding.closeSocket(closedNumber);
+    const created = spy('createTcpSocket', () => closedNumber);
+    let socket: net.Socket;
+    try {
+      socket = connectRedirected({ host: '127.0.0.1', port: loopback.port });
+    } finally {
+      created.restore();
+    }
+    const [error] = (await once(socket, 'error')) as [WfpRedirectError];
+    assert.ok(error instanceof WfpRedirectError, String(error));
+    assert.ok(error.errno === undefined || error.errno > 0, `errno ${error.errno}`);
+    if (!isWindows) {
+      assert.equal(error.syscall, 'uv_tcp_open');
+      assert.equal(error.code, 'EBADF');
+      assert.equal(error.errno, constants.errno.EBADF);
+    }
   });
 
   it('refuses bad arguments synchronously, as net.connect does, leaving nothing open', function () {

@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -10,6 +11,8 @@
 #include "../sockaddr_endpoint.h"
 
 namespace wfp {
+
+const uint64_t kMaxOsSocket = INT_MAX;
 
 bool ReadSocketEndpoint(OsSocket socket, EndpointSide side, Endpoint* out) {
   sockaddr_storage storage{};

@@ -6,6 +6,8 @@
 
 namespace wfp {
 
+const uint64_t kMaxOsSocket = (uint64_t{1} << 53) - 1;
+
 bool ReadSocketEndpoint(OsSocket socket, EndpointSide side, Endpoint* out) {
   sockaddr_storage storage{};
   int length = sizeof storage;
