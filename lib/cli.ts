@@ -29,7 +29,7 @@ Options:
   --listen HOST:PORT           where to accept connections (IPv6 as [::1]:8888)
   --idle-timeout MS            close a connection idle this long (default 300000; 0: never)
   --connect-timeout MS         give up on a destination after this long (default 10000)
-  --max-connections N          refuse connections beyond N at once (default 1024)
+  --max-connections N          refuse connections beyond N at once (default 1024; at least 1)
   --shutdown-timeout MS        on SIGINT/SIGTERM, let open connections finish
                                for this long, then close them (default 10000)
   --log text|json              one line per connection on stdout (default text)
@@ -52,10 +52,12 @@ function endpoint(text: string, option: string): Destination {
   return { host: match[1], port };
 }
 
-function count(text: string | undefined, option: string, fallback: number): number {
+function count(text: string | undefined, option: string, fallback: number, least = 0): number {
   if (text === undefined) return fallback;
   const value = Number(text);
-  if (!Number.isInteger(value) || value < 0) throw new UsageError(`${option} wants a whole number, not "${text}"`);
+  if (text.trim() === '' || !Number.isInteger(value) || value < least) {
+    throw new UsageError(`${option} wants a whole number${least > 0 ? ` of at least ${least}` : ''}, not "${text}"`);
+  }
   return value;
 }
 
@@ -128,7 +130,8 @@ export async function main(argv: string[]): Promise<number> {
       destination: destinationSource(values),
       idleTimeout: count(values['idle-timeout'], '--idle-timeout', 300_000),
       connectTimeout: count(values['connect-timeout'], '--connect-timeout', 10_000),
-      maxConnections: count(values['max-connections'], '--max-connections', 1024),
+      // At least 1: a proxy that refuses every connection is a mistake, and 0 would not even mean that to Node.
+      maxConnections: count(values['max-connections'], '--max-connections', 1024, 1),
       log: logger(values.log!),
     });
   } catch (error) {
@@ -149,10 +152,10 @@ export async function main(argv: string[]): Promise<number> {
     process.once('SIGINT', () => resolve('SIGINT'));
     process.once('SIGTERM', () => resolve('SIGTERM'));
   });
-  process.stderr.write(`wfp-redirect-proxy: ${signal}: not accepting; letting ${proxy.connections} open socket(s) finish for up to ${shutdownTimeout} ms\n`);
+  process.stderr.write(`wfp-redirect-proxy: ${signal}: not accepting; letting ${proxy.connections} open connection(s) finish for up to ${shutdownTimeout} ms\n`);
   const forceExit = () => process.exit(130);
   process.once('SIGINT', forceExit).once('SIGTERM', forceExit);
   const cut = await proxy.shutdown(shutdownTimeout);
-  process.stderr.write(`wfp-redirect-proxy: stopped${cut ? `, ${cut} socket(s) cut at the deadline` : ''}\n`);
+  process.stderr.write(`wfp-redirect-proxy: stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}\n`);
   return 0;
 }

@@ -3,7 +3,7 @@
 // REDIRECT/DNAT (SO_ORIGINAL_DST), or the socket's local address under TPROXY.
 // Windows: the WFP redirect context, decoded as a SOCKADDR or by your decoder.
 import net from 'node:net';
-import { WfpRedirectError } from './errors';
+import { notRedirected, WfpRedirectError } from './errors';
 import { binding } from './native';
 import { queryRedirectContextSync } from './redirect';
 import { decodeSockaddr } from './sockaddr';
@@ -21,20 +21,33 @@ export interface OriginalDestinationOptions {
    * original destination, answer the local address when netfilter has no other.
    */
   tproxy?: boolean;
-  /** Windows: decodes your callout driver's context (default: a SOCKADDR at `contextOffset`). */
-  decode?: (context: Buffer) => { host: string; port: number };
+  /**
+   * Windows: decodes your callout driver's context (default: a SOCKADDR at
+   * `contextOffset`). `family` may be left out when `address` is an IP address.
+   */
+  decode?: (context: Buffer) => { address: string; port: number; family?: 'IPv4' | 'IPv6' };
   /** Windows: where the SOCKADDR starts in the context (default 0). */
   contextOffset?: number;
 }
 
-function notRedirected(detail: string, cause?: unknown): WfpRedirectError {
-  const error = new WfpRedirectError(`The connection was not redirected: ${detail}`, { code: 'ERR_NOT_REDIRECTED' });
-  if (cause !== undefined) Object.defineProperty(error, 'cause', { value: cause, configurable: true, writable: true });
-  return error;
-}
-
 function familyOf(address: string): 'IPv4' | 'IPv6' {
   return net.isIPv6(address) ? 'IPv6' : 'IPv4';
+}
+
+/** Checks what a `decode` option returned; the family is the address's own unless given. */
+function decoded(result: unknown): OriginalDestination {
+  const { address, port, family } = (result ?? {}) as { address?: unknown; port?: unknown; family?: unknown };
+  const bad = (why: string) =>
+    Object.assign(new TypeError(`The decode option returned ${why}; it must return { address, port } (and family when address is not an IP address)`), {
+      code: 'ERR_INVALID_RETURN_VALUE',
+    });
+  if (typeof address !== 'string' || address === '') throw bad('no address');
+  if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) throw bad(`port ${String(port)}`);
+  if (family !== undefined && family !== 'IPv4' && family !== 'IPv6') throw bad(`family ${String(family)}`);
+  const kind = net.isIP(address);
+  if (family === undefined && kind === 0) throw bad(`"${address}", not an IP address, without a family`);
+  if (family !== undefined && kind !== 0 && family !== familyOf(address)) throw bad(`family ${family} for ${address}`);
+  return { family: family ?? familyOf(address), address, port };
 }
 
 /** '::ffff:127.0.0.1' -> '127.0.0.1', as the addon spells IPv4 connections on dual-stack sockets. */
@@ -53,10 +66,7 @@ function fromWfpContext(socket: net.Socket, options: OriginalDestinationOptions)
     throw error;
   }
   if (context.length === 0) throw notRedirected('the WFP redirect context is empty');
-  if (options.decode) {
-    const { host, port } = options.decode(context);
-    return { family: familyOf(host), address: host, port };
-  }
+  if (options.decode) return decoded(options.decode(context));
   const { family, address, port } = decodeSockaddr(context, options.contextOffset ?? 0);
   return { family, address, port };
 }

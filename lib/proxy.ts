@@ -3,7 +3,7 @@
 // records, and relay both ways with backpressure and half-close.
 import net from 'node:net';
 import { connectRedirected } from './connect';
-import { WfpRedirectError } from './errors';
+import { notRedirected, WfpRedirectError } from './errors';
 import { isSupported, queryRedirectRecords } from './redirect';
 
 export interface Destination {
@@ -52,6 +52,9 @@ function code(error: unknown): string {
 
 export class TransparentProxy {
   readonly server: net.Server;
+  /** The accepted sockets of the connections being relayed. */
+  private readonly clients = new Set<net.Socket>();
+  /** Every socket still open, both ends of each relay: what a shutdown cuts. */
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
@@ -73,16 +76,17 @@ export class TransparentProxy {
     return this.server.address() as net.AddressInfo;
   }
 
+  /** Connections being relayed (one per client, however many sockets each has open). */
   get connections(): number {
-    return this.open.size;
+    return this.clients.size;
   }
 
-  /** Stops accepting; open connections may finish until `deadlineMs`, then are cut. Resolves to how many were cut. */
+  /** Stops accepting; open connections may finish until `deadlineMs`, then are cut. Resolves to how many connections were cut. */
   async shutdown(deadlineMs: number): Promise<number> {
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const timer = new Promise<'deadline'>((resolve) => setTimeout(resolve, deadlineMs, 'deadline').unref());
     if ((await Promise.race([closed, timer])) !== 'deadline') return 0;
-    const cut = this.open.size;
+    const cut = this.clients.size;
     for (const socket of this.open) socket.destroy();
     await closed;
     return cut;
@@ -104,9 +108,10 @@ export class TransparentProxy {
     try {
       return await queryRedirectRecords(inbound);
     } catch (error) {
-      if (this.options.destination.kind === 'upstream' && error instanceof WfpRedirectError && NO_RECORDS.has(error.code)) {
-        return undefined;
-      }
+      if (!(error instanceof WfpRedirectError) || !NO_RECORDS.has(error.code)) throw error;
+      if (this.options.destination.kind === 'upstream') return undefined;
+      // As on Linux, where netfilter has no record of such a connection.
+      if (error.code === 'WSAEINVAL') throw notRedirected('the socket has no WFP redirect records (no callout redirected it to this process)', error);
       throw error;
     }
   }
@@ -116,6 +121,7 @@ export class TransparentProxy {
     const started = Date.now();
     const client = formatEndpoint(inbound.remoteAddress, inbound.remotePort);
     const entry: ConnectionLog = { id, client, destination: undefined, records: 0, bytesUp: 0, bytesDown: 0, durationMs: 0 };
+    this.clients.add(inbound);
     this.open.add(inbound);
     let outbound: net.Socket | undefined;
     const fail = (error: unknown) => {
@@ -159,6 +165,7 @@ export class TransparentProxy {
       entry.bytesUp = outbound?.bytesWritten ?? 0;
       entry.bytesDown = inbound.bytesWritten;
       entry.durationMs = Date.now() - started;
+      this.clients.delete(inbound);
       this.open.delete(inbound);
       if (outbound) this.open.delete(outbound);
       this.options.log(entry);

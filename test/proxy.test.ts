@@ -140,6 +140,8 @@ describe('bin/wfp-redirect-proxy', function () {
     ['a bad endpoint', ['--listen', 'nowhere', '--upstream', 'a:1'], /--listen wants HOST:PORT/],
     ['a bad --log', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--log', 'xml'], /--log wants text or json/],
     ['an unknown option', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--frobnicate'], /frobnicate/],
+    ['--max-connections 0', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--max-connections', '0'], /--max-connections wants a whole number of at least 1, not "0"/],
+    ['an empty --idle-timeout', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--idle-timeout', ''], /--idle-timeout wants a whole number, not ""/],
   ];
   for (const [label, args, message] of badUsages) {
     it(`refuses ${label} with exit code 2 and a message`, function () {
@@ -236,7 +238,9 @@ describe('bin/wfp-redirect-proxy', function () {
     proxy.child.kill('SIGTERM');
     const [code] = await once(proxy.child, 'exit');
     assert.equal(code, 0);
-    assert.match(proxy.stderr.join('\n'), /2 socket\(s\) cut at the deadline/);
+    // One connection, though both of its sockets were open.
+    assert.match(proxy.stderr.join('\n'), /letting 1 open connection\(s\) finish/);
+    assert.match(proxy.stderr.join('\n'), /, 1 connection\(s\) cut at the deadline/);
   });
 });
 

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { binding } from '../dist/native';
-import { TransparentProxy, type ConnectionLog } from '../dist/proxy';
+import { TransparentProxy, type ConnectionLog, type DestinationSource } from '../dist/proxy';
+import { WfpRedirectError } from '..';
 import { spy, type Spied } from './helpers';
 
 const CLIENTS = 20;
@@ -111,4 +112,38 @@ describe('TransparentProxy gives each outbound connection the records of its own
       assert.equal(entry.records, `records of client ${entry.client.split(':')[1]}`.length);
     }
   });
+
+  // A connection straight to the proxy: the query answers WSAEINVAL, as Windows does for a socket no callout redirected.
+  for (const kind of ['upstream', 'resolver'] as const) {
+    it(`${kind === 'upstream' ? 'with --upstream, relays a connection nobody redirected without records' : 'with the destination from the redirect, logs a connection nobody redirected as ERR_NOT_REDIRECTED, as on Linux'}`, async function () {
+      (binding as { hasRedirectIoctls: boolean }).hasRedirectIoctls = true;
+      spies.push(
+        spy('queryRedirectRecords', () => {
+          throw new WfpRedirectError('SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS failed with WSAEINVAL', { code: 'WSAEINVAL', errno: 10022, syscall: 'WSAIoctl' });
+        }),
+      );
+      upstream = net.createServer((socket) => socket.end('ok'));
+      upstream.listen(0, '127.0.0.1');
+      await once(upstream, 'listening');
+      const target = { host: '127.0.0.1', port: (upstream.address() as net.AddressInfo).port };
+      const destination: DestinationSource = kind === 'upstream' ? { kind, upstream: target } : { kind, resolve: async () => target };
+      const logs: ConnectionLog[] = [];
+      proxy = new TransparentProxy({ listen: { host: '127.0.0.1', port: 0 }, destination, idleTimeout: 0, connectTimeout: 10_000, maxConnections: 10, log: (entry) => logs.push(entry) });
+      const { port } = await proxy.listen();
+      const client = net.connect({ host: '127.0.0.1', port });
+      client.on('error', () => {});
+      const received: Buffer[] = [];
+      client.on('data', (data) => received.push(data));
+      await once(client, 'close');
+      while (logs.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      if (kind === 'upstream') {
+        assert.equal(Buffer.concat(received).toString(), 'ok');
+        assert.equal(logs[0].error, undefined);
+        assert.equal(logs[0].records, 0);
+      } else {
+        assert.equal(received.length, 0);
+        assert.equal(logs[0].error, 'ERR_NOT_REDIRECTED');
+      }
+    });
+  }
 });
