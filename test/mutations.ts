@@ -133,7 +133,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'proxy-not-redirected-as-wsaeinval',
     intent: "with the destination from the redirect, a connection nobody redirected is logged WSAEINVAL, not ERR_NOT_REDIRECTED",
     file: 'lib/proxy.ts',
-    edits: [{ find: "      if (error.code === 'WSAEINVAL') throw notRedirected(", replace: "      if (error.code === 'WSAEINVAL-') throw notRedirected(" }],
+    edits: [{ find: "      if (error.code === 'WSAEINVAL') throw notRedirected(", replace: '      if (false as boolean) throw notRedirected(' }],
     specs: ['transparent-proxy.test.js'],
     runtime: 'linux',
   },

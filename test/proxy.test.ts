@@ -127,7 +127,7 @@ describe('bin/wfp-redirect-proxy', function () {
   after(() => upstream.close());
 
   it('--help prints the usage and exits 0', function () {
-    const run = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8' });
+    const run = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8', timeout: 20_000 });
     assert.equal(run.status, 0);
     assert.match(run.stdout, /Usage: wfp-redirect-proxy --listen HOST:PORT/);
     assert.match(run.stdout, /--upstream HOST:PORT/);
@@ -145,7 +145,8 @@ describe('bin/wfp-redirect-proxy', function () {
   ];
   for (const [label, args, message] of badUsages) {
     it(`refuses ${label} with exit code 2 and a message`, function () {
-      const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8' });
+      // A CLI that takes the bad usage would listen forever: the timeout makes that a failure.
+      const run = spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 20_000 });
       assert.equal(run.status, 2, run.stderr);
       assert.match(run.stderr, message);
     });
@@ -153,7 +154,7 @@ describe('bin/wfp-redirect-proxy', function () {
 
   if (!isWindows) {
     it('refuses --context where there is no WFP', function () {
-      const run = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--context', 'sockaddr'], { encoding: 'utf8' });
+      const run = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--context', 'sockaddr'], { encoding: 'utf8', timeout: 20_000 });
       assert.equal(run.status, 2);
       assert.match(run.stderr, /only on Windows 8/);
       assert.match(run.stderr, /use --transparent or --upstream/);
