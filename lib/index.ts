@@ -37,3 +37,12 @@ export {
   type OriginalDestination,
   type OriginalDestinationOptions,
 } from './original-destination';
+export {
+  TransparentProxy,
+  type ProxyOptions,
+  type Destination,
+  type DestinationSource,
+  type ConnectionLog,
+  type RouteRequest,
+  type RouteAnswer,
+} from './proxy';

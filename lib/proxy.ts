@@ -1,9 +1,11 @@
-// The transparent proxy behind bin/wfp-redirect-proxy: per connection, learn
-// where it was going, open an outbound connection that carries the redirect
-// records, and relay both ways with backpressure and half-close.
+// The transparent proxy behind bin/wfp-redirect-proxy, exported for programs
+// that want the relay without the CLI: per connection, learn where it was
+// going, let the `route` hook change or refuse that, open an outbound
+// connection that carries the redirect records, and relay both ways with
+// backpressure and half-close.
 import net from 'node:net';
 import { connectRedirected } from './connect';
-import { notRedirected, WfpRedirectError } from './errors';
+import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from './errors';
 import { isSupported, queryRedirectRecords } from './redirect';
 
 export interface Destination {
@@ -19,14 +21,31 @@ export type DestinationSource =
 export interface ProxyOptions {
   listen: Destination;
   destination: DestinationSource;
-  /** Idle time, in ms, after which a connection is closed; 0 for none. */
-  idleTimeout: number;
-  /** Time, in ms, the outbound connection may take. */
-  connectTimeout: number;
-  maxConnections: number;
+  /** Idle time, in ms, after which a connection is closed; 0 for none. Default 300000. */
+  idleTimeout?: number;
+  /** Time, in ms, the outbound connection may take. Default 10000. */
+  connectTimeout?: number;
+  /** Connections relayed at once; more are refused. Default 1024. */
+  maxConnections?: number;
   /** One call per finished connection. */
-  log: (entry: ConnectionLog) => void;
+  log?: (entry: ConnectionLog) => void;
+  /**
+   * Per connection, once its destination is known: return another destination
+   * to go there instead, `null` to refuse the connection (logged as
+   * `ERR_PROXY_REFUSED`), or nothing to go on as planned.
+   */
+  route?: (connection: RouteRequest) => RouteAnswer | Promise<RouteAnswer>;
 }
+
+export interface RouteRequest {
+  /** The accepted connection (paused: nothing has been read from it yet). */
+  socket: net.Socket;
+  destination: Destination;
+  /** The redirect records the outbound connection will carry, where there are any. */
+  records: Buffer | undefined;
+}
+
+export type RouteAnswer = Destination | null | undefined;
 
 export interface ConnectionLog {
   id: number;
@@ -50,6 +69,17 @@ function code(error: unknown): string {
   return typeof value === 'string' ? value : String(message ?? error);
 }
 
+/** The destination a route hook's answer means; throws for a refusal or a malformed answer. */
+function routed(answer: unknown, planned: Destination): Destination {
+  if (answer === undefined) return planned;
+  if (answer === null) throw Object.assign(new Error('refused by the route hook'), { code: 'ERR_PROXY_REFUSED' });
+  const { host, port } = answer as Partial<Destination>;
+  if (typeof host !== 'string' || typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw Object.assign(new TypeError('The route hook must return { host, port }, null or nothing'), { code: 'ERR_INVALID_RETURN_VALUE' });
+  }
+  return { host, port };
+}
+
 export class TransparentProxy {
   readonly server: net.Server;
   /** The accepted sockets of the connections being relayed. */
@@ -58,11 +88,30 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  constructor(private readonly options: ProxyOptions) {
+  private readonly options: Required<Omit<ProxyOptions, 'route'>> & Pick<ProxyOptions, 'route'>;
+
+  constructor(options: ProxyOptions) {
+    if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
+    this.options = {
+      idleTimeout: 300_000,
+      connectTimeout: 10_000,
+      maxConnections: 1024,
+      log: () => {},
+      ...options,
+    };
+    for (const name of ['idleTimeout', 'connectTimeout', 'maxConnections'] as const) {
+      const value = this.options[name];
+      if (!Number.isSafeInteger(value) || value < (name === 'maxConnections' ? 1 : 0)) {
+        throw outOfRange('ERR_OUT_OF_RANGE', `options.${name} must be a whole number${name === 'maxConnections' ? ' of at least 1' : ''}. Received ${String(value)}`);
+      }
+    }
+    for (const name of ['log', 'route'] as const) {
+      if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
+    }
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (inbound) => {
       this.relay(inbound).catch(() => inbound.destroy());
     });
-    this.server.maxConnections = options.maxConnections;
+    this.server.maxConnections = this.options.maxConnections;
   }
 
   async listen(): Promise<net.AddressInfo> {
@@ -134,9 +183,13 @@ export class TransparentProxy {
 
     try {
       const records = await this.recordsOf(inbound);
-      const destination = await this.destinationOf(inbound);
       entry.records = records?.length ?? 0;
+      let destination = await this.destinationOf(inbound);
       entry.destination = formatEndpoint(destination.host, destination.port);
+      if (this.options.route) {
+        destination = routed(await this.options.route({ socket: inbound, destination, records }), destination);
+        entry.destination = formatEndpoint(destination.host, destination.port);
+      }
       if (inbound.destroyed) throw Object.assign(new Error('client went away'), { code: 'ECONNRESET' });
       const out = connectRedirected({ host: destination.host, port: destination.port, redirectRecords: records, allowHalfOpen: true, timeout: this.options.connectTimeout });
       outbound = out;

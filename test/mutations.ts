@@ -146,6 +146,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'route-hook-refusal-ignored',
+    intent: "a route hook's null (refuse the connection) is taken as \"go on\"",
+    file: 'lib/proxy.ts',
+    edits: [{ find: '  if (answer === undefined) return planned;', replace: '  if (answer === undefined || answer === null) return planned;' }],
+    specs: ['transparent-proxy.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'max-connections-zero',
     intent: '--max-connections 0 is taken, silently meaning no limit',
     file: 'lib/cli.ts',

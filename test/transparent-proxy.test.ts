@@ -7,8 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { binding } from '../dist/native';
-import { TransparentProxy, type ConnectionLog, type DestinationSource } from '../dist/proxy';
-import { WfpRedirectError } from '..';
+import { TransparentProxy, WfpRedirectError, type ConnectionLog, type DestinationSource, type RouteRequest } from '..';
 import { spy, type Spied } from './helpers';
 
 const CLIENTS = 20;
@@ -146,4 +145,90 @@ describe('TransparentProxy gives each outbound connection the records of its own
       }
     });
   }
+});
+
+describe('TransparentProxy, as the package exports it', function () {
+  this.timeout(30_000);
+  const servers: net.Server[] = [];
+  let proxy: TransparentProxy | undefined;
+  afterEach(async () => {
+    await proxy?.shutdown(0);
+    proxy = undefined;
+    for (const server of servers.splice(0)) server.close();
+  });
+
+  /** A server that answers every connection with its name and closes. */
+  async function named(name: string): Promise<{ host: string; port: number }> {
+    const server = net.createServer((socket) => socket.end(name));
+    servers.push(server);
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    return { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port };
+  }
+
+  async function fetch(port: number): Promise<string> {
+    const client = net.connect({ host: '127.0.0.1', port });
+    client.on('error', () => {});
+    const chunks: Buffer[] = [];
+    client.on('data', (data) => chunks.push(data));
+    await once(client, 'close');
+    return Buffer.concat(chunks).toString();
+  }
+
+  it('needs only listen and destination; the route hook sends a connection elsewhere, or refuses it', async function () {
+    const [a, b] = await Promise.all([named('a'), named('b')]);
+    const asked: RouteRequest[] = [];
+    const answers: Array<{ host: string; port: number } | null | undefined> = [b, null, undefined];
+    const logs: ConnectionLog[] = [];
+    proxy = new TransparentProxy({
+      listen: { host: '127.0.0.1', port: 0 },
+      destination: { kind: 'upstream', upstream: a },
+      log: (entry) => logs.push(entry),
+      route: (request) => {
+        asked.push(request);
+        return answers[asked.length - 1];
+      },
+    });
+    const { port } = await proxy.listen();
+    assert.equal(await fetch(port), 'b', 'the hook chose b');
+    assert.equal(await fetch(port), '', 'the hook refused');
+    assert.equal(await fetch(port), 'a', 'the hook said nothing');
+    while (logs.length < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual(asked.map((request) => request.destination), [a, a, a]);
+    assert.ok(asked.every((request) => request.socket instanceof net.Socket && request.records === undefined));
+    const byId = [...logs].sort((x, y) => x.id - y.id);
+    assert.deepEqual(byId.map((entry) => entry.error), [undefined, 'ERR_PROXY_REFUSED', undefined]);
+    assert.equal(byId[0].destination, `127.0.0.1:${b.port}`);
+  });
+
+  it('a route hook that returns something else, or throws, fails that connection only', async function () {
+    const a = await named('a');
+    const logs: ConnectionLog[] = [];
+    let call = 0;
+    proxy = new TransparentProxy({
+      listen: { host: '127.0.0.1', port: 0 },
+      destination: { kind: 'upstream', upstream: a },
+      log: (entry) => logs.push(entry),
+      route: () => {
+        call++;
+        if (call === 1) return { host: 'x' } as never;
+        if (call === 2) throw Object.assign(new Error('no'), { code: 'E_HOOK' });
+        return undefined;
+      },
+    });
+    const { port } = await proxy.listen();
+    assert.equal(await fetch(port), '');
+    assert.equal(await fetch(port), '');
+    assert.equal(await fetch(port), 'a');
+    while (logs.length < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.deepEqual([...logs].sort((x, y) => x.id - y.id).map((entry) => entry.error), ['ERR_INVALID_RETURN_VALUE', 'E_HOOK', undefined]);
+  });
+
+  it('refuses bad options synchronously', function () {
+    const base = { listen: { host: '127.0.0.1', port: 0 }, destination: { kind: 'upstream' as const, upstream: { host: '127.0.0.1', port: 1 } } };
+    assert.throws(() => new TransparentProxy(null as never), { code: 'ERR_INVALID_ARG_TYPE' });
+    assert.throws(() => new TransparentProxy({ ...base, maxConnections: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => new TransparentProxy({ ...base, idleTimeout: -1 }), { code: 'ERR_OUT_OF_RANGE' });
+    assert.throws(() => new TransparentProxy({ ...base, route: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+  });
 });
