@@ -14,7 +14,6 @@ import { resolveSocketHandle } from './socket-handle';
 
 const QUERY_RECORDS: IoctlName = 'SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS';
 const QUERY_CONTEXT: IoctlName = 'SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT';
-const SET_RECORDS: IoctlName = 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS';
 
 /** Windows 8 / Server 2012 is NT 6.2. */
 function windowsAtLeast8(): boolean {
@@ -63,21 +62,19 @@ export function checkRecords(records: Uint8Array): void {
   }
 }
 
-// A number is a raw OS socket: the addon checks it against the platform's range.
-function targetHandle(target: Socket | number): number {
-  return typeof target === 'number' ? target : resolveSocketHandle(target, SET_RECORDS);
-}
-
 /**
- * Gives an outbound socket the redirect records of the connection it proxies,
- * so WFP does not redirect it again. Call it before the socket connects: a
- * number is a raw OS socket (`SOCKET` on Windows); a `net.Socket` must already
- * be connected for its OS socket to be found, when the records no longer
- * affect routing.
+ * Gives a raw OS socket (`SOCKET` on Windows) that has not connected yet the
+ * records of the connection it proxies, so WFP does not redirect it again.
+ * For a `net.Socket`, use `connectRedirected`: a `net.Socket`'s OS socket can
+ * only be found once it has connected, when records no longer change its
+ * routing. The addon checks the number against the platform's range.
  */
-export function setRedirectRecordsSync(target: Socket | number, records: Uint8Array): void {
+export function setRedirectRecordsSync(osSocket: number, records: Uint8Array): void {
+  if (typeof osSocket !== 'number') {
+    throw invalidArgType('osSocket', 'a number: a raw OS socket that has not connected yet (for a net.Socket, use connectRedirected)', osSocket);
+  }
   checkRecords(records);
-  binding.setRedirectRecords(targetHandle(target), records);
+  binding.setRedirectRecords(osSocket, records);
 }
 
 /** Async form of {@link queryRedirectRecordsSync}; never throws, rejects instead. */
@@ -91,6 +88,6 @@ export async function queryRedirectContext(socket: Socket): Promise<Buffer> {
 }
 
 /** Async form of {@link setRedirectRecordsSync}; never throws, rejects instead. */
-export async function setRedirectRecords(target: Socket | number, records: Uint8Array): Promise<void> {
-  setRedirectRecordsSync(target, records);
+export async function setRedirectRecords(osSocket: number, records: Uint8Array): Promise<void> {
+  setRedirectRecordsSync(osSocket, records);
 }

@@ -29,10 +29,8 @@ const socketTakers: Array<{ name: string; call: AnyFn; async: boolean }> = [
   { name: 'getSocketHandle', call: (s) => getSocketHandle(s), async: false },
   { name: 'queryRedirectRecordsSync', call: (s) => queryRedirectRecordsSync(s), async: false },
   { name: 'queryRedirectContextSync', call: (s) => queryRedirectContextSync(s), async: false },
-  { name: 'setRedirectRecordsSync', call: (s) => setRedirectRecordsSync(s, RECORDS), async: false },
   { name: 'queryRedirectRecords', call: (s) => queryRedirectRecords(s), async: true },
   { name: 'queryRedirectContext', call: (s) => queryRedirectContext(s), async: true },
-  { name: 'setRedirectRecords', call: (s) => setRedirectRecords(s, RECORDS), async: true },
   { name: 'getOriginalDestination', call: (s) => getOriginalDestination(s), async: true },
 ];
 
@@ -130,8 +128,22 @@ describe('bad input', function () {
     }
   });
 
+  /** The setters, on the OS socket of a connected socket (what they are given is checked before any call). */
+  const setters: Array<{ name: string; call: AnyFn; async: boolean }> = [
+    { name: 'setRedirectRecordsSync', call: (s) => setRedirectRecordsSync(s, RECORDS), async: false },
+    { name: 'setRedirectRecords', call: (s) => setRedirectRecords(s, RECORDS), async: true },
+  ];
+
+  for (const setter of setters) {
+    it(`${setter.name} refuses a net.Socket with ERR_INVALID_ARG_TYPE, pointing to connectRedirected`, async function () {
+      const error = await failureOf(setter, pair.client);
+      assertCode(error, TypeError, 'ERR_INVALID_ARG_TYPE');
+      assert.match(error.message, /connectRedirected/);
+      for (const [, make] of notSockets.slice(0, 4)) assertCode(await failureOf(setter, make()), TypeError, 'ERR_INVALID_ARG_TYPE');
+    });
+  }
+
   describe('records', function () {
-    const setters = socketTakers.filter((t) => t.name.startsWith('setRedirectRecords'));
     const notBytes: Array<[string, unknown]> = [
       ['a string', 'records'],
       ['an array of numbers', [1, 2, 3]],
@@ -144,8 +156,8 @@ describe('bad input', function () {
     for (const setter of setters) {
       const call = (records: unknown) =>
         setter.async
-          ? setRedirectRecords(pair.client, records as Uint8Array)
-          : setRedirectRecordsSync(pair.client, records as Uint8Array);
+          ? setRedirectRecords(getSocketHandle(pair.client), records as Uint8Array)
+          : setRedirectRecordsSync(getSocketHandle(pair.client), records as Uint8Array);
       const failure = async (records: unknown) =>
         failureOf({ async: setter.async, call: () => call(records) }, undefined);
 

@@ -170,12 +170,6 @@ export const IOCTL_CALLS: ReadonlyArray<{
     sync: (p) => queryRedirectContextSync(p.accepted),
   },
   {
-    label: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS',
-    ioctl: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS',
-    async: (p) => setRedirectRecords(p.client, RECORDS),
-    sync: (p) => setRedirectRecordsSync(p.client, RECORDS),
-  },
-  {
     label: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS on a raw OS socket',
     ioctl: 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS',
     async: (p) => setRedirectRecords(getSocketHandle(p.client), RECORDS),

@@ -154,6 +154,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'set-records-takes-net-socket',
+    intent: 'setRedirectRecords takes a connected net.Socket again, where the records can change nothing',
+    file: 'lib/redirect.ts',
+    edits: [{ find: "  if (typeof osSocket !== 'number') {", replace: "  if (typeof osSocket !== 'number' && false) {" }],
+    specs: ['bad-input.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'max-connections-zero',
     intent: '--max-connections 0 is taken, silently meaning no limit',
     file: 'lib/cli.ts',

@@ -233,16 +233,16 @@ describe('reliability: hostile input', function () {
 
   it('frozen, sealed, shared and detached buffers as records', async function () {
     const frozen = Object.freeze(new Uint8Array(0));
-    assert.equal((await rejection(setRedirectRecords(pair.client, frozen))).code, 'ERR_WFP_RECORDS_EMPTY');
+    assert.equal((await rejection(setRedirectRecords(getSocketHandle(pair.client), frozen))).code, 'ERR_WFP_RECORDS_EMPTY');
     const sealedBytes = Object.preventExtensions(new Uint8Array([1, 2, 3]));
     const shared = new Uint8Array(new SharedArrayBuffer(8));
     for (const records of [sealedBytes, shared, Buffer.from([7])]) {
-      const error = await rejection(setRedirectRecords(pair.client, records));
+      const error = await rejection(setRedirectRecords(getSocketHandle(pair.client), records));
       assert.ok(error instanceof WfpRedirectError, String(error));
     }
     const detachedRecords = new Uint8Array(16);
     structuredClone(detachedRecords.buffer, { transfer: [detachedRecords.buffer] });
-    assert.equal((await rejection(setRedirectRecords(pair.client, detachedRecords))).code, 'ERR_WFP_RECORDS_EMPTY');
+    assert.equal((await rejection(setRedirectRecords(getSocketHandle(pair.client), detachedRecords))).code, 'ERR_WFP_RECORDS_EMPTY');
   });
 
   it('a net.Socket subclass is a net.Socket', async function () {
