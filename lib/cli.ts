@@ -30,7 +30,8 @@ Options:
   --idle-timeout MS            close a connection idle this long (default 300000; 0: never)
   --connect-timeout MS         give up on a destination after this long (default 10000)
   --max-connections N          refuse connections beyond N at once (default 1024; at least 1)
-  --shutdown-timeout MS        on SIGINT/SIGTERM, let open connections finish
+  --shutdown-timeout MS        on Ctrl+C or SIGTERM (Windows: also Ctrl+Break and
+                               closing the console), let open connections finish
                                for this long, then close them (default 10000)
   --log text|json              one line per connection on stdout (default text)
   --help                       this text
@@ -44,6 +45,14 @@ Example (any platform): wfp-redirect-proxy --listen 127.0.0.1:8888 --upstream ex
 `;
 
 class UsageError extends Error {}
+
+/**
+ * What stops the proxy gracefully: Ctrl+C and SIGTERM everywhere; on Windows
+ * also Ctrl+Break (SIGBREAK) and the console window closing (SIGHUP, after
+ * which Windows allows the process about 10 s).
+ */
+export const SHUTDOWN_SIGNALS: readonly NodeJS.Signals[] =
+  process.platform === 'win32' ? ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP'] : ['SIGINT', 'SIGTERM'];
 
 function endpoint(text: string, option: string): Destination {
   const match = /^\[([^\]]+)\]:(\d+)$/.exec(text) ?? /^([^:]+):(\d+)$/.exec(text);
@@ -149,13 +158,21 @@ export async function main(argv: string[]): Promise<number> {
   }
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGINT', () => resolve('SIGINT'));
-    process.once('SIGTERM', () => resolve('SIGTERM'));
+    const stop = (received: NodeJS.Signals) => {
+      for (const name of SHUTDOWN_SIGNALS) process.off(name, stop);
+      resolve(received);
+    };
+    for (const name of SHUTDOWN_SIGNALS) process.on(name, stop);
   });
   process.stderr.write(`wfp-redirect-proxy: ${signal}: not accepting; letting ${proxy.connections} open connection(s) finish for up to ${shutdownTimeout} ms\n`);
+  // A second signal does not wait for the deadline.
   const forceExit = () => process.exit(130);
-  process.once('SIGINT', forceExit).once('SIGTERM', forceExit);
-  const cut = await proxy.shutdown(shutdownTimeout);
-  process.stderr.write(`wfp-redirect-proxy: stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}\n`);
+  for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);
+  try {
+    const cut = await proxy.shutdown(shutdownTimeout);
+    process.stderr.write(`wfp-redirect-proxy: stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}\n`);
+  } finally {
+    for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);
+  }
   return 0;
 }

@@ -162,6 +162,22 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'shutdown-leaves-listeners',
+    intent: "the CLI's second-signal handlers stay registered after it has stopped",
+    file: 'lib/cli.ts',
+    edits: [{ find: '    for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);', replace: '    void forceExit;' }],
+    specs: ['proxy.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'no-sigbreak-on-windows',
+    intent: 'Ctrl+Break does not stop the proxy gracefully on Windows',
+    file: 'lib/cli.ts',
+    edits: [{ find: "['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP']", replace: "['SIGINT', 'SIGTERM', 'SIGHUP']" }],
+    specs: ['proxy.test.js'],
+    runtime: 'win32',
+  },
+  {
     name: 'max-connections-zero',
     intent: '--max-connections 0 is taken, silently meaning no limit',
     file: 'lib/cli.ts',

@@ -5,6 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
+import { main, SHUTDOWN_SIGNALS } from '../dist/cli';
 import { isWindows, Loopback } from './helpers';
 
 const root = join(__dirname, '..');
@@ -261,4 +262,58 @@ describe('examples/transparent-proxy.ts', function () {
       upstream.close();
     }
   });
+});
+
+// The CLI's main() in this process, stopped by emitting each of its shutdown
+// signals: this checks the handling, the same on every platform. It cannot
+// check that the OS delivers them: under Wine no test can press Ctrl+Break or
+// close a console for a node.exe, and Windows has no kill() for them.
+describe('wfp-redirect-proxy shutdown signals, emitted in this process', function () {
+  this.timeout(30_000);
+
+  // Written out, not taken from the CLI, so that a signal it stops handling fails here.
+  const signals: NodeJS.Signals[] = isWindows ? ['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP'] : ['SIGINT', 'SIGTERM'];
+  it('the CLI names exactly these', function () {
+    assert.deepEqual([...SHUTDOWN_SIGNALS], signals);
+  });
+
+  for (const signal of signals) {
+    it(`${signal}: stops accepting, lets an open connection finish, exits 0, and leaves no listener behind`, async function () {
+      const upstream = await echoServer();
+      const saved = process.rawListeners(signal) as Array<(...args: unknown[]) => void>;
+      process.removeAllListeners(signal);
+      const written: string[] = [];
+      // The CLI's own output: its stderr is read here, its log lines on stdout are not wanted in the report.
+      const [stderrWrite, stdoutWrite] = [process.stderr.write, process.stdout.write];
+      process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
+      process.stdout.write = (() => true) as typeof process.stdout.write;
+      try {
+        const exited = main(['--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${(upstream.address() as net.AddressInfo).port}`, '--log', 'json', '--shutdown-timeout', '5000']);
+        let port = 0;
+        while (!port) {
+          port = Number(/listening on .*:(\d+)$/m.exec(written.join(''))?.[1] ?? 0);
+          await new Promise((resolve) => setTimeout(resolve, 10));
+        }
+        const client = await connect(port);
+        client.write('before');
+        await once(client, 'data');
+        process.emit(signal as 'SIGINT', signal as 'SIGINT');
+        // Still relaying after the signal, until the client is done.
+        client.end('after');
+        const echoed: Buffer[] = [];
+        client.on('data', (data) => echoed.push(data));
+        await once(client, 'end');
+        assert.equal(Buffer.concat(echoed).toString(), 'after');
+        assert.equal(await exited, 0);
+        assert.match(written.join(''), new RegExp(`${signal}: not accepting; letting 1 open connection`));
+        assert.match(written.join(''), /stopped$/m);
+        assert.equal(process.listenerCount(signal), 0, 'main() left a listener behind');
+      } finally {
+        process.stderr.write = stderrWrite;
+        process.stdout.write = stdoutWrite;
+        for (const listener of saved) process.on(signal, listener);
+        upstream.close();
+      }
+    });
+  }
 });
