@@ -287,8 +287,11 @@ describe('wfp-redirect-proxy shutdown signals, emitted in this process', functio
       const [stderrWrite, stdoutWrite] = [process.stderr.write, process.stdout.write];
       process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
       process.stdout.write = (() => true) as typeof process.stdout.write;
+      let running: Promise<number> | undefined;
+      let stopped = false;
       try {
         const exited = main(['--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${(upstream.address() as net.AddressInfo).port}`, '--log', 'json', '--shutdown-timeout', '5000']);
+        running = exited.finally(() => (stopped = true));
         let port = 0;
         while (!port) {
           port = Number(/listening on .*:(\d+)$/m.exec(written.join(''))?.[1] ?? 0);
@@ -304,11 +307,18 @@ describe('wfp-redirect-proxy shutdown signals, emitted in this process', functio
         client.on('data', (data) => echoed.push(data));
         await once(client, 'end');
         assert.equal(Buffer.concat(echoed).toString(), 'after');
-        assert.equal(await exited, 0);
+        const timeout = new Promise<string>((resolve) => setTimeout(resolve, 10_000, 'still running after 10 s').unref());
+        assert.equal(await Promise.race([exited, timeout]), 0);
         assert.match(written.join(''), new RegExp(`${signal}: not accepting; letting 1 open connection`));
         assert.match(written.join(''), /stopped$/m);
         assert.equal(process.listenerCount(signal), 0, 'main() left a listener behind');
       } finally {
+        // If the signal was not handled, main() still listens and would keep
+        // this process alive: stop it with the first signal it does handle.
+        if (running && !stopped) {
+          process.emit(SHUTDOWN_SIGNALS[0] as 'SIGINT', SHUTDOWN_SIGNALS[0] as 'SIGINT');
+          await running;
+        }
         process.stderr.write = stderrWrite;
         process.stdout.write = stdoutWrite;
         for (const listener of saved) process.on(signal, listener);
