@@ -92,12 +92,13 @@ export class TransparentProxy {
 
   constructor(options: ProxyOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
+    // `?? default`, not a spread: an option given as undefined takes its default.
     this.options = {
-      idleTimeout: 300_000,
-      connectTimeout: 10_000,
-      maxConnections: 1024,
-      log: () => {},
       ...options,
+      idleTimeout: options.idleTimeout ?? 300_000,
+      connectTimeout: options.connectTimeout ?? 10_000,
+      maxConnections: options.maxConnections ?? 1024,
+      log: options.log ?? (() => {}),
     };
     for (const name of ['idleTimeout', 'connectTimeout', 'maxConnections'] as const) {
       const value = this.options[name];

@@ -230,5 +230,7 @@ describe('TransparentProxy, as the package exports it', function () {
     assert.throws(() => new TransparentProxy({ ...base, maxConnections: 0 }), { code: 'ERR_OUT_OF_RANGE' });
     assert.throws(() => new TransparentProxy({ ...base, idleTimeout: -1 }), { code: 'ERR_OUT_OF_RANGE' });
     assert.throws(() => new TransparentProxy({ ...base, route: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+    // Options given as undefined take their defaults.
+    assert.doesNotThrow(() => new TransparentProxy({ ...base, idleTimeout: undefined, log: undefined, route: undefined }));
   });
 });
