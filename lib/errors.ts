@@ -57,7 +57,7 @@ export interface WfpRedirectErrorFields {
   errno?: number;
   syscall?: string;
   ioctl?: IoctlName;
-  /** The error this one stands for, where there is one (as `Error#cause`). */
+  /** The error this one stands for, where there is one (as `Error#cause`; left out when undefined). */
   cause?: unknown;
 }
 
@@ -76,7 +76,7 @@ export class WfpRedirectError extends Error {
   declare readonly ioctl?: IoctlName;
 
   constructor(message: string, fields: WfpRedirectErrorFields) {
-    super(message, 'cause' in fields ? { cause: fields.cause } : undefined);
+    super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
     this.code = fields.code;
     if (fields.errno !== undefined) this.errno = fields.errno;
     if (fields.syscall !== undefined) this.syscall = fields.syscall;
@@ -102,7 +102,7 @@ function describeReceived(value: unknown): string {
 /** `ERR_NOT_REDIRECTED`: nobody redirected the connection; `cause` is the OS's own answer, if any. */
 export function notRedirected(detail: string, cause?: unknown): WfpRedirectError {
   const message = `The connection was not redirected: ${detail}`;
-  return new WfpRedirectError(message, cause === undefined ? { code: 'ERR_NOT_REDIRECTED' } : { code: 'ERR_NOT_REDIRECTED', cause });
+  return new WfpRedirectError(message, { code: 'ERR_NOT_REDIRECTED', cause });
 }
 
 /** A `TypeError` with code `ERR_INVALID_ARG_TYPE`, worded like Node's own. */

@@ -21,7 +21,7 @@ export function internalsError(what: string, cause?: unknown): WfpRedirectError 
     `connectRedirected relies on the Node internal ${what}, which Node ${process.version} does not provide as ` +
       'expected; the outbound socket cannot be given the redirect records, so nothing was connected. ' +
       'Please report this with your Node version.',
-    cause === undefined ? { code: 'ERR_WFP_NODE_INTERNALS' } : { code: 'ERR_WFP_NODE_INTERNALS', cause },
+    { code: 'ERR_WFP_NODE_INTERNALS', cause },
   );
 }
 
