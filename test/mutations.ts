@@ -25,12 +25,17 @@ export interface Mutation {
   short?: boolean;
 }
 
+// Mistakes run against more than one suite or runtime, written once.
+const DROP_MANUAL_START = [{ find: '    manualStart: true,\n', replace: '' }];
+const NO_RETRY = [{ find: 'const uint32_t next = NextBlobSize(last_error, size, returned);', replace: 'const uint32_t next = 0 * NextBlobSize(last_error, size, returned);' }];
+const CAP_1K = [{ find: 'constexpr uint32_t kMaxBlobSize = 64 * 1024;', replace: 'constexpr uint32_t kMaxBlobSize = 1024;' }];
+
 export const MUTATIONS: Mutation[] = [
   {
     name: 'connect-without-manual-start',
     intent: 'connectRedirected builds its net.Socket without manualStart',
     file: 'lib/connect.ts',
-    edits: [{ find: '    manualStart: true,\n', replace: '' }],
+    edits: DROP_MANUAL_START,
     specs: ['connect.test.js', 'node-internals.test.js'],
     runtime: 'linux',
     short: true,
@@ -39,7 +44,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'connect-without-manual-start-win32',
     intent: 'the same, in Windows node.exe',
     file: 'lib/connect.ts',
-    edits: [{ find: '    manualStart: true,\n', replace: '' }],
+    edits: DROP_MANUAL_START,
     specs: ['connect.test.js', 'node-internals.test.js', 'windows.test.js'],
     runtime: 'win32',
   },
@@ -92,7 +97,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'query-no-retry',
     intent: 'a query never retries with a larger buffer after "too small"',
     file: 'native/redirect_protocol.h',
-    edits: [{ find: 'const uint32_t next = NextBlobSize(last_error, size, returned);', replace: 'const uint32_t next = 0 * NextBlobSize(last_error, size, returned);' }],
+    edits: NO_RETRY,
     specs: ['conformance.test.js'],
     runtime: 'linux',
     short: true,
@@ -197,7 +202,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'query-no-retry-fuzz',
     intent: 'the same no-retry mistake, against the fuzzer alone',
     file: 'native/redirect_protocol.h',
-    edits: [{ find: 'const uint32_t next = NextBlobSize(last_error, size, returned);', replace: 'const uint32_t next = 0 * NextBlobSize(last_error, size, returned);' }],
+    edits: NO_RETRY,
     specs: ['conformance-fuzz.test.js'],
     runtime: 'linux',
   },
@@ -205,7 +210,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'blob-cap-1k-fuzz',
     intent: 'the same 1 KiB cap, against the fuzzer alone',
     file: 'native/redirect_protocol.h',
-    edits: [{ find: 'constexpr uint32_t kMaxBlobSize = 64 * 1024;', replace: 'constexpr uint32_t kMaxBlobSize = 1024;' }],
+    edits: CAP_1K,
     specs: ['conformance-fuzz.test.js'],
     runtime: 'linux',
   },
@@ -213,7 +218,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'blob-cap-1k',
     intent: 'blobs are capped at 1 KiB instead of 64 KiB',
     file: 'native/redirect_protocol.h',
-    edits: [{ find: 'constexpr uint32_t kMaxBlobSize = 64 * 1024;', replace: 'constexpr uint32_t kMaxBlobSize = 1024;' }],
+    edits: CAP_1K,
     specs: ['conformance.test.js'],
     runtime: 'linux',
   },
