@@ -27,6 +27,20 @@ function connected(osSocket: number): boolean {
   }
 }
 
+/** A `log` option that keeps the entries and says when `count` of them have arrived. */
+function logCollector(): { logs: ConnectionLog[]; log: (entry: ConnectionLog) => void; logged: (count: number) => Promise<void> } {
+  const logs: ConnectionLog[] = [];
+  const waiting: Array<{ count: number; resolve: () => void }> = [];
+  return {
+    logs,
+    log: (entry) => {
+      logs.push(entry);
+      for (const waiter of waiting.filter((w) => logs.length >= w.count)) waiter.resolve();
+    },
+    logged: (count) => (logs.length >= count ? Promise.resolve() : new Promise((resolve) => waiting.push({ count, resolve }))),
+  };
+}
+
 describe('TransparentProxy gives each outbound connection the records of its own client', function () {
   this.timeout(60_000);
   const spies: Spied[] = [];
@@ -65,14 +79,14 @@ describe('TransparentProxy gives each outbound connection the records of its own
     upstream.listen(0, '127.0.0.1');
     await once(upstream, 'listening');
 
-    const logs: ConnectionLog[] = [];
+    const { logs, log, logged } = logCollector();
     proxy = new TransparentProxy({
       listen: { host: '127.0.0.1', port: 0 },
       destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: (upstream.address() as net.AddressInfo).port } },
       idleTimeout: 0,
       connectTimeout: 10_000,
       maxConnections: 1000,
-      log: (entry) => logs.push(entry),
+      log,
     });
     const { port } = await proxy.listen();
 
@@ -90,12 +104,9 @@ describe('TransparentProxy gives each outbound connection the records of its own
       }),
     );
     const outboundPorts = new Map(sets.map((call) => [call.osSocket, binding.describeSocket(call.osSocket).localPort]));
-    const logged = new Promise<void>((resolve) => {
-      const check = () => (logs.length === CLIENTS ? resolve() : setTimeout(check, 10));
-      check();
-    });
     for (const client of clients) client.end();
-    await logged;
+    await logged(CLIENTS);
+    assert.equal(logs.length, CLIENTS);
 
     assert.equal(arrivals.length, CLIENTS);
     assert.equal(sets.length, CLIENTS, 'one set call per outbound connection');
@@ -126,15 +137,15 @@ describe('TransparentProxy gives each outbound connection the records of its own
       await once(upstream, 'listening');
       const target = { host: '127.0.0.1', port: (upstream.address() as net.AddressInfo).port };
       const destination: DestinationSource = kind === 'upstream' ? { kind, upstream: target } : { kind, resolve: async () => target };
-      const logs: ConnectionLog[] = [];
-      proxy = new TransparentProxy({ listen: { host: '127.0.0.1', port: 0 }, destination, idleTimeout: 0, connectTimeout: 10_000, maxConnections: 10, log: (entry) => logs.push(entry) });
+      const { logs, log, logged } = logCollector();
+      proxy = new TransparentProxy({ listen: { host: '127.0.0.1', port: 0 }, destination, idleTimeout: 0, connectTimeout: 10_000, maxConnections: 10, log });
       const { port } = await proxy.listen();
       const client = net.connect({ host: '127.0.0.1', port });
       client.on('error', () => {});
       const received: Buffer[] = [];
       client.on('data', (data) => received.push(data));
       await once(client, 'close');
-      while (logs.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      await logged(1);
       if (kind === 'upstream') {
         assert.equal(Buffer.concat(received).toString(), 'ok');
         assert.equal(logs[0].error, undefined);
@@ -179,11 +190,11 @@ describe('TransparentProxy, as the package exports it', function () {
     const [a, b] = await Promise.all([named('a'), named('b')]);
     const asked: RouteRequest[] = [];
     const answers: Array<{ host: string; port: number } | null | undefined> = [b, null, undefined];
-    const logs: ConnectionLog[] = [];
+    const { logs, log, logged } = logCollector();
     proxy = new TransparentProxy({
       listen: { host: '127.0.0.1', port: 0 },
       destination: { kind: 'upstream', upstream: a },
-      log: (entry) => logs.push(entry),
+      log,
       route: (request) => {
         asked.push(request);
         return answers[asked.length - 1];
@@ -193,7 +204,7 @@ describe('TransparentProxy, as the package exports it', function () {
     assert.equal(await fetch(port), 'b', 'the hook chose b');
     assert.equal(await fetch(port), '', 'the hook refused');
     assert.equal(await fetch(port), 'a', 'the hook said nothing');
-    while (logs.length < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+    await logged(3);
     assert.deepEqual(asked.map((request) => request.destination), [a, a, a]);
     assert.ok(asked.every((request) => request.socket instanceof net.Socket && request.records === undefined));
     const byId = [...logs].sort((x, y) => x.id - y.id);
@@ -203,12 +214,12 @@ describe('TransparentProxy, as the package exports it', function () {
 
   it('a route hook that returns something else, or throws, fails that connection only', async function () {
     const a = await named('a');
-    const logs: ConnectionLog[] = [];
+    const { logs, log, logged } = logCollector();
     let call = 0;
     proxy = new TransparentProxy({
       listen: { host: '127.0.0.1', port: 0 },
       destination: { kind: 'upstream', upstream: a },
-      log: (entry) => logs.push(entry),
+      log,
       route: () => {
         call++;
         if (call === 1) return { host: 'x' } as never;
@@ -220,7 +231,7 @@ describe('TransparentProxy, as the package exports it', function () {
     assert.equal(await fetch(port), '');
     assert.equal(await fetch(port), '');
     assert.equal(await fetch(port), 'a');
-    while (logs.length < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+    await logged(3);
     assert.deepEqual([...logs].sort((x, y) => x.id - y.id).map((entry) => entry.error), ['ERR_INVALID_RETURN_VALUE', 'E_HOOK', undefined]);
   });
 
