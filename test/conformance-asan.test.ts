@@ -1,6 +1,7 @@
 // The buffer protocol under AddressSanitizer and UBSan: test/native/protocol_fuzz.cc
-// (10,000 random provider scripts, fixed seed) built with -fsanitize and run
-// as its own process, so any read or write outside a buffer aborts it.
+// (10,000 random provider scripts, fixed seed, each checked against a model of
+// the documented protocol) built with -fsanitize and run as its own process,
+// so any read or write outside a buffer aborts it.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
@@ -18,7 +19,7 @@ describe('conformance: the query protocol under AddressSanitizer', function () {
     }
   });
 
-  it('10,000 random provider scripts: no sanitizer report, every run a blob or a described failure', function () {
+  it('10,000 random provider scripts: no sanitizer report, each run asks for the buffers and ends as the documented protocol says', function () {
     const out = join(root, 'test', 'native', 'build');
     mkdirSync(out, { recursive: true });
     const binary = join(out, 'protocol_fuzz');

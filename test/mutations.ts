@@ -215,6 +215,22 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'query-no-retry-asan',
+    intent: 'the same no-retry mistake, against the AddressSanitizer fuzzer alone',
+    file: 'native/redirect_protocol.h',
+    edits: NO_RETRY,
+    specs: ['conformance-asan.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'blob-cap-1k-asan',
+    intent: 'the same 1 KiB cap, against the AddressSanitizer fuzzer alone',
+    file: 'native/redirect_protocol.h',
+    edits: CAP_1K,
+    specs: ['conformance-asan.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'blob-cap-1k',
     intent: 'blobs are capped at 1 KiB instead of 64 KiB',
     file: 'native/redirect_protocol.h',
