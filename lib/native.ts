@@ -7,10 +7,6 @@ import { WfpRedirectError } from './errors';
 export interface NativeBinding {
   /** The OS socket whose local and peer endpoints are these; throws ERR_WFP_SOCKET_NOT_FOUND. */
   getSocketHandle(localAddress: string, localPort: number, remoteAddress: string, remotePort: number): number;
-  /** How this thread's last getSocketHandle search went (for tests and benchmarks). */
-  lastLookupStats(): { handlesVisited: number; socketsChecked: number; usedFullWalk: boolean };
-  /** The addresses the OS reports for an OS socket (a diagnostic the tests use). */
-  describeSocket(osSocket: number): { localAddress: string; localPort: number; remoteAddress: string; remotePort: number };
   queryRedirectRecords(osSocket: number): Buffer;
   queryRedirectContext(osSocket: number): Buffer;
   setRedirectRecords(osSocket: number, records: Uint8Array): void;

@@ -24,9 +24,6 @@ namespace {
 
 constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
 
-// How the last lookup on this thread went, for tests and benchmarks.
-thread_local LookupStats last_lookup{0, 0, false};
-
 // A raw OS socket passed as a JS number: an integer from 0 to this
 // platform's kMaxOsSocket (a POSIX descriptor is an int: 2^32 + fd must not
 // reach the OS as fd).
@@ -81,7 +78,7 @@ Napi::Value GetSocketHandle(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   OsSocket socket = 0;
-  if (!FindTcpSocket(loop, local, peer, &socket, &last_lookup)) {
+  if (!FindTcpSocket(loop, local, peer, &socket, nullptr)) {
     ThrowWfpError(
         env, "ERR_WFP_SOCKET_NOT_FOUND",
         "No open TCP socket on this thread's event loop has local address " +
@@ -99,30 +96,6 @@ Napi::Value GetSocketHandle(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   return Napi::Number::New(env, static_cast<double>(socket));
-}
-
-// describeSocket(osSocket: number): { localAddress, localPort, remoteAddress,
-// remotePort }, as the OS reports them for that socket. A diagnostic, used by
-// the tests to check lookups against the OS's own answer.
-Napi::Value DescribeSocket(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  OsSocket socket;
-  if (!ReadOsSocket(info, 0, &socket)) return env.Undefined();
-  Endpoint local, peer;
-  if (!ReadSocketEndpoint(socket, EndpointSide::kLocal, &local) ||
-      !ReadSocketEndpoint(socket, EndpointSide::kPeer, &peer)) {
-    ThrowWfpError(env, "ERR_WFP_SOCKET_NOT_FOUND",
-                  "The OS socket has no local and peer IP address: it is not "
-                  "a connected TCP socket, or it is closed",
-                  Napi::Object::New(env));
-    return env.Undefined();
-  }
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("localAddress", FormatAddress(local));
-  result.Set("localPort", local.port);
-  result.Set("remoteAddress", FormatAddress(peer));
-  result.Set("remotePort", peer.port);
-  return result;
 }
 
 // createTcpSocket(family: 4 | 6): number. An unconnected TCP socket for
@@ -173,18 +146,6 @@ Napi::Value OriginalDestination(const Napi::CallbackInfo& info) {
   }
   ThrowSystemError(env, error, "getsockopt", "getsockopt(SO_ORIGINAL_DST)", nullptr);
   return env.Undefined();
-}
-
-// lastLookupStats(): { handlesVisited, socketsChecked, usedFullWalk } of this
-// thread's last getSocketHandle: what the tests and benchmarks check the
-// newest-first search against.
-Napi::Value LastLookupStats(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("handlesVisited", static_cast<double>(last_lookup.handles_visited));
-  result.Set("socketsChecked", static_cast<double>(last_lookup.sockets_checked));
-  result.Set("usedFullWalk", last_lookup.used_full_walk);
-  return result;
 }
 
 struct BufferSink {
@@ -262,8 +223,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, QueryRedirectContext));
   exports.Set("setRedirectRecords",
               Napi::Function::New(env, SetRedirectRecordsOn));
-  exports.Set("lastLookupStats", Napi::Function::New(env, LastLookupStats));
-  exports.Set("describeSocket", Napi::Function::New(env, DescribeSocket));
   exports.Set("createTcpSocket", Napi::Function::New(env, CreateTcpSocketFn));
   exports.Set("closeSocket", Napi::Function::New(env, CloseSocketFn));
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestination));

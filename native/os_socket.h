@@ -13,12 +13,18 @@ namespace wfp {
 
 // An IP endpoint in one form for both families: IPv4 addresses are stored as
 // IPv4-mapped IPv6 (::ffff:a.b.c.d), so a dual-stack socket's peer compares
-// equal however it is spelled. Scope and flow information are not kept.
+// equal however it is spelled. The scope (interface index) is kept because
+// two link-local connections can differ in nothing else; flow information is
+// not kept.
 struct Endpoint {
   uint8_t address[16];
   uint16_t port;
+  uint32_t scope_id;  // 0: none, or not known
 };
 
+// Same address and port, and for link-local addresses (fe80::/10) the same
+// scope when both sides know it. Node names a link-local address's interface
+// ("fe80::1%eth0"), so the lookup knows it whenever Node does.
 bool operator==(const Endpoint& a, const Endpoint& b);
 
 inline constexpr uint8_t kIpv4MappedPrefix[12] = {0, 0, 0, 0, 0, 0,

@@ -16,12 +16,14 @@ inline bool EndpointFromSockaddr(const sockaddr_storage& storage,
     const auto& in4 = reinterpret_cast<const sockaddr_in&>(storage);
     StoreMappedIpv4(&in4.sin_addr, out);
     out->port = ntohs(in4.sin_port);
+    out->scope_id = 0;
     return true;
   }
   if (storage.ss_family == AF_INET6 && length >= sizeof(sockaddr_in6)) {
     const auto& in6 = reinterpret_cast<const sockaddr_in6&>(storage);
     std::memcpy(out->address, &in6.sin6_addr, 16);
     out->port = ntohs(in6.sin6_port);
+    out->scope_id = in6.sin6_scope_id;
     return true;
   }
   return false;

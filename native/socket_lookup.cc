@@ -2,6 +2,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 
 namespace wfp {
 namespace {
@@ -36,35 +37,65 @@ bool IsOurSocket(uv_handle_t* handle, const Endpoint& local,
 
 // libuv links every handle of a loop into the circular queue that starts at
 // loop->handle_queue, appending each new handle at the tail: a socket that
-// was just accepted or connected is the newest TCP handle there. Both
-// spellings of the field, `struct uv__queue` (libuv >= 1.45) and `void*[2]`
-// (before), are two pointers {next, prev}; that layout is read here.
+// was just accepted or connected is the newest TCP handle there. The field is
+// `struct uv__queue {next, prev}` (libuv >= 1.45, which every supported Node
+// has); this is the layout read here. The offsets are libuv 1.x's ABI, so a
+// header that moved them fails the build instead of being misread.
 struct QueueLink {
   QueueLink* next;
   QueueLink* prev;
 };
 
-static_assert(sizeof(static_cast<uv_loop_t*>(nullptr)->handle_queue) ==
-                  sizeof(QueueLink),
-              "libuv's handle_queue is no longer two pointers");
+static_assert(std::is_same<decltype(uv_loop_t::handle_queue), uv__queue>::value &&
+                  std::is_same<decltype(uv_handle_t::handle_queue), uv__queue>::value,
+              "libuv's handle_queue is no longer a struct uv__queue");
+static_assert(sizeof(uv__queue) == sizeof(QueueLink) &&
+                  offsetof(uv__queue, next) == offsetof(QueueLink, next) &&
+                  offsetof(uv__queue, prev) == offsetof(QueueLink, prev),
+              "struct uv__queue is no longer {next, prev}");
+static_assert(offsetof(uv_loop_t, handle_queue) == 2 * sizeof(void*) &&
+                  offsetof(uv_handle_t, handle_queue) == 4 * sizeof(void*) &&
+                  offsetof(uv_handle_t, loop) == sizeof(void*),
+              "uv_loop_t or uv_handle_t moved a field libuv 1.x's ABI fixes");
+
+// How far before the queue field a handle starts. Test builds of the lookup
+// (test/native) can define WFP_REDIRECT_TEST_MISREAD_QUEUE to read one
+// pointer off, as a libuv with another layout would look at run time, and so
+// prove that the checks below notice and uv_walk takes over.
+#ifdef WFP_REDIRECT_TEST_MISREAD_QUEUE
+constexpr size_t kLinkOffset = offsetof(uv_handle_t, handle_queue) - sizeof(void*);
+#else
+constexpr size_t kLinkOffset = offsetof(uv_handle_t, handle_queue);
+#endif
+
+// More handles than any loop holds: a walk this long is going round a cycle
+// that misses the head.
+constexpr size_t kMaxQueueLength = size_t{1} << 24;
 
 enum class WalkResult { kFound, kNotFound, kQueueLooksWrong };
 
+// Every pointer is checked before it is followed: a link must be non-null and
+// linked both ways, and the handle it belongs to must name this loop and a
+// known handle type.
 WalkResult WalkFromTail(uv_loop_t* loop, const Endpoint& local,
                         const Endpoint& peer, OsSocket* found,
                         LookupStats* stats) {
   QueueLink* head = reinterpret_cast<QueueLink*>(&loop->handle_queue);
-  const size_t link_offset = offsetof(uv_handle_t, handle_queue);
-  if (head->prev == nullptr || head->prev->next != head) {
+  if (head->prev == nullptr || head->next == nullptr || head->prev->next != head) {
     return WalkResult::kQueueLooksWrong;
   }
+  size_t walked = 0;
   for (QueueLink* link = head->prev; link != head; link = link->prev) {
-    if (link == nullptr || link->next->prev != link) {
+    if (link == nullptr || link->next == nullptr || link->prev == nullptr ||
+        link->next->prev != link || ++walked > kMaxQueueLength) {
       return WalkResult::kQueueLooksWrong;
     }
     uv_handle_t* handle = reinterpret_cast<uv_handle_t*>(
-        reinterpret_cast<char*>(link) - link_offset);
-    if (handle->loop != loop) return WalkResult::kQueueLooksWrong;
+        reinterpret_cast<char*>(link) - kLinkOffset);
+    if (handle->loop != loop || handle->type <= UV_UNKNOWN_HANDLE ||
+        handle->type >= UV_HANDLE_TYPE_MAX) {
+      return WalkResult::kQueueLooksWrong;
+    }
     if (IsOurSocket(handle, local, peer, found, stats)) return WalkResult::kFound;
   }
   return WalkResult::kNotFound;
@@ -87,7 +118,9 @@ void VisitHandle(uv_handle_t* handle, void* arg) {
 }  // namespace
 
 bool operator==(const Endpoint& a, const Endpoint& b) {
-  return a.port == b.port && std::memcmp(a.address, b.address, 16) == 0;
+  if (a.port != b.port || std::memcmp(a.address, b.address, 16) != 0) return false;
+  const bool link_local = a.address[0] == 0xfe && (a.address[1] & 0xc0) == 0x80;
+  return !link_local || a.scope_id == 0 || b.scope_id == 0 || a.scope_id == b.scope_id;
 }
 
 bool ParseEndpoint(const std::string& address, double port, Endpoint* out) {
@@ -95,11 +128,17 @@ bool ParseEndpoint(const std::string& address, double port, Endpoint* out) {
     return false;
   }
   out->port = static_cast<uint16_t>(port);
-  const std::string bare = address.substr(0, address.find('%'));
-  if (uv_inet_pton(AF_INET6, bare.c_str(), out->address) == 0) return true;
+  // uv_ip6_addr reads the scope: an interface name on POSIX, a number on Windows.
+  sockaddr_in6 in6{};
+  if (uv_ip6_addr(address.c_str(), 0, &in6) == 0) {
+    std::memcpy(out->address, &in6.sin6_addr, 16);
+    out->scope_id = in6.sin6_scope_id;
+    return true;
+  }
   uint8_t v4[4];
-  if (uv_inet_pton(AF_INET, bare.c_str(), v4) != 0) return false;
+  if (uv_inet_pton(AF_INET, address.c_str(), v4) != 0) return false;
   StoreMappedIpv4(v4, out);
+  out->scope_id = 0;
   return true;
 }
 
@@ -115,6 +154,8 @@ std::string FormatAddress(const Endpoint& endpoint) {
 
 bool FindTcpSocket(uv_loop_t* loop, const Endpoint& local, const Endpoint& peer,
                    OsSocket* found, LookupStats* stats) {
+  LookupStats ignored;
+  if (stats == nullptr) stats = &ignored;
   *stats = LookupStats{0, 0, false};
   switch (WalkFromTail(loop, local, peer, found, stats)) {
     case WalkResult::kFound:

@@ -16,8 +16,10 @@
 
 namespace wfp {
 
-// Parses "127.0.0.1", "::1", "::ffff:127.0.0.1" or "fe80::1%eth0" (the scope
-// is dropped) and a port; false when either is not valid.
+// Parses "127.0.0.1", "::1", "::ffff:127.0.0.1" or "fe80::1%eth0" (the
+// interface by name, or by index as Windows spells it) and a port; false when
+// either is not valid. A scope naming no interface of this host is kept as 0
+// (not known).
 bool ParseEndpoint(const std::string& address, double port, Endpoint* out);
 
 // The text form Node uses: dotted IPv4 for IPv4 and IPv4-mapped addresses,
@@ -31,7 +33,7 @@ struct LookupStats {
 };
 
 // Searches the loop's open TCP handles, newest first, for the one whose OS
-// socket has exactly these local and peer endpoints.
+// socket has exactly these local and peer endpoints. `stats` may be null.
 bool FindTcpSocket(uv_loop_t* loop, const Endpoint& local, const Endpoint& peer,
                    OsSocket* found, LookupStats* stats);
 

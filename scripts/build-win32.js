@@ -18,7 +18,10 @@ const CXX = 'x86_64-w64-mingw32-g++-posix';
 const NM = 'x86_64-w64-mingw32-nm';
 const DLLTOOL = 'x86_64-w64-mingw32-dlltool';
 
-/** The production addon, and the conformance-test addon the Windows suite also loads. */
+/** What the test addons add to the protocol: the socket probe over the production lookup. */
+const SOCKET_PROBE = ['test/native/socket_probe.cc', 'native/js_errors.cc', 'native/socket_lookup.cc', 'native/win/os_socket.cc', 'native/wsa_errors.cc'];
+
+/** The production addon, and the test and benchmark addons the Windows suite and benchmarks also load. */
 const ARTIFACTS = [
   {
     output: join(root, 'prebuilds', 'win32-x64', 'wfp_redirect.node'),
@@ -37,8 +40,14 @@ const ARTIFACTS = [
   {
     output: join(root, 'test', 'native', 'build-win32', 'wfp_conformance.node'),
     objects: join(root, 'build-win32', 'conformance'),
-    sources: ['test/native/conformance_addon.cc', 'native/js_errors.cc', 'native/wsa_errors.cc'],
+    sources: ['test/native/conformance_addon.cc', ...SOCKET_PROBE],
     flags: ['-I', join(root, 'native')],
+  },
+  {
+    output: join(root, 'test', 'native', 'build-win32', 'wfp_lookup_fallback.node'),
+    objects: join(root, 'build-win32', 'lookup-fallback'),
+    sources: ['test/native/lookup_fallback_addon.cc', ...SOCKET_PROBE],
+    flags: ['-I', join(root, 'native'), '-DWFP_REDIRECT_TEST_MISREAD_QUEUE'],
   },
   {
     output: join(root, 'bench', 'native', 'build-win32', 'wfp_bench.node'),

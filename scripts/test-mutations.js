@@ -19,8 +19,11 @@ const { MOCHA, runLogged, verdictOf } = require('./suite');
 
 // npm names its own node-gyp to scripts; run directly, this script looks beside npm.
 const NODE_GYP = process.env.npm_config_node_gyp ?? join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
-// The sources the conformance addon (test/native/) compiles besides its own.
-const CONFORMANCE_SOURCES = ['native/redirect_protocol.h', 'native/wsa_errors.cc', 'native/wsa_errors.h', 'native/js_errors.cc', 'native/js_errors.h'];
+// The production sources the test addons (test/native/) compile too.
+const TEST_ADDON_SOURCES = [
+  'native/redirect_protocol.h', 'native/wsa_errors.cc', 'native/wsa_errors.h', 'native/js_errors.cc', 'native/js_errors.h',
+  'native/socket_lookup.cc', 'native/socket_lookup.h', 'native/os_socket.h', 'native/posix/os_socket.cc', 'native/sockaddr_endpoint.h',
+];
 
 function run(file, args) {
   const result = spawnSync(file, args, { cwd: root, encoding: 'utf8' });
@@ -36,7 +39,7 @@ function rebuild(file, runtime) {
   if (file.startsWith('native/')) {
     if (runtime === 'win32') return run(process.execPath, [join(__dirname, 'build-win32.js')]);
     run(process.execPath, [NODE_GYP, 'build']);
-    if (CONFORMANCE_SOURCES.includes(file)) run(process.execPath, [NODE_GYP, 'build', '--directory', 'test/native']);
+    if (TEST_ADDON_SOURCES.includes(file)) run(process.execPath, [NODE_GYP, 'build', '--directory', 'test/native']);
     return;
   }
   throw new Error(`test:mutations: no rule to rebuild ${file}`);

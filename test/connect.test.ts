@@ -4,6 +4,7 @@ import net from 'node:net';
 import { constants } from 'node:os';
 import { connectRedirected, getSocketHandle, WfpRedirectError } from '..';
 import { binding } from '../dist/native';
+import { probe } from './conformance';
 import { isWindows, listenOrSkip, LOOPBACK, Loopback, nodeFd, spy, type Family } from './helpers';
 import { exchange } from './transfer';
 
@@ -49,7 +50,7 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
       const set = spy('setRedirectRecords', (_original, osSocket: number, records: Uint8Array) => {
         let connectedYet = true;
         try {
-          binding.describeSocket(osSocket);
+          probe.describeSocket(osSocket);
         } catch {
           connectedYet = false;
         }

@@ -1,4 +1,5 @@
 // Real loopback connections for the tests: a net.Server and clients.
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { binding, type NativeBinding } from '../dist/native';
@@ -202,4 +203,19 @@ export function spy(name: BindingFunction, around?: (original: (...args: any[]) 
     return call.result;
   };
   return spied;
+}
+
+/**
+ * Creates the network namespace `name` (Linux, root, iproute2 and `tools`);
+ * returns why it cannot, or undefined once it exists. The caller deletes it.
+ */
+export function addNetworkNamespace(name: string, tools: string[] = []): string | undefined {
+  if (process.platform !== 'linux') return 'not Linux';
+  if (process.getuid?.() !== 0) return 'not root';
+  for (const tool of ['ip', ...tools]) {
+    if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).error) return `${tool} is not installed (apt-get install iproute2 iptables)`;
+  }
+  const made = spawnSync('ip', ['netns', 'add', name], { encoding: 'utf8' });
+  if (made.status !== 0) return `cannot create a network namespace: ${made.stderr.trim()}`;
+  return undefined;
 }

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
+import { addNetworkNamespace } from './helpers';
 
 const NAMESPACE = `wfp-redirect-e2e-${process.pid}`;
 const ORIGIN_PORT = 7070;
@@ -20,23 +21,11 @@ function inNamespace(command: string[]): string {
   return execFileSync('ip', ['netns', 'exec', NAMESPACE, ...command], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
 }
 
-/** Why the test cannot run here, or undefined when it can. */
-function missing(): string | undefined {
-  if (process.platform !== 'linux') return 'not Linux';
-  if (process.getuid?.() !== 0) return 'not root';
-  for (const tool of ['ip', 'iptables', 'ip6tables']) {
-    if (spawnSync(tool, ['--version'], { stdio: 'ignore' }).error) return `${tool} is not installed (apt-get install iproute2 iptables)`;
-  }
-  const made = spawnSync('ip', ['netns', 'add', NAMESPACE], { encoding: 'utf8' });
-  if (made.status !== 0) return `cannot create a network namespace: ${made.stderr.trim()}`;
-  return undefined;
-}
-
 describe('end to end through an iptables REDIRECT in a network namespace (Linux)', function () {
   this.timeout(120_000);
 
   before(function () {
-    const reason = missing();
+    const reason = addNetworkNamespace(NAMESPACE, ['iptables', 'ip6tables']);
     if (reason) {
       console.warn(`    !!! THE NETWORK-NAMESPACE END-TO-END TEST WAS NOT RUN: ${reason}`);
       this.skip();

@@ -12,6 +12,7 @@ import { Worker } from 'node:worker_threads';
 import * as api from '..';
 import { getSocketHandle, queryRedirectRecords, queryRedirectRecordsSync, setRedirectRecords, WfpRedirectError } from '..';
 import { binding } from '../dist/native';
+import { probe } from './conformance';
 import { isWindows, Loopback, nodeFd, prng, rejection, spy, thrown, type Pair } from './helpers';
 
 const underWine = process.env.WFP_REDIRECT_UNDER_WINE === '1';
@@ -26,7 +27,7 @@ function assertOwnHandle(osSocket: number, fdBefore: number, ports: { local: num
     return;
   }
   try {
-    const seen = binding.describeSocket(osSocket);
+    const seen = probe.describeSocket(osSocket);
     assert.deepEqual([seen.localPort, seen.remotePort], [ports.local, ports.remote], "a query used another connection's socket");
   } catch (error) {
     if (!(error instanceof WfpRedirectError)) throw error; // closed since: nothing to compare
@@ -277,7 +278,7 @@ describe('reliability: hostile input', function () {
     if (!isWindows) assert.equal(rawHandle, rawFd);
     const clientHandle = getSocketHandle(client);
     assert.notEqual(clientHandle, rawHandle);
-    const seen = binding.describeSocket(clientHandle);
+    const seen = probe.describeSocket(clientHandle);
     assert.equal(seen.localPort, client.localPort);
     const error = await rejection(queryRedirectRecords(serverSide));
     assert.ok(error instanceof WfpRedirectError && TYPED.has(error.code), String(error));

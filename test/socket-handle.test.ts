@@ -4,7 +4,14 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { getSocketHandle, queryRedirectRecords } from '..';
 import { binding } from '../dist/native';
+import { misreadingProbe, probe } from './conformance';
 import { isWindows, listenOrSkip, Loopback, nodeFd, type Family, type Pair } from './helpers';
+
+/** What the OS reports for a socket, in net.Socket's terms. */
+function osAddresses(osSocket: number) {
+  const { localAddress, localPort, remoteAddress, remotePort } = probe.describeSocket(osSocket);
+  return { localAddress, localPort, remoteAddress, remotePort };
+}
 
 
 for (const family of ['IPv4', 'IPv6'] as Family[]) {
@@ -46,7 +53,7 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
         for (const socket of [accepted, client]) {
           const handle = getSocketHandle(socket);
           handles.add(handle);
-          assert.deepEqual(binding.describeSocket(handle), {
+          assert.deepEqual(osAddresses(handle), {
             localAddress: socket.localAddress,
             localPort: socket.localPort,
             remoteAddress: socket.remoteAddress,
@@ -64,13 +71,17 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
     it("finds the just-accepted socket inside the 'connection' listener, as the first socket it asks about", async function () {
       // Other connections are open, so the search has somewhere else to look.
       const others = await Promise.all(Array.from({ length: 20 }, () => loopback.pair()));
-      let seen: { handle: number; fd: number; stats: ReturnType<typeof binding.lastLookupStats> } | undefined;
+      let seen: { handle: number; fd: number; stats: ReturnType<typeof probe.findTcpSocket> } | undefined;
       loopback.onConnection((socket) => {
-        if (seen === undefined) seen = { handle: getSocketHandle(socket), fd: nodeFd(socket), stats: binding.lastLookupStats() };
+        if (seen !== undefined) return;
+        // The probe runs the same lookup and says how far it went.
+        const stats = probe.findTcpSocket(socket.localAddress!, socket.localPort!, socket.remoteAddress!, socket.remotePort!);
+        seen = { handle: getSocketHandle(socket), fd: nodeFd(socket), stats };
       });
       const { accepted } = await loopback.pair();
       assert.ok(seen, "the 'connection' listener did not run");
       assert.equal(getSocketHandle(accepted), seen.handle);
+      assert.equal(seen.stats.socket, seen.handle);
       if (!isWindows) assert.equal(seen.handle, seen.fd);
       // Newest first: the just-accepted socket is the first one whose addresses are asked of the OS.
       assert.equal(seen.stats.socketsChecked, 1, JSON.stringify(seen.stats));
@@ -138,7 +149,37 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
       for (const pair of fresh) {
         const handle = getSocketHandle(pair.accepted);
         if (!isWindows) assert.equal(handle, nodeFd(pair.accepted));
-        else assert.deepEqual(binding.describeSocket(handle).remotePort, pair.accepted.remotePort);
+        else assert.deepEqual(probe.describeSocket(handle).remotePort, pair.accepted.remotePort);
+      }
+    });
+
+    it("finds every socket through uv_walk when libuv's handle queue does not look as expected", async function () {
+      // A test build of the lookup reads the queue one pointer off, as a libuv
+      // with another layout would look; its checks must notice before
+      // following a bad pointer, and the public walk must find each socket.
+      const misreading = misreadingProbe();
+      const pairs = await Promise.all(Array.from({ length: 20 }, () => loopback.pair()));
+      try {
+        for (const { accepted, client } of pairs) {
+          for (const socket of [accepted, client]) {
+            const args = [socket.localAddress!, socket.localPort!, socket.remoteAddress!, socket.remotePort!] as const;
+            const fallback = misreading.findTcpSocket(...args);
+            assert.equal(fallback.usedFullWalk, true, 'the misread queue went unnoticed');
+            assert.equal(fallback.socket, getSocketHandle(socket));
+            if (!isWindows) assert.equal(fallback.socket, nodeFd(socket));
+            assert.equal(probe.findTcpSocket(...args).usedFullWalk, false, "the production lookup's queue walk fell back");
+          }
+        }
+        const gone = pairs[0].accepted;
+        const args = [gone.localAddress!, gone.localPort!, gone.remoteAddress!, gone.remotePort!] as const;
+        gone.destroy();
+        await once(gone, 'close');
+        assert.equal(misreading.findTcpSocket(...args).socket, null, 'the walk found a closed socket');
+      } finally {
+        for (const { accepted, client } of pairs) {
+          accepted.destroy();
+          client.destroy();
+        }
       }
     });
   });

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import net from 'node:net';
 import { binding } from '../dist/native';
+import { probe } from './conformance';
 import { TransparentProxy, WfpRedirectError, type ConnectionLog, type DestinationSource, type RouteRequest } from '..';
 import { spy, type Spied } from './helpers';
 
@@ -21,7 +22,7 @@ interface SetCall {
 /** Whether the OS reports a peer for the socket: a connected TCP socket. */
 function connected(osSocket: number): boolean {
   try {
-    return binding.describeSocket(osSocket).remotePort !== 0;
+    return probe.describeSocket(osSocket).remotePort !== 0;
   } catch {
     return false;
   }
@@ -58,7 +59,7 @@ describe('TransparentProxy gives each outbound connection the records of its own
   it(`relays ${CLIENTS} concurrent clients, each outbound socket set with its client's records before it connects`, async function () {
     // The query answers, for the accepted socket it is asked about, records naming that client's port.
     (binding as { hasRedirectIoctls: boolean }).hasRedirectIoctls = true;
-    spies.push(spy('queryRedirectRecords', (_real, osSocket: number) => Buffer.from(`records of client ${binding.describeSocket(osSocket).remotePort}`)));
+    spies.push(spy('queryRedirectRecords', (_real, osSocket: number) => Buffer.from(`records of client ${probe.describeSocket(osSocket).remotePort}`)));
     const sets: SetCall[] = [];
     spies.push(
       spy('setRedirectRecords', (_real, osSocket: number, records: Uint8Array) => {
@@ -103,7 +104,7 @@ describe('TransparentProxy gives each outbound connection the records of its own
         return client;
       }),
     );
-    const outboundPorts = new Map(sets.map((call) => [call.osSocket, binding.describeSocket(call.osSocket).localPort]));
+    const outboundPorts = new Map(sets.map((call) => [call.osSocket, probe.describeSocket(call.osSocket).localPort]));
     for (const client of clients) client.end();
     await logged(CLIENTS);
     assert.equal(logs.length, CLIENTS);

@@ -1,18 +1,35 @@
 {
+  "target_defaults": {
+    "include_dirs": [
+      "../../native",
+      "<!(node -p \"require('path').dirname(require.resolve('node-addon-api/napi.h'))\")"
+    ],
+    "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+    "cflags_cc": ["-Wall", "-Wextra"]
+  },
   "targets": [
     {
       "target_name": "wfp_conformance",
       "sources": [
         "conformance_addon.cc",
+        "socket_probe.cc",
         "../../native/js_errors.cc",
+        "../../native/socket_lookup.cc",
+        "../../native/posix/os_socket.cc",
+        "../../native/wsa_errors.cc"
+      ]
+    },
+    {
+      "target_name": "wfp_lookup_fallback",
+      "sources": [
+        "lookup_fallback_addon.cc",
+        "socket_probe.cc",
+        "../../native/js_errors.cc",
+        "../../native/socket_lookup.cc",
+        "../../native/posix/os_socket.cc",
         "../../native/wsa_errors.cc"
       ],
-      "include_dirs": [
-        "../../native",
-        "<!(node -p \"require('path').dirname(require.resolve('node-addon-api/napi.h'))\")"
-      ],
-      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
-      "cflags_cc": ["-Wall", "-Wextra"]
+      "defines": ["WFP_REDIRECT_TEST_MISREAD_QUEUE"]
     }
   ]
 }

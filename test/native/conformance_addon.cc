@@ -4,6 +4,8 @@
 //
 //   query(ioctl, script)   -> { buffer?, error?, calls, exhausted }
 //   set(records, script)   -> { error?, calls, exhausted }
+// and the socket probe (socket_probe.h): diagnostics of the production
+// lookup that the production addon does not export.
 // A script is an array of { rc?, error?, bytesReturned?, data? } steps; rc
 // defaults to 0 without an error and to -1 (SOCKET_ERROR) with one.
 #include <napi.h>
@@ -13,6 +15,7 @@
 #include "js_errors.h"
 #include "redirect_protocol.h"
 #include "scripted_provider.h"
+#include "socket_probe.h"
 
 namespace {
 
@@ -114,6 +117,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("query", Napi::Function::New(env, Query));
   exports.Set("set", Napi::Function::New(env, Set));
   exports.Set("setErrorClass", Napi::Function::New(env, wfp::SetErrorClass));
+  wfp::testing::AddSocketProbe(env, exports);
   exports.Set("INITIAL_BLOB_SIZE", wfp::kInitialBlobSize);
   exports.Set("MAX_BLOB_SIZE", wfp::kMaxBlobSize);
   exports.Set("MAX_QUERY_ATTEMPTS", wfp::kMaxQueryAttempts);
