@@ -37,6 +37,8 @@ export interface SocketProbe {
     remotePort: number;
     remoteScope: number;
   };
+  /** getsockname alone: port 0 for a socket not bound; ERR_WFP_SOCKET_NOT_FOUND when closed. */
+  describeLocal(osSocket: number): { address: string; port: number };
   /** The production lookup on this thread's loop, and how far it went. */
   findTcpSocket(
     localAddress: string,

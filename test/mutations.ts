@@ -28,6 +28,12 @@ export interface Mutation {
 // Mistakes run against more than one suite or runtime, written once.
 const DROP_MANUAL_START = [{ find: '    manualStart: true,\n', replace: '' }];
 const NO_RETRY = [{ find: 'const uint32_t next = NextBlobSize(last_error, size, returned);', replace: 'const uint32_t next = 0 * NextBlobSize(last_error, size, returned);' }];
+const STALE_HANDLE = [
+  {
+    find: "  if (socket.destroyed) throw stateError('ERR_WFP_SOCKET_CLOSED', ioctl);\n",
+    replace: "  const cached = resolvedSockets.get(socket);\n  if (cached !== undefined) return cached.handle;\n  if (socket.destroyed) throw stateError('ERR_WFP_SOCKET_CLOSED', ioctl);\n",
+  },
+];
 const CAP_1K = [{ find: 'constexpr uint32_t kMaxBlobSize = 64 * 1024;', replace: 'constexpr uint32_t kMaxBlobSize = 1024;' }];
 
 export const MUTATIONS: Mutation[] = [
@@ -83,15 +89,31 @@ export const MUTATIONS: Mutation[] = [
     name: 'stale-handle-after-destroy',
     intent: 'a destroyed socket is answered with its cached OS socket, which may by now be another connection',
     file: 'lib/socket-handle.ts',
-    edits: [
-      {
-        find: "  if (socket.destroyed) throw stateError('ERR_WFP_SOCKET_CLOSED', ioctl);\n",
-        replace: "  const cached = resolvedSockets.get(socket);\n  if (cached !== undefined) return cached.handle;\n  if (socket.destroyed) throw stateError('ERR_WFP_SOCKET_CLOSED', ioctl);\n",
-      },
-    ],
+    edits: STALE_HANDLE,
     specs: ['socket-handle.test.js'],
     runtime: 'linux',
     short: true,
+  },
+  {
+    name: 'stale-handle-after-destroy-races',
+    intent: 'the same stale handle, against the races of the reliability suite',
+    file: 'lib/socket-handle.ts',
+    edits: STALE_HANDLE,
+    specs: ['reliability.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'query-awaits-before-the-call',
+    intent: 'the async query lets other code run between finding the OS socket and asking it, so a destroy in between sends the query to a closed or reused number',
+    file: 'lib/redirect.ts',
+    edits: [
+      {
+        find: 'export async function queryRedirectRecords(socket: Socket): Promise<Buffer> {\n  return queryRedirectRecordsSync(socket);\n}',
+        replace: 'export async function queryRedirectRecords(socket: Socket): Promise<Buffer> {\n  const osSocket = resolveSocketHandle(socket, QUERY_RECORDS);\n  await null;\n  return binding.queryRedirectRecords(osSocket);\n}',
+      },
+    ],
+    specs: ['reliability.test.js'],
+    runtime: 'linux',
   },
   {
     name: 'query-no-retry',

@@ -20,18 +20,16 @@ const underWine = process.env.WFP_REDIRECT_UNDER_WINE === '1';
 /** The codes a query on a socket may end in, short of an answer. */
 const TYPED = new Set(['ERR_WFP_UNSUPPORTED_PLATFORM', 'ERR_WFP_SOCKET_CLOSED', 'ERR_WFP_SOCKET_NOT_CONNECTED', 'ERR_WFP_SOCKET_NOT_FOUND', 'WSAEOPNOTSUPP', 'WSAEINVAL', 'WSAENOTCONN', 'WSAENOTSOCK']);
 
-/** Asserts that `osSocket` is the socket `socket` had: same fd (POSIX) or same addresses, as the OS reports them. */
-function assertOwnHandle(osSocket: number, fdBefore: number, ports: { local: number; remote: number }): void {
-  if (!isWindows) {
-    assert.equal(osSocket, fdBefore, "a query used another connection's socket");
-    return;
-  }
+/** Asserts that `osSocket` is, right now, an open socket with the connection's local port (and on POSIX its descriptor). */
+function assertOwnHandle(osSocket: number, fdBefore: number, localPort: number): void {
+  let local: { port: number };
   try {
-    const seen = probe.describeSocket(osSocket);
-    assert.deepEqual([seen.localPort, seen.remotePort], [ports.local, ports.remote], "a query used another connection's socket");
-  } catch (error) {
-    if (!(error instanceof WfpRedirectError)) throw error; // closed since: nothing to compare
+    local = probe.describeLocal(osSocket);
+  } catch {
+    assert.fail(`the addon was asked about OS socket ${osSocket}, which is closed`);
   }
+  assert.equal(local.port, localPort, `the addon was asked about OS socket ${osSocket}, which is another socket now (local port ${local.port})`);
+  if (!isWindows) assert.equal(osSocket, fdBefore);
 }
 
 describe('reliability: 2,000 races between a query and socket.destroy()', function () {
@@ -43,30 +41,42 @@ describe('reliability: 2,000 races between a query and socket.destroy()', functi
   const ORDERINGS = [
     'destroy, then query',
     'query, then destroy in the same tick',
-    'destroy, let its number be reused, then query',
+    'destroy, its number taken by a new socket in the same tick, then query',
+    'first lookup (cached), destroy, its number taken in the same tick, then query',
+    'destroy, let its number go to a new connection after the close, then query',
     "query from the 'close' listener",
     'peer resets, then query at once',
     'peer resets, query after the reset arrived',
-    'first lookup, destroy, then query (cached handle)',
   ] as const;
 
-  it(`every ordering (${ORDERINGS.length}) ends in an answer for that socket or a typed error`, async function () {
+  it(`every ordering (${ORDERINGS.length}) ends in an answer about that socket or a typed error; the addon is only ever asked about the connection's own open socket`, async function () {
     const random = prng(0x7ace);
     const counts = new Map<string, number>();
-    // Every socket the addon is asked about must be the one the query was for.
+    let answers = 0;
+    // The addon stands in for a WFP service that answers every query with the
+    // local port of the socket it was asked about, after checking that the
+    // socket is the open one the query was for.
     let checkHandle: ((osSocket: number) => void) | undefined;
-    const queried = spy('queryRedirectRecords', (original, osSocket: number) => {
+    const queried = spy('queryRedirectRecords', (_original, osSocket: number) => {
       checkHandle?.(osSocket);
-      return original(osSocket);
+      return Buffer.from(`socket with local port ${probe.describeLocal(osSocket).port}`);
     });
+    // Sockets made to take a freed number, closed after each round.
+    const takers: number[] = [];
+    const takeFreedNumber = (freed: number) => {
+      // POSIX hands out the lowest free descriptor: the one just freed. Windows picks its own.
+      for (let i = 0; i < 16 && !takers.includes(freed); i++) takers.push(binding.createTcpSocket(4));
+      if (!isWindows) assert.equal(takers[0], freed, 'the freed number was not reused: the ordering shows nothing');
+    };
     try {
       for (let i = 0; i < 2000; i++) {
         const ordering = ORDERINGS[Math.floor(random() * ORDERINGS.length)];
         counts.set(ordering, (counts.get(ordering) ?? 0) + 1);
         const { accepted, client }: Pair = await loopback.pair();
         const fdBefore = nodeFd(accepted);
-        const ports = { local: accepted.localPort!, remote: accepted.remotePort! };
-        checkHandle = (osSocket) => assertOwnHandle(osSocket, fdBefore, ports);
+        const localPort = accepted.localPort!;
+        const expected = Buffer.from(`socket with local port ${localPort}`);
+        checkHandle = (osSocket) => assertOwnHandle(osSocket, fdBefore, localPort);
         let outcome: Promise<unknown>;
         switch (ordering) {
           case 'destroy, then query':
@@ -77,15 +87,28 @@ describe('reliability: 2,000 races between a query and socket.destroy()', functi
             outcome = queryRedirectRecords(accepted);
             accepted.destroy();
             break;
-          case 'destroy, let its number be reused, then query': {
+          case 'destroy, its number taken by a new socket in the same tick, then query':
+            accepted.destroy();
+            if (!isWindows) takeFreedNumber(fdBefore);
+            outcome = queryRedirectRecords(accepted);
+            break;
+          case 'first lookup (cached), destroy, its number taken in the same tick, then query': {
+            const handle = getSocketHandle(accepted);
+            accepted.destroy();
+            takeFreedNumber(handle);
+            outcome = queryRedirectRecords(accepted);
+            break;
+          }
+          case 'destroy, let its number go to a new connection after the close, then query': {
             accepted.destroy();
             await once(accepted, 'close');
-            const reuse = await loopback.pair();
+            const heir = await loopback.pair();
+            if (!isWindows) assert.ok([nodeFd(heir.accepted), nodeFd(heir.client)].includes(fdBefore), 'no socket of the new connection got the freed number');
             outcome = queryRedirectRecords(accepted);
-            const handle = getSocketHandle(reuse.accepted);
-            if (!isWindows) assert.equal(handle, nodeFd(reuse.accepted));
-            reuse.accepted.destroy();
-            reuse.client.destroy();
+            outcome.finally(() => {
+              heir.accepted.destroy();
+              heir.client.destroy();
+            }).catch(() => {});
             break;
           }
           case "query from the 'close' listener":
@@ -101,28 +124,28 @@ describe('reliability: 2,000 races between a query and socket.destroy()', functi
             await Promise.race([once(accepted, 'error'), once(accepted, 'close'), new Promise((r) => setTimeout(r, 50))]);
             outcome = queryRedirectRecords(accepted);
             break;
-          case 'first lookup, destroy, then query (cached handle)':
-            getSocketHandle(accepted);
-            accepted.destroy();
-            outcome = queryRedirectRecords(accepted);
-            break;
         }
         try {
           const answer = await outcome;
-          assert.ok(Buffer.isBuffer(answer), `unexpected answer ${String(answer)}`);
+          assert.ok(Buffer.isBuffer(answer) && answer.equals(expected), `${ordering}: answered "${String(answer)}", not "${expected}"`);
+          answers++;
         } catch (error) {
+          if (error instanceof assert.AssertionError) throw error;
           assert.ok(error instanceof WfpRedirectError, `${ordering}: ${String(error)}`);
           assert.ok(TYPED.has(error.code), `${ordering}: unexpected code ${error.code}`);
         }
         checkHandle = undefined;
+        for (const taker of takers.splice(0)) binding.closeSocket(taker);
         accepted.destroy();
         client.destroy();
       }
     } finally {
       queried.restore();
+      for (const taker of takers) binding.closeSocket(taker);
     }
+    console.log(`      (${answers} answered, the rest typed errors; ${[...counts.values()].join('/')} per ordering)`);
     assert.equal(counts.size, ORDERINGS.length, 'some ordering never ran');
-    assert.ok(queried.calls.length > 0, 'no query reached the addon');
+    assert.ok(answers > 100, `only ${answers} queries were answered: the orderings barely reach the addon`);
   });
 });
 
@@ -153,7 +176,7 @@ describe('reliability: queries on new connections while many are open', function
           const { accepted, client } = await loopback.pair();
           for (const socket of [accepted, client]) {
             const handle = getSocketHandle(socket);
-            assertOwnHandle(handle, nodeFd(socket), { local: socket.localPort!, remote: socket.remotePort! });
+            assertOwnHandle(handle, nodeFd(socket), socket.localPort!);
             const error = await rejection(queryRedirectRecords(socket));
             assert.ok(error instanceof WfpRedirectError && TYPED.has(error.code), String(error));
           }

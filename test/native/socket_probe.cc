@@ -45,6 +45,23 @@ Napi::Value DescribeSocket(const Napi::CallbackInfo& info) {
   return result;
 }
 
+Napi::Value DescribeLocal(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OsSocket socket;
+  if (!ReadSocketArgument(info, &socket)) return env.Undefined();
+  Endpoint local;
+  if (!ReadSocketEndpoint(socket, EndpointSide::kLocal, &local)) {
+    ThrowWfpError(env, "ERR_WFP_SOCKET_NOT_FOUND",
+                  "The OS socket has no local IP address: it is closed, or not an IP socket",
+                  Napi::Object::New(env));
+    return env.Undefined();
+  }
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("address", FormatAddress(local));
+  result.Set("port", local.port);
+  return result;
+}
+
 Napi::Value FindTcpSocketFn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Endpoint local, peer;
@@ -74,6 +91,7 @@ Napi::Value FindTcpSocketFn(const Napi::CallbackInfo& info) {
 
 void AddSocketProbe(Napi::Env env, Napi::Object exports) {
   exports.Set("describeSocket", Napi::Function::New(env, DescribeSocket));
+  exports.Set("describeLocal", Napi::Function::New(env, DescribeLocal));
   exports.Set("findTcpSocket", Napi::Function::New(env, FindTcpSocketFn));
 }
 

@@ -13,6 +13,9 @@ namespace testing {
 //                                 remoteAddress, remotePort, remoteScope }
 //       the addresses the OS reports for that socket (ERR_WFP_SOCKET_NOT_FOUND
 //       when it has none: closed, or not a connected TCP socket);
+//   describeLocal(osSocket) -> { address, port }
+//       getsockname alone: it answers for a socket whose peer has gone, and
+//       says port 0 for a socket that is not bound;
 //   findTcpSocket(localAddress, localPort, remoteAddress, remotePort)
 //       -> { socket: number | null, handlesVisited, socketsChecked, usedFullWalk }
 //       the production lookup (native/socket_lookup.cc) on this thread's loop,
