@@ -1,9 +1,13 @@
-/** `_WSAIOW(IOC_VENDOR, 220)`: reads the opaque redirect records of an accepted socket. */
-export const SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS = 0x980000dc;
-/** `_WSAIOW(IOC_VENDOR, 221)`: reads the driver-defined redirect context of an accepted socket. */
-export const SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT = 0x980000dd;
-/** `_WSAIOW(IOC_VENDOR, 222)`: gives an outbound socket the records, before it connects. */
-export const SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS = 0x980000de;
+// The control codes and limits, defined once in the addon
+// (native/redirect_protocol.h) and read from it here.
+import { binding } from './native';
+
+/** `_WSAIOW(IOC_VENDOR, 220)` (0x980000DC): reads the opaque redirect records of an accepted socket. */
+export const SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS: number = binding.SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS;
+/** `_WSAIOW(IOC_VENDOR, 221)` (0x980000DD): reads the driver-defined redirect context of an accepted socket. */
+export const SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT: number = binding.SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT;
+/** `_WSAIOW(IOC_VENDOR, 222)` (0x980000DE): gives an outbound socket the records, before it connects. */
+export const SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS: number = binding.SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS;
 
 /** The names of the three control codes, as `WfpRedirectError.ioctl` reports them. */
 export type IoctlName =
@@ -11,5 +15,5 @@ export type IoctlName =
   | 'SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT'
   | 'SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS';
 
-/** The largest records or context this package reads or sends, in bytes. */
-export const MAX_BLOB_SIZE = 64 * 1024;
+/** The largest records or context this package reads or sends, in bytes (64 KiB). */
+export const MAX_BLOB_SIZE: number = binding.MAX_BLOB_SIZE;

@@ -10,6 +10,8 @@ export interface NativeBinding {
   queryRedirectRecords(osSocket: number): Buffer;
   queryRedirectContext(osSocket: number): Buffer;
   setRedirectRecords(osSocket: number, records: Uint8Array): void;
+  /** Throws what setRedirectRecords would for these records (type and size), without a socket. */
+  checkRecords(records: Uint8Array): void;
   /** An unconnected TCP socket (overlapped on Windows), for connectRedirected. */
   createTcpSocket(family: 4 | 6): number;
   /** Closes a socket createTcpSocket made that libuv never adopted. */

@@ -7,8 +7,8 @@
 import { release } from 'node:os';
 import type { Socket } from 'node:net';
 import { types } from 'node:util';
-import { MAX_BLOB_SIZE, type IoctlName } from './constants';
-import { invalidArgType, outOfRange } from './errors';
+import type { IoctlName } from './constants';
+import { invalidArgType } from './errors';
 import { binding } from './native';
 import { resolveSocketHandle } from './socket-handle';
 
@@ -45,21 +45,14 @@ export function queryRedirectContextSync(socket: Socket): Buffer {
   return binding.queryRedirectContext(resolveSocketHandle(socket, QUERY_CONTEXT));
 }
 
-/** Throws the TypeError or RangeError that `records` deserves, if any. */
+/**
+ * Throws the TypeError or RangeError that `records` deserves, if any. The
+ * size rules are the addon's (native/redirect_protocol.h), applied there once
+ * for this check and for every set.
+ */
 export function checkRecords(records: Uint8Array): void {
   if (!types.isUint8Array(records)) throw invalidArgType('records', 'a Uint8Array', records);
-  if (records.byteLength === 0) {
-    throw outOfRange(
-      'ERR_WFP_RECORDS_EMPTY',
-      'The records are empty; pass the bytes queryRedirectRecords returned for the accepted socket',
-    );
-  }
-  if (records.byteLength > MAX_BLOB_SIZE) {
-    throw outOfRange(
-      'ERR_WFP_BLOB_TOO_LARGE',
-      `The records are ${records.byteLength} bytes, more than the ${MAX_BLOB_SIZE} this package sends`,
-    );
-  }
+  binding.checkRecords(records);
 }
 
 /**

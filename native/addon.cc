@@ -182,21 +182,42 @@ Napi::Value QueryRedirectContext(const Napi::CallbackInfo& info) {
   return QueryBlobOf(info, kSioQueryRedirectContext);
 }
 
+// The records argument, checked once for every entry point: a Uint8Array
+// (TypeError) whose size CheckBlobToSet accepts (RangeError). A detached
+// buffer reports length 0 and is refused as empty.
+bool ReadRecords(const Napi::CallbackInfo& info, size_t index,
+                 Napi::Uint8Array* out) {
+  Napi::Env env = info.Env();
+  Napi::Value value = info[index];
+  if (!value.IsTypedArray() ||
+      value.As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
+    ThrowArgumentError(env, true, "The records must be a Uint8Array");
+    return false;
+  }
+  *out = value.As<Napi::Uint8Array>();
+  const Status checked = CheckBlobToSet(out->ByteLength());
+  if (checked != Status::kOk) {
+    ThrowFailure(env, {checked, 0, 0}, kSioSetRedirectRecords);
+    return false;
+  }
+  return true;
+}
+
+// checkRecords(records: Uint8Array): undefined. Throws what setting these
+// records would, for callers that check before doing anything else:
+// connectRedirected checks before it creates a socket.
+Napi::Value CheckRecords(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array records;
+  ReadRecords(info, 0, &records);
+  return info.Env().Undefined();
+}
+
 // setRedirectRecords(socket: number, records: Uint8Array): undefined
 Napi::Value SetRedirectRecordsOn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   OsSocket socket;
-  if (!ReadOsSocket(info, 0, &socket)) return env.Undefined();
-  if (!info[1].IsTypedArray() ||
-      info[1].As<Napi::TypedArray>().TypedArrayType() != napi_uint8_array) {
-    ThrowArgumentError(env, true, "The records must be a Uint8Array");
-    return env.Undefined();
-  }
-  Napi::Uint8Array records = info[1].As<Napi::Uint8Array>();
-  // A detached buffer reports length 0 and is refused as empty.
-  const Status checked = CheckBlobToSet(records.ByteLength());
-  if (checked != Status::kOk) {
-    ThrowFailure(env, {checked, 0, 0}, kSioSetRedirectRecords);
+  Napi::Uint8Array records;
+  if (!ReadOsSocket(info, 0, &socket) || !ReadRecords(info, 1, &records)) {
     return env.Undefined();
   }
   const Outcome outcome =
@@ -223,6 +244,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, QueryRedirectContext));
   exports.Set("setRedirectRecords",
               Napi::Function::New(env, SetRedirectRecordsOn));
+  exports.Set("checkRecords", Napi::Function::New(env, CheckRecords));
   exports.Set("createTcpSocket", Napi::Function::New(env, CreateTcpSocketFn));
   exports.Set("closeSocket", Napi::Function::New(env, CloseSocketFn));
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestination));

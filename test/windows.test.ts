@@ -4,7 +4,9 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import type net from 'node:net';
+import os from 'node:os';
 import { connectRedirected, getSocketHandle, isSupported, WfpRedirectError } from '..';
+import { binding } from '../dist/native';
 import { failureOfCall, IOCTL_CALLS, isWindows, Loopback, nodeFd, spy, type Pair } from './helpers';
 import { exchange } from './transfer';
 
@@ -31,8 +33,31 @@ describe('Windows only', function () {
     }
   });
 
-  it('isSupported() is true on Windows 8 and later', function () {
-    assert.equal(isSupported(), true);
+  it('isSupported() follows the Windows version: false before Windows 8 (NT 6.2), true from it on', function () {
+    // The version comes from os.release(); each release string stands in for a Windows.
+    assert.equal(binding.hasRedirectIoctls, true, 'the Windows build must have the IOCTLs');
+    const realRelease = os.release;
+    const answers: Record<string, boolean> = {};
+    try {
+      for (const release of ['6.1.7601', '6.2.9200', '6.3.9600', '10.0.19045', '10.0.26100', '5.1.2600', '']) {
+        os.release = () => release;
+        answers[release] = isSupported();
+      }
+    } finally {
+      os.release = realRelease;
+    }
+    assert.deepEqual(answers, {
+      '6.1.7601': false, // Windows 7
+      '6.2.9200': true, // Windows 8
+      '6.3.9600': true, // Windows 8.1
+      '10.0.19045': true,
+      '10.0.26100': true,
+      '5.1.2600': false, // XP
+      '': false,
+    });
+    // And this host (under Wine, the Windows version Wine reports).
+    const [major, minor] = os.release().split('.').map(Number);
+    assert.equal(isSupported(), major > 6 || (major === 6 && minor >= 2), os.release());
   });
 
   for (const call of IOCTL_CALLS) {
@@ -40,10 +65,12 @@ describe('Windows only', function () {
       it(`${call.label} (${form}) reaches WSAIoctl and comes back typed${underWine ? ': WSAEOPNOTSUPP (10045) under Wine' : ''}`, async function () {
         const error = await failureOfCall(call, form, pair);
         assert.ok(error instanceof WfpRedirectError, String(error));
+        // syscall is set only when the call was made and failed (never for a failure found before it).
         assert.equal(error.syscall, 'WSAIoctl');
         assert.equal(error.ioctl, call.ioctl);
         if (underWine) {
           // Wine implements none of the three IOCTLs: the documented answer of a provider without them.
+          // Nothing in this package makes up 10045: it can only be WSAGetLastError's answer.
           assert.equal(error.code, 'WSAEOPNOTSUPP');
           assert.equal(error.errno, 10045);
           assert.match(error.message, /does not support this IOCTL/);
