@@ -11,6 +11,7 @@ import { resolveSocketHandle } from './socket-handle';
 
 export interface OriginalDestination {
   family: 'IPv4' | 'IPv6';
+  /** A link-local IPv6 address carries its interface, as Node spells it (Windows: `fe80::1%12`). */
   address: string;
   port: number;
 }
@@ -67,8 +68,11 @@ function fromWfpContext(socket: net.Socket, options: OriginalDestinationOptions)
   }
   if (context.length === 0) throw notRedirected('the WFP redirect context is empty');
   if (options.decode) return decoded(options.decode(context));
-  const { family, address, port } = decodeSockaddr(context, options.contextOffset ?? 0);
-  return { family, address, port };
+  const { family, address, port, scopeId } = decodeSockaddr(context, options.contextOffset ?? 0);
+  // A link-local destination is reachable only through its interface; Node on
+  // Windows names it by index (fe80::1%12), which net.connect takes back.
+  const linkLocal = family === 'IPv6' && scopeId !== undefined && scopeId !== 0 && /^fe[89ab]/i.test(address);
+  return { family, address: linkLocal ? `${address}%${scopeId}` : address, port };
 }
 
 function fromNetfilter(socket: net.Socket, handle: number, options: OriginalDestinationOptions): OriginalDestination {

@@ -2,8 +2,9 @@
 // `npm run build:win32` (on Linux): cross-compiles native/ for win32-x64 with
 // Debian's mingw-w64 into prebuilds/win32-x64/wfp_redirect.node, which the
 // loader picks up on Windows (same sources as binding.gyp's Windows build),
-// and the conformance-test and benchmark addons (test/native/build-win32/,
-// bench/native/build-win32/). `--addon-only` (what `npm pack` uses) skips those.
+// and the test addons (conformance and socket probe, the lookup-fallback build,
+// the simulated WFP service; test/native/build-win32/) and the benchmark addon
+// (bench/native/build-win32/). `--addon-only` (what `npm pack` uses) skips those.
 //
 // The addon binds to node.exe's own exports (Node-API and libuv) through an
 // import library made from a .def file that lists exactly the symbols the
@@ -48,6 +49,13 @@ const ARTIFACTS = [
     objects: join(root, 'build-win32', 'lookup-fallback'),
     sources: ['test/native/lookup_fallback_addon.cc', ...SOCKET_PROBE],
     flags: ['-I', join(root, 'native'), '-DWFP_REDIRECT_TEST_MISREAD_QUEUE'],
+  },
+  {
+    // The simulated WFP redirect service the Windows suite puts under the production addon.
+    output: join(root, 'test', 'native', 'build-win32', 'wfp_sim.node'),
+    objects: join(root, 'build-win32', 'wfp-sim'),
+    sources: ['test/native/wfp_sim.cc'],
+    flags: [],
   },
   {
     output: join(root, 'bench', 'native', 'build-win32', 'wfp_bench.node'),

@@ -1,120 +1,16 @@
 // bin/wfp-redirect-proxy and examples/transparent-proxy.ts, run as their own
 // processes against a local upstream.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
 import { main, SHUTDOWN_SIGNALS } from '../dist/cli';
 import { isWindows, Loopback } from './helpers';
+import { CLI, connect, EchoCheck, echoServer, root, roundTrip, start, stop } from './proxy-process';
 
-const root = join(__dirname, '..');
-const CLI = join(root, 'bin', 'wfp-redirect-proxy');
 // Wine's sockets are far slower than Linux's: the Windows suite runs a smaller load, and says so.
 const LOAD = isWindows ? { connections: 20, megabytes: 1 } : { connections: 100, megabytes: 10 };
-
-/** A server that sends back whatever it receives, and ends when its client ends. */
-async function echoServer(): Promise<net.Server> {
-  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
-    socket.on('error', () => socket.destroy());
-    socket.pipe(socket);
-  });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  return server;
-}
-
-interface Running {
-  child: ChildProcess;
-  port: number;
-  stdout: string[];
-  stderr: string[];
-}
-
-/** Starts a proxy process and waits for the line that gives its port. */
-async function start(args: string[], portLine: RegExp): Promise<Running> {
-  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-  const running: Running = { child, port: 0, stdout: [], stderr: [] };
-  const collect = (into: string[]) => (chunk: Buffer) => into.push(...String(chunk).split('\n').filter(Boolean));
-  child.stdout!.on('data', collect(running.stdout));
-  child.stderr!.on('data', collect(running.stderr));
-  running.port = await new Promise<number>((resolve, reject) => {
-    const look = () => {
-      const match = [...running.stdout, ...running.stderr].map((line) => portLine.exec(line)).find(Boolean);
-      if (match) resolve(Number(match[1]));
-    };
-    child.stdout!.on('data', look);
-    child.stderr!.on('data', look);
-    child.once('exit', (code) => reject(new Error(`exited with ${code} before listening: ${running.stderr.join('\n')}`)));
-  });
-  return running;
-}
-
-async function stop(running: Running): Promise<void> {
-  if (running.child.exitCode === null) {
-    running.child.kill();
-    await once(running.child, 'exit');
-  }
-}
-
-function connect(port: number): Promise<net.Socket> {
-  const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
-  return once(socket, 'connect').then(() => socket);
-}
-
-/** Sends `megabytes` through the proxy to the echo server and checks every byte comes back. */
-async function roundTrip(port: number, megabytes: number): Promise<void> {
-  const client = await connect(port);
-  const bytes = megabytes * 1024 * 1024;
-  const echo = new EchoCheck(client);
-  await Promise.all([echo.send(bytes), echo.received]);
-  if (echo.count !== bytes || !echo.intact) throw new Error(`${echo.count} of ${bytes} bytes came back, intact: ${echo.intact}`);
-}
-
-/** Sends a known stream and checks that what returns equals it, byte for byte. */
-class EchoCheck {
-  count = 0;
-  intact = true;
-  private sentSoFar: Buffer[] = [];
-  readonly received: Promise<void>;
-
-  constructor(private readonly socket: net.Socket) {
-    let pending = Buffer.alloc(0);
-    socket.on('data', (data: Buffer) => {
-      pending = Buffer.concat([pending, data]);
-      while (this.sentSoFar.length && pending.length >= this.sentSoFar[0].length) {
-        const expected = this.sentSoFar.shift()!;
-        if (!pending.subarray(0, expected.length).equals(expected)) this.intact = false;
-        this.count += expected.length;
-        pending = pending.subarray(expected.length);
-      }
-    });
-    this.received = once(socket, 'end').then(() => undefined);
-  }
-
-  async send(bytes: number): Promise<void> {
-    const piece = 256 * 1024;
-    for (let sent = 0, n = 0; sent < bytes; sent += piece, n++) {
-      const chunk = Buffer.alloc(Math.min(piece, bytes - sent), n & 0xff);
-      chunk.writeUInt32LE(n, 0);
-      this.sentSoFar.push(chunk);
-      if (!this.socket.write(chunk)) await once(this.socket, 'drain');
-    }
-    // End only once everything has come back: Wine's Winsock can drop data
-    // still in flight at a shutdown (plain net.connect too), and each hop of
-    // the proxy would pass such an early end on.
-    await new Promise<void>((resolve) => {
-      const check = () => {
-        if (this.count < bytes && this.socket.readable) return;
-        this.socket.off('data', check).off('end', check).off('close', check);
-        resolve();
-      };
-      this.socket.on('data', check).on('end', check).on('close', check);
-      check();
-    });
-    this.socket.end();
-  }
-}
 
 describe('bin/wfp-redirect-proxy', function () {
   this.timeout(120_000);

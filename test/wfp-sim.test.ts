@@ -1,0 +1,332 @@
+// The success path, end to end, in Windows node.exe: the unmodified production
+// wfp_redirect.node over a simulated WFP redirect service (test/wfp-sim.ts,
+// test/native/wfp_sim.cc), which answers the three IOCTLs through the addon's
+// own import of WSAIoctl. Queries, original destinations, connectRedirected and
+// the proxy CLI, with real sockets. Pending, with a notice, off Windows.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { join } from 'node:path';
+import {
+  connectRedirected,
+  encodeSockaddr,
+  getOriginalDestination,
+  getSocketHandle,
+  MAX_BLOB_SIZE,
+  queryRedirectContext,
+  queryRedirectRecords,
+  type ConnectionLog,
+} from '..';
+import { isWindows, listenOrSkip, rejection, type Family, Loopback } from './helpers';
+import { CLI, echoServer, start, stop, type Running } from './proxy-process';
+import { TOO_SMALL, wfpSim, type SetRecordsCall, type WfpSim } from './wfp-sim';
+
+/** `size` bytes that name connection `index` and `salt`: no two connections' blobs are equal. */
+function blobFor(index: number, size: number, salt: number): Buffer {
+  const bytes = Buffer.alloc(size);
+  for (let i = 0; i < size; i++) bytes[i] = (i * 31 + index * 7 + salt * 13) & 0xff;
+  if (size >= 4) bytes.writeUInt16BE(index, 0), bytes.writeUInt16BE(salt, 2);
+  return bytes;
+}
+
+const CONNECTIONS = 200;
+const SIZES = [1, 1024 + 1, MAX_BLOB_SIZE];
+
+describe('the success path in Windows node.exe, against a simulated WFP redirect service', function () {
+  this.timeout(300_000);
+  let sim: WfpSim;
+
+  before(function () {
+    if (!isWindows) {
+      console.warn('    !!! not Windows: the simulated-WFP tests are NOT run here; `npm run test:win32` runs them in Windows node.exe under Wine');
+      this.skip();
+    }
+    sim = wfpSim();
+  });
+  beforeEach(() => sim?.reset());
+
+  for (const family of ['IPv4', 'IPv6'] as Family[]) {
+    it(`${family}: ${CONNECTIONS} concurrent redirected connections each get their own records and context, of ${SIZES.join(', ')} bytes, under each "too small" answer`, async function () {
+      const loopback = await listenOrSkip(this, family, 'simulated-WFP');
+      // As a proxy does: the socket is looked up at accept, when it is the newest.
+      loopback.onConnection((socket) => getSocketHandle(socket));
+      const pairs = await Promise.all(Array.from({ length: CONNECTIONS }, () => loopback.pair()));
+      try {
+        let salt = 0;
+        for (const size of SIZES) {
+          for (const mode of TOO_SMALL) {
+            salt++;
+            sim.reset();
+            sim.tooSmall(mode);
+            pairs.forEach(({ accepted }, i) => sim.redirect(accepted.remoteAddress!, accepted.remotePort!, blobFor(i, size, salt), blobFor(i, 28, salt + 1000)));
+            const answers = await Promise.all(pairs.map(async ({ accepted }) => [await queryRedirectRecords(accepted), await queryRedirectContext(accepted)]));
+            answers.forEach(([records, context], i) => {
+              assert.ok(records.equals(blobFor(i, size, salt)), `connection ${i}, ${size} bytes, ${mode}: records of ${records.length} bytes are not its own`);
+              assert.ok(context.equals(blobFor(i, 28, salt + 1000)), `connection ${i}, ${mode}: context is not its own`);
+            });
+            // Past the first 1 KiB buffer, every records query met the "too small" answer once, and got past it.
+            assert.equal(sim.calls().shortBuffer, size > 1024 ? CONNECTIONS : 0, `${size} bytes, ${mode}`);
+          }
+        }
+      } finally {
+        for (const { accepted, client } of pairs) {
+          accepted.destroy();
+          client.destroy();
+        }
+        await loopback.close();
+      }
+    });
+  }
+
+  it('a connection nobody redirected: WSAEINVAL after two calls (1 KiB, then the cap), and ERR_NOT_REDIRECTED from getOriginalDestination', async function () {
+    const loopback = await Loopback.listen('IPv4');
+    try {
+      const { accepted } = await loopback.pair();
+      const error = await rejection(queryRedirectRecords(accepted));
+      assert.equal(error.code, 'WSAEINVAL');
+      assert.equal(error.errno, 10022);
+      assert.equal(sim.calls().queryRecords, 2);
+      const notRedirected = await rejection(getOriginalDestination(accepted));
+      assert.equal(notRedirected.code, 'ERR_NOT_REDIRECTED');
+      assert.equal(notRedirected.cause?.code, 'WSAEINVAL');
+    } finally {
+      await loopback.close();
+    }
+  });
+
+  describe('getOriginalDestination decodes the context', function () {
+    const CASES: Array<{ name: string; context: Buffer; options?: Parameters<typeof getOriginalDestination>[1]; expected: object }> = [
+      { name: 'a SOCKADDR_IN', context: encodeSockaddr({ address: '192.0.2.10', port: 8080 }), expected: { family: 'IPv4', address: '192.0.2.10', port: 8080 } },
+      { name: 'a SOCKADDR_IN6', context: encodeSockaddr({ address: '2001:db8::7', port: 443, flowInfo: 5 }), expected: { family: 'IPv6', address: '2001:db8::7', port: 443 } },
+      { name: 'a link-local SOCKADDR_IN6 with its scope', context: encodeSockaddr({ address: 'fe80::1', port: 22, scopeId: 12 }), expected: { family: 'IPv6', address: 'fe80::1%12', port: 22 } },
+      { name: 'a SOCKADDR_STORAGE', context: encodeSockaddr({ address: '198.51.100.1', port: 53 }, 'storage'), expected: { family: 'IPv4', address: '198.51.100.1', port: 53 } },
+      {
+        name: 'a SOCKADDR after a driver header (contextOffset)',
+        context: Buffer.concat([Buffer.from('HDR:0'), encodeSockaddr({ address: '203.0.113.9', port: 993 })]),
+        options: { contextOffset: 5 },
+        expected: { family: 'IPv4', address: '203.0.113.9', port: 993 },
+      },
+      {
+        name: "the driver's own format (decode)",
+        context: Buffer.from('dest=origin.example:8443'),
+        options: { decode: (context) => ({ address: context.toString().slice(5, -5), port: Number(context.toString().slice(-4)), family: 'IPv4' }) },
+        expected: { family: 'IPv4', address: 'origin.example', port: 8443 },
+      },
+    ];
+
+    let loopback: Loopback;
+    before(async () => (loopback = await Loopback.listen('IPv4')));
+    after(async () => loopback?.close());
+
+    for (const { name, context, options, expected } of CASES) {
+      it(name, async function () {
+        const { accepted, client } = await loopback.pair();
+        sim.redirect(accepted.remoteAddress!, accepted.remotePort!, Buffer.from('records'), context);
+        assert.deepEqual(await getOriginalDestination(accepted, options), expected);
+        accepted.destroy();
+        client.destroy();
+      });
+    }
+  });
+
+  for (const host of ['127.0.0.1', 'localhost']) {
+    it(`connectRedirected to ${host}: exactly the records, set on the very socket that then connects, before it connects`, async function () {
+      const server = net.createServer();
+      server.listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      try {
+        const records = blobFor(7, 3000, 1);
+        const accepted = once(server, 'connection');
+        const socket = connectRedirected({ host, family: 4, port: (server.address() as net.AddressInfo).port, redirectRecords: records });
+        await once(socket, 'connect');
+        const [serverSide] = (await accepted) as [net.Socket];
+        const sets = sim.sets();
+        assert.equal(sets.length, 1);
+        assert.ok(sets[0].records.equals(records), 'the service got other bytes than the records');
+        assert.equal(sets[0].connectedAtSet, false, 'the records were set after the socket connected');
+        assert.equal(sets[0].socket, getSocketHandle(socket), 'the records were set on another socket');
+        assert.equal(sets[0].localPort, socket.localPort);
+        assert.equal(serverSide.remotePort, socket.localPort);
+        socket.destroy();
+        serverSide.destroy();
+      } finally {
+        server.close();
+      }
+    });
+  }
+});
+
+// The proxy CLI in its own node.exe process, with the simulated service put
+// under its addon by a --require'd script the test drives over IPC.
+describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect service', function () {
+  this.timeout(300_000);
+  const PRELOAD = join(__dirname, 'fixtures', 'wfp-sim-preload.js');
+  const CLIENTS = 20;
+  const MEGABYTE = 1024 * 1024;
+
+  before(function () {
+    if (!isWindows) {
+      console.warn('    !!! not Windows: the simulated-WFP proxy tests are NOT run here; `npm run test:win32` runs them in Windows node.exe under Wine');
+      this.skip();
+    }
+  });
+
+  let nextId = 0;
+  function ask<T>(proxy: Running, message: object): Promise<T> {
+    const id = ++nextId;
+    return new Promise((resolve, reject) => {
+      const onMessage = (answer: { id: number } & T) => {
+        if (answer.id !== id) return;
+        proxy.child.off('message', onMessage);
+        resolve(answer);
+      };
+      proxy.child.on('message', onMessage);
+      proxy.child.send({ id, ...message }, (error) => error && reject(error));
+    });
+  }
+  const redirect = (proxy: Running, peerPort: number, records: Buffer, context: Buffer) =>
+    ask(proxy, { redirect: { peerAddress: '127.0.0.1', peerPort, records: records.toString('base64'), context: context.toString('base64') } });
+  const setsIn = async (proxy: Running) =>
+    (await ask<{ sets: Array<Omit<SetRecordsCall, 'records'> & { records: string }> }>(proxy, { sets: true })).sets.map((call) => ({ ...call, records: Buffer.from(call.records, 'base64') }));
+
+  /** Local ports free right now, for clients whose redirect must be registered before they connect. */
+  async function freePorts(count: number): Promise<number[]> {
+    const servers = await Promise.all(
+      Array.from({ length: count }, async () => {
+        const server = net.createServer().listen(0, '127.0.0.1');
+        await once(server, 'listening');
+        return server;
+      }),
+    );
+    const ports = servers.map((server) => (server.address() as net.AddressInfo).port);
+    await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+    return ports;
+  }
+
+  /** A client from `localPort` that sends `bytes` and waits until they have all come back; it stays open. */
+  async function exchange(port: number, localPort: number | undefined, bytes: number): Promise<net.Socket> {
+    const socket = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.1', localPort, allowHalfOpen: true });
+    await once(socket, 'connect');
+    const sent = Buffer.alloc(bytes);
+    for (let i = 0; i < bytes; i += 4) sent.writeUInt32LE((i * 2654435761) >>> 0, i);
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const done = new Promise<void>((resolve, reject) => {
+      socket.on('data', (chunk: Buffer) => {
+        chunks.push(chunk);
+        if ((received += chunk.length) >= bytes) resolve();
+      });
+      socket.once('close', () => reject(new Error(`closed after ${received} of ${bytes} bytes`)));
+      socket.once('error', reject);
+    });
+    socket.write(sent);
+    await done;
+    assert.ok(Buffer.concat(chunks).equals(sent), 'the bytes that came back differ from those sent');
+    return socket;
+  }
+
+  /** Echo servers that remember the peer port of each connection they accepted. */
+  async function origins(count: number): Promise<Array<{ server: net.Server; port: number; peers: number[] }>> {
+    return Promise.all(
+      Array.from({ length: count }, async () => {
+        const server = await echoServer();
+        const origin = { server, port: (server.address() as net.AddressInfo).port, peers: [] as number[] };
+        server.on('connection', (socket) => origin.peers.push(socket.remotePort!));
+        return origin;
+      }),
+    );
+  }
+
+  function logsOf(proxy: Running): ConnectionLog[] {
+    return proxy.stdout.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
+  }
+
+  it(`--transparent: ${CLIENTS} clients reach the server their context names, 1 MB each way, each outbound socket carrying its client's records, set before connect; one nobody redirected is refused`, async function () {
+    const servers = await origins(4);
+    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--transparent', '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
+    const clients: net.Socket[] = [];
+    try {
+      const ports = await freePorts(CLIENTS + 1);
+      const plan = ports.slice(0, CLIENTS).map((localPort, i) => ({ localPort, records: blobFor(i, 1 + i * 150, 9), origin: servers[i % servers.length] }));
+      for (const { localPort, records, origin } of plan) await redirect(proxy, localPort, records, encodeSockaddr({ address: '127.0.0.1', port: origin.port }));
+      clients.push(...(await Promise.all(plan.map(({ localPort }) => exchange(proxy.port, localPort, MEGABYTE)))));
+
+      // While every connection is open: which records did each outbound socket carry?
+      const sets = await setsIn(proxy);
+      assert.equal(sets.length, CLIENTS);
+      for (const [i, { records, origin }] of plan.entries()) {
+        const carried = sets.filter((call) => call.records.equals(records));
+        assert.equal(carried.length, 1, `client ${i}: its records were set ${carried.length} times`);
+        assert.equal(carried[0].connectedAtSet, false, `client ${i}: records set after connect`);
+        assert.ok(origin.peers.includes(carried[0].localPort!), `client ${i}: the socket with its records did not reach the server its context names`);
+      }
+
+      // A connection nobody redirected is refused, and the proxy keeps serving.
+      const stray = net.connect({ host: '127.0.0.1', port: proxy.port, localPort: ports[CLIENTS] });
+      stray.on('error', () => {});
+      await once(stray, 'close');
+      const after = await redirectAndExchange(proxy, servers[0]);
+      clients.push(after);
+
+      for (const client of clients) client.end();
+      await waitFor(() => logsOf(proxy).length >= CLIENTS + 2, proxy);
+      const logs = logsOf(proxy);
+      const refused = logs.filter((log) => log.error !== undefined);
+      assert.deepEqual(refused.map((log) => log.error), ['ERR_NOT_REDIRECTED']);
+      for (const [i, { localPort, records, origin }] of plan.entries()) {
+        const log = logs.find((entry) => entry.client === `127.0.0.1:${localPort}`);
+        assert.ok(log, `no log line for client ${i}`);
+        assert.equal(log.destination, `127.0.0.1:${origin.port}`);
+        assert.equal(log.records, records.length);
+        assert.equal(log.bytesUp, MEGABYTE);
+        assert.equal(log.bytesDown, MEGABYTE);
+      }
+    } finally {
+      for (const client of clients) client.destroy();
+      await stop(proxy);
+      for (const { server } of servers) server.close();
+    }
+
+    async function redirectAndExchange(running: Running, origin: { port: number }): Promise<net.Socket> {
+      const [localPort] = await freePorts(1);
+      await redirect(running, localPort, Buffer.from('late'), encodeSockaddr({ address: '127.0.0.1', port: origin.port }));
+      return exchange(running.port, localPort, 4096);
+    }
+  });
+
+  it('--upstream: the records are carried where the connection was redirected, and nothing is set where it was not', async function () {
+    const [upstream] = await origins(1);
+    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
+    const clients: net.Socket[] = [];
+    try {
+      const [redirected, direct] = await freePorts(2);
+      const records = blobFor(3, 500, 4);
+      await redirect(proxy, redirected, records, encodeSockaddr({ address: '192.0.2.1', port: 80 }));
+      clients.push(await exchange(proxy.port, redirected, 64 * 1024));
+      clients.push(await exchange(proxy.port, direct, 64 * 1024));
+      const sets = await setsIn(proxy);
+      assert.equal(sets.length, 1, 'records were set for the connection nobody redirected');
+      assert.ok(sets[0].records.equals(records));
+      assert.equal(sets[0].connectedAtSet, false);
+      assert.equal(upstream.peers.length, 2);
+      assert.ok(upstream.peers.includes(sets[0].localPort!));
+      for (const client of clients) client.end();
+      await waitFor(() => logsOf(proxy).length >= 2, proxy);
+      const byClient = new Map(logsOf(proxy).map((log) => [log.client, log]));
+      assert.equal(byClient.get(`127.0.0.1:${redirected}`)?.records, records.length);
+      assert.equal(byClient.get(`127.0.0.1:${direct}`)?.records, 0);
+      for (const log of byClient.values()) assert.equal(log.error, undefined, JSON.stringify(log));
+    } finally {
+      for (const client of clients) client.destroy();
+      await stop(proxy);
+      upstream.server.close();
+    }
+  });
+});
+
+async function waitFor(condition: () => boolean, proxy: Running): Promise<void> {
+  for (let waited = 0; !condition(); waited += 50) {
+    if (waited > 30_000) throw new Error(`timed out; the proxy said:\n${proxy.stdout.join('\n')}\n${proxy.stderr.join('\n')}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}

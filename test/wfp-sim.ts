@@ -1,0 +1,45 @@
+// The simulated WFP redirect service (test/native/wfp_sim.cc), put under the
+// unmodified production wfp_redirect.node in Windows node.exe: it answers the
+// three WFP IOCTLs through that module's import of WS2_32!WSAIoctl.
+import { join } from 'node:path';
+import { binding } from '../dist/native';
+
+export type TooSmall = 'ERROR_INSUFFICIENT_BUFFER' | 'WSAEINVAL' | 'WSAEFAULT';
+export const TOO_SMALL: readonly TooSmall[] = ['ERROR_INSUFFICIENT_BUFFER', 'WSAEINVAL', 'WSAEFAULT'];
+
+export interface SetRecordsCall {
+  socket: number;
+  records: Buffer;
+  /** Whether getpeername succeeded on the socket when the records were set. */
+  connectedAtSet: boolean;
+  /** The socket's endpoints as the OS reports them when sets() is called (absent once it is closed). */
+  localAddress?: string;
+  localPort?: number;
+  remoteAddress?: string;
+  remotePort?: number;
+}
+
+export interface WfpSim {
+  /** A redirected connection, named by the client's end: what getpeername reports for its accepted socket. */
+  redirect(peerAddress: string, peerPort: number, records: Uint8Array, context: Uint8Array): void;
+  /** How a query with a buffer too small for the blob is answered. */
+  tooSmall(mode: TooSmall): void;
+  /** Forgets redirects, set calls and counts. */
+  reset(): void;
+  /** Every SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS since the last reset, in order. */
+  sets(): SetRecordsCall[];
+  calls(): { queryRecords: number; queryContext: number; setRecords: number; shortBuffer: number };
+}
+
+let installed: WfpSim | undefined;
+
+/** The simulation, installed under this process's wfp_redirect.node on first use. Windows only. */
+export function wfpSim(): WfpSim {
+  if (installed) return installed;
+  if (process.platform !== 'win32') throw new Error('the simulated WFP service runs in Windows node.exe only');
+  if (binding.build !== 'mingw' && binding.build !== 'node-gyp') throw new Error(`unexpected addon build ${binding.build}`);
+  const sim = require(join(__dirname, '..', 'test', 'native', 'build-win32', 'wfp_sim.node')) as WfpSim & { install(name: string): void };
+  sim.install('wfp_redirect.node');
+  installed = sim;
+  return sim;
+}
