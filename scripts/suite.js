@@ -30,6 +30,10 @@ function summaryOf(text) {
  * spawnSync's result; then prints what it wrote, unless `echo` is false.
  * Returns the result and the text.
  */
+// A mocha run that has not ended by then is stopped and counts as failed: a
+// test that leaves a handle open keeps its process alive after the summary.
+const RUN_TIMEOUT_MS = 20 * 60 * 1000;
+
 function runLogged(logFile, spawn, echo = true) {
   mkdirSync(dirname(logFile), { recursive: true });
   const log = openSync(logFile, 'w');
@@ -50,7 +54,8 @@ function runLogged(logFile, spawn, echo = true) {
  * a summary, no failing test and exit 0. `line` says what was seen.
  */
 function verdictOf(result, text) {
-  const exit = result.status ?? result.signal ?? 'none';
+  const timedOut = result.error?.code === 'ETIMEDOUT' ? `killed after ${RUN_TIMEOUT_MS / 60000} min, ` : '';
+  const exit = timedOut + (result.status ?? result.signal ?? 'none');
   const summary = summaryOf(text);
   if (!summary) return { ok: false, summary, line: `no mocha summary (the runner crashed), exit ${exit}` };
   return {
@@ -75,7 +80,7 @@ function runSuite(runtime, logFile, spawn) {
 /** Runs the suite in a Linux `node` binary, with `env` added to this process's environment. */
 function runLinuxSuite(runtime, node, env, logFile) {
   return runSuite(runtime, logFile, (log) =>
-    spawnSync(node, [MOCHA], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', log, log] }),
+    spawnSync(node, [MOCHA], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', log, log], timeout: RUN_TIMEOUT_MS }),
   );
 }
 
@@ -84,4 +89,4 @@ function banner(lines) {
   console.log(['', rule, ...lines.map((line) => `!!! ${line}`), rule, ''].join('\n'));
 }
 
-module.exports = { MOCHA, runLogged, runSuite, runLinuxSuite, summaryOf, verdictOf, banner };
+module.exports = { MOCHA, RUN_TIMEOUT_MS, runLogged, runSuite, runLinuxSuite, summaryOf, verdictOf, banner };

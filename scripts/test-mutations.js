@@ -15,7 +15,7 @@ const { execFileSync, spawnSync } = require('node:child_process');
 const { readFileSync, writeFileSync } = require('node:fs');
 const { dirname, join } = require('node:path');
 const { root, cache, LINUX_VERSIONS, WIN_VERSIONS, officialNode } = require('./node-builds');
-const { MOCHA, runLogged, verdictOf } = require('./suite');
+const { MOCHA, RUN_TIMEOUT_MS, runLogged, verdictOf } = require('./suite');
 
 // npm names its own node-gyp to scripts; run directly, this script looks beside npm.
 const NODE_GYP = process.env.npm_config_node_gyp ?? join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
@@ -56,7 +56,7 @@ function runSpecs(mutation) {
         const { spawnWindows } = require('./wine');
         return spawnWindows(officialNode('win32', WIN_VERSIONS[WIN_VERSIONS.length - 1]), args, { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, fd);
       }
-      return spawnSync(officialNode('linux', LINUX_VERSIONS[LINUX_VERSIONS.length - 1]), args, { cwd: root, stdio: ['ignore', fd, fd] });
+      return spawnSync(officialNode('linux', LINUX_VERSIONS[LINUX_VERSIONS.length - 1]), args, { cwd: root, stdio: ['ignore', fd, fd], timeout: RUN_TIMEOUT_MS });
     },
     false,
   );

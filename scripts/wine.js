@@ -16,7 +16,7 @@ const { execFileSync, spawnSync } = require('node:child_process');
 const { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { root, cache } = require('./node-builds');
-const { runLogged } = require('./suite');
+const { RUN_TIMEOUT_MS, runLogged } = require('./suite');
 
 const home = join(cache, 'wine10');
 const rootfs = join(home, 'root');
@@ -161,7 +161,7 @@ function ensureWine() {
  */
 function spawnWindows(exe, args, extraEnv, logFd) {
   const [file, argv] = inChroot([WINE, exe, ...args], wineEnv({ WFP_REDIRECT_UNDER_WINE: '1', ...extraEnv }));
-  return spawnSync(file, argv, { stdio: ['ignore', logFd, logFd] });
+  return spawnSync(file, argv, { stdio: ['ignore', logFd, logFd], timeout: RUN_TIMEOUT_MS });
 }
 
 /** spawnWindows, its output through `logFile` and then printed. Returns spawnSync's result. */

@@ -137,7 +137,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'original-destination-drops-scope',
     intent: "a link-local original destination loses its interface, so the proxy cannot reach it",
     file: 'lib/original-destination.ts',
-    edits: [{ find: 'address: linkLocal ? `${address}%${scopeId}` : address, port', replace: 'address, port' }],
+    edits: [{ find: "const linkLocal = family === 'IPv6' &&", replace: "const linkLocal = (false as boolean) && family === 'IPv6' &&" }],
     specs: ['wfp-sim.test.js'],
     runtime: 'win32',
   },

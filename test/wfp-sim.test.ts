@@ -134,10 +134,13 @@ describe('the success path in Windows node.exe, against a simulated WFP redirect
       const server = net.createServer();
       server.listen(0, '127.0.0.1');
       await once(server, 'listening');
+      const open: net.Socket[] = [];
+      server.on('connection', (socket) => open.push(socket));
       try {
         const records = blobFor(7, 3000, 1);
         const accepted = once(server, 'connection');
         const socket = connectRedirected({ host, family: 4, port: (server.address() as net.AddressInfo).port, redirectRecords: records });
+        open.push(socket);
         await once(socket, 'connect');
         const [serverSide] = (await accepted) as [net.Socket];
         const sets = sim.sets();
@@ -147,9 +150,8 @@ describe('the success path in Windows node.exe, against a simulated WFP redirect
         assert.equal(sets[0].socket, getSocketHandle(socket), 'the records were set on another socket');
         assert.equal(sets[0].localPort, socket.localPort);
         assert.equal(serverSide.remotePort, socket.localPort);
-        socket.destroy();
-        serverSide.destroy();
       } finally {
+        for (const socket of open) socket.destroy();
         server.close();
       }
     });
@@ -175,12 +177,13 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
   function ask<T>(proxy: Running, message: object): Promise<T> {
     const id = ++nextId;
     return new Promise((resolve, reject) => {
+      const onExit = () => reject(new Error(`the proxy exited before answering: ${proxy.stderr.join('\n')}`));
       const onMessage = (answer: { id: number } & T) => {
         if (answer.id !== id) return;
-        proxy.child.off('message', onMessage);
+        proxy.child.off('message', onMessage).off('exit', onExit);
         resolve(answer);
       };
-      proxy.child.on('message', onMessage);
+      proxy.child.on('message', onMessage).once('exit', onExit);
       proxy.child.send({ id, ...message }, (error) => error && reject(error));
     });
   }
@@ -219,19 +222,41 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
       socket.once('close', () => reject(new Error(`closed after ${received} of ${bytes} bytes`)));
       socket.once('error', reject);
     });
-    socket.write(sent);
-    await done;
-    assert.ok(Buffer.concat(chunks).equals(sent), 'the bytes that came back differ from those sent');
+    try {
+      socket.write(sent);
+      await done;
+      assert.ok(Buffer.concat(chunks).equals(sent), 'the bytes that came back differ from those sent');
+    } catch (error) {
+      socket.destroy();
+      throw error;
+    }
     return socket;
   }
 
+  interface Origin {
+    port: number;
+    peers: number[];
+    close(): void;
+  }
+
   /** Echo servers that remember the peer port of each connection they accepted. */
-  async function origins(count: number): Promise<Array<{ server: net.Server; port: number; peers: number[] }>> {
+  async function origins(count: number): Promise<Origin[]> {
     return Promise.all(
       Array.from({ length: count }, async () => {
         const server = await echoServer();
-        const origin = { server, port: (server.address() as net.AddressInfo).port, peers: [] as number[] };
-        server.on('connection', (socket) => origin.peers.push(socket.remotePort!));
+        const sockets: net.Socket[] = [];
+        const origin: Origin = {
+          port: (server.address() as net.AddressInfo).port,
+          peers: [],
+          close: () => {
+            for (const socket of sockets) socket.destroy();
+            server.close();
+          },
+        };
+        server.on('connection', (socket) => {
+          sockets.push(socket);
+          origin.peers.push(socket.remotePort!);
+        });
         return origin;
       }),
     );
@@ -284,7 +309,7 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
     } finally {
       for (const client of clients) client.destroy();
       await stop(proxy);
-      for (const { server } of servers) server.close();
+      for (const origin of servers) origin.close();
     }
 
     async function redirectAndExchange(running: Running, origin: { port: number }): Promise<net.Socket> {
@@ -319,7 +344,7 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
     } finally {
       for (const client of clients) client.destroy();
       await stop(proxy);
-      upstream.server.close();
+      upstream.close();
     }
   });
 });
