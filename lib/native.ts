@@ -33,6 +33,29 @@ export interface NativeBinding {
 
 const packageRoot = join(__dirname, '..');
 
+const FIX =
+  'Run `npm rebuild wfp-redirect` (node-gyp needs Python and a C++ compiler), ' +
+  'or set WFP_REDIRECT_ADDON to a wfp_redirect.node built for this platform.';
+
+/** What the addon must fit: the platform, the architecture and this runtime's Node-API version. */
+function target(): string {
+  return `${process.platform}-${process.arch} (Node-API ${process.versions.napi ?? 'unknown'})`;
+}
+
+function addonError(code: 'ERR_WFP_ADDON_NOT_FOUND' | 'ERR_WFP_ADDON_LOAD_FAILED', message: string, cause?: unknown): Error {
+  return Object.assign(new Error(`wfp-redirect: ${message}. ${FIX}`, cause === undefined ? undefined : { cause }), { code });
+}
+
+/** Loads an addon file that exists; the OS's refusal becomes ERR_WFP_ADDON_LOAD_FAILED with its reason. */
+function open(file: string): NativeBinding {
+  try {
+    return require(file) as NativeBinding;
+  } catch (cause) {
+    const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
+    throw addonError('ERR_WFP_ADDON_LOAD_FAILED', `the native addon ${file} did not load for ${target()}: ${reason}`, cause);
+  }
+}
+
 /**
  * The addon is looked for in WFP_REDIRECT_ADDON (a path, for testing another
  * build), then in the prebuilt folder shipped for this platform, then in
@@ -42,28 +65,19 @@ function load(): NativeBinding {
   const override = process.env.WFP_REDIRECT_ADDON;
   if (override) {
     const file = resolve(override);
-    if (!existsSync(file)) {
-      throw Object.assign(new Error(`WFP_REDIRECT_ADDON names ${file}, which does not exist`), {
-        code: 'ERR_WFP_ADDON_NOT_FOUND',
-      });
-    }
-    return require(file) as NativeBinding;
+    if (!existsSync(file)) throw addonError('ERR_WFP_ADDON_NOT_FOUND', `WFP_REDIRECT_ADDON names ${file}, which does not exist`);
+    return open(file);
   }
   const prebuilt = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'wfp_redirect.node');
-  if (existsSync(prebuilt)) return require(prebuilt) as NativeBinding;
+  if (existsSync(prebuilt)) return open(prebuilt);
+  let found: string | undefined;
   try {
-    return bindings({ bindings: 'wfp_redirect.node', module_root: packageRoot }) as NativeBinding;
+    found = (bindings({ bindings: 'wfp_redirect.node', module_root: packageRoot, path: true } as never) as unknown as string);
   } catch (cause) {
-    throw Object.assign(
-      new Error(
-        `wfp-redirect: no native addon for ${process.platform}-${process.arch}. ` +
-          'Run `npm rebuild wfp-redirect` (node-gyp needs Python and a C++ compiler), ' +
-          'or install a package that ships prebuilds for this platform.',
-        { cause },
-      ),
-      { code: 'ERR_WFP_ADDON_NOT_FOUND' },
-    );
+    const tried = [prebuilt, ...(((cause as { tries?: string[] }).tries) ?? [])];
+    throw addonError('ERR_WFP_ADDON_NOT_FOUND', `no native addon for ${target()}; looked for ${tried.join(', ')}`, cause);
   }
+  return open(found);
 }
 
 export const binding: NativeBinding = load();

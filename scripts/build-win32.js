@@ -6,9 +6,10 @@
 // the simulated WFP service; test/native/build-win32/) and the benchmark addon
 // (bench/native/build-win32/). `--addon-only` (what `npm pack` uses) skips those.
 //
-// The addon binds to node.exe's own exports (Node-API and libuv) through an
-// import library made from a .def file that lists exactly the symbols the
-// compiled objects import, so the list cannot drift from the code.
+// The addon binds to the host's own exports (Node-API and libuv) through a
+// delay-import library made from a .def file that lists exactly the symbols
+// the compiled objects import, so the list cannot drift from the code; the
+// delay-load hook answers the DLL name "node.exe" with the host executable.
 'use strict';
 const { execFileSync } = require('node:child_process');
 const { existsSync, mkdirSync, writeFileSync } = require('node:fs');
@@ -18,6 +19,9 @@ const root = join(__dirname, '..');
 const CXX = 'x86_64-w64-mingw32-g++-posix';
 const NM = 'x86_64-w64-mingw32-nm';
 const DLLTOOL = 'x86_64-w64-mingw32-dlltool';
+
+/** Compiled into every artifact: maps the delay-loaded "node.exe" to the host process. */
+const DELAY_LOAD_HOOK = 'native/win/mingw_delay_load_hook.cc';
 
 /** What the test addons add to the protocol: the socket probe over the production lookup. */
 const SOCKET_PROBE = ['test/native/socket_probe.cc', 'native/js_errors.cc', 'native/socket_lookup.cc', 'native/win/os_socket.cc', 'native/wsa_errors.cc'];
@@ -82,7 +86,7 @@ function run(command, args) {
 function build(artifact, commonFlags) {
   mkdirSync(artifact.objects, { recursive: true });
   mkdirSync(dirname(artifact.output), { recursive: true });
-  const objects = artifact.sources.map((source) => {
+  const objects = [...artifact.sources, DELAY_LOAD_HOOK].map((source) => {
     const object = join(artifact.objects, source.replace(/[\\/]/g, '_').replace(/\.cc$/, '.o'));
     run(CXX, [...commonFlags, ...artifact.flags, '-c', source, '-o', object]);
     return object;
@@ -96,11 +100,13 @@ function build(artifact, commonFlags) {
   }
   const def = join(artifact.objects, 'node.def');
   writeFileSync(def, ['NAME node.exe', 'EXPORTS', ...[...imported].sort()].join('\n') + '\n');
-  const importLib = join(artifact.objects, 'libnode.a');
-  run(DLLTOOL, ['-d', def, '-l', importLib]);
+  // Delay-loaded, and resolved by native/win/mingw_delay_load_hook.cc from the
+  // host executable, whatever its name (node.exe, a renamed node.exe, Electron).
+  const importLib = join(artifact.objects, 'libnode-delay.a');
+  run(DLLTOOL, ['-d', def, '--output-delaylib', importLib]);
 
   run(CXX, ['-shared', '-s', '-o', artifact.output, ...objects, importLib, '-static-libgcc', '-static-libstdc++', '-static', '-lws2_32']);
-  console.log(`build:win32: ${artifact.output} (imports ${imported.size} symbols from node.exe)`);
+  console.log(`build:win32: ${artifact.output} (${imported.size} symbols delay-loaded from the host executable)`);
 }
 
 function main() {

@@ -6,7 +6,7 @@
 // below (comma-separated versions).
 'use strict';
 const { execFileSync } = require('node:child_process');
-const { chmodSync, existsSync, mkdirSync, rmSync } = require('node:fs');
+const { chmodSync, copyFileSync, existsSync, mkdirSync, rmSync } = require('node:fs');
 const { join } = require('node:path');
 
 const root = join(__dirname, '..');
@@ -47,4 +47,23 @@ function officialNode(platform, version) {
   return binary;
 }
 
-module.exports = { root, cache, NODE_LINES, LINUX_VERSIONS, WIN_VERSIONS, officialNode };
+// The name a host that is not node.exe has in the tests (as an Electron app or a
+// single-executable app has its own).
+const RENAMED_HOST = 'wfp-host-app.exe';
+
+/**
+ * A copy of the official node.exe of `version` under another name, in a folder
+ * that holds no node.exe: a host the addon must load in without a DLL named
+ * node.exe anywhere.
+ */
+function renamedNode(version) {
+  const dir = join(cache, 'renamed-host', version);
+  const binary = join(dir, RENAMED_HOST);
+  if (!existsSync(binary)) {
+    mkdirSync(dir, { recursive: true });
+    copyFileSync(officialNode('win32', version), binary);
+  }
+  return binary;
+}
+
+module.exports = { root, cache, NODE_LINES, LINUX_VERSIONS, WIN_VERSIONS, RENAMED_HOST, officialNode, renamedNode };

@@ -14,7 +14,7 @@
 const { execFileSync, spawnSync } = require('node:child_process');
 const { readFileSync, writeFileSync } = require('node:fs');
 const { dirname, join } = require('node:path');
-const { root, cache, LINUX_VERSIONS, WIN_VERSIONS, officialNode } = require('./node-builds');
+const { root, cache, LINUX_VERSIONS, RENAMED_HOST, WIN_VERSIONS, officialNode, renamedNode } = require('./node-builds');
 const { MOCHA, RUN_TIMEOUT_MS, runLogged, verdictOf } = require('./suite');
 
 // npm names its own node-gyp to scripts; run directly, this script looks beside npm.
@@ -36,8 +36,9 @@ function run(file, args) {
 function rebuild(file, runtime) {
   if (file.startsWith('lib/')) return run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'tsconfig.json']);
   if (file.startsWith('test/')) return run(process.execPath, [require.resolve('typescript/bin/tsc'), '-p', 'test/tsconfig.json']);
+  if (file === 'scripts/build-win32.js') return run(process.execPath, [join(__dirname, 'build-win32.js')]);
   if (file.startsWith('native/')) {
-    if (runtime === 'win32') return run(process.execPath, [join(__dirname, 'build-win32.js')]);
+    if (runtime.startsWith('win32')) return run(process.execPath, [join(__dirname, 'build-win32.js')]);
     run(process.execPath, [NODE_GYP, 'build']);
     if (TEST_ADDON_SOURCES.includes(file)) run(process.execPath, [NODE_GYP, 'build', '--directory', 'test/native']);
     return;
@@ -52,15 +53,19 @@ function runSpecs(mutation) {
   const { result, text } = runLogged(
     log,
     (fd) => {
-      if (mutation.runtime === 'win32') {
+      if (mutation.runtime.startsWith('win32')) {
         const { spawnWindows } = require('./wine');
-        return spawnWindows(officialNode('win32', WIN_VERSIONS[WIN_VERSIONS.length - 1]), args, { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, fd);
+        const newest = WIN_VERSIONS[WIN_VERSIONS.length - 1];
+        if (mutation.runtime === 'win32-renamed') {
+          return spawnWindows(renamedNode(newest), args, { WFP_REDIRECT_EXPECT_BUILD: 'mingw', WFP_REDIRECT_EXPECT_HOST: RENAMED_HOST }, fd);
+        }
+        return spawnWindows(officialNode('win32', newest), args, { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, fd);
       }
       return spawnSync(officialNode('linux', LINUX_VERSIONS[LINUX_VERSIONS.length - 1]), args, { cwd: root, stdio: ['ignore', fd, fd], timeout: RUN_TIMEOUT_MS });
     },
     false,
   );
-  return { ...verdictOf(result, text), log };
+  return { ...verdictOf(result, text), log, interrupted: result.signal === 'SIGINT' };
 }
 
 function occurrences(text, find) {
@@ -97,6 +102,8 @@ function check(mutation) {
       return { verdict: 'BROKEN', why: `the mutant does not build: ${error.message}` };
     }
     const outcome = runSpecs(mutation);
+    // Ctrl+C reaches the test process; this one, blocked in spawnSync, only sees how it ended.
+    if (outcome.interrupted) return { verdict: 'INTERRUPTED', why: 'interrupted (Ctrl+C)' };
     return { verdict: outcome.ok ? 'SURVIVED' : 'killed', why: `${mutation.specs.join(', ')} in ${mutation.runtime}: ${outcome.line}; log ${outcome.log}` };
   } finally {
     writeFileSync(path, original);
@@ -122,7 +129,7 @@ function main() {
     process.exit(1);
   }
 
-  const wine = chosen.some((m) => m.runtime === 'win32') ? require('./wine') : undefined;
+  const wine = chosen.some((m) => m.runtime.startsWith('win32')) ? require('./wine') : undefined;
   if (wine) {
     const missing = wine.missingTools();
     if (missing.length) throw new Error(`test:mutations: the win32 mutations need ${missing.join(', ')}. ${wine.INSTALL_HINT}`);
@@ -132,6 +139,10 @@ function main() {
   try {
     for (const mutation of chosen) {
       const { verdict, why } = check(mutation);
+      if (verdict === 'INTERRUPTED') {
+        console.error(`test:mutations: interrupted during ${mutation.name}; ${mutation.file} restored and rebuilt`);
+        process.exit(130);
+      }
       console.log(`=== MUTATION ${mutation.name}: ${verdict} (${mutation.intent}; ${why})`);
       counts[verdict]++;
     }

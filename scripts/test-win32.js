@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm run test:win32` (on Linux): cross-builds the addon for win32-x64 and
 // runs the compiled mocha suite inside the official Windows node.exe of each
-// supported Node line (22, 24, 26), under Wine 10 (scripts/wine.js). Fails
-// when any test fails or any run ends without a mocha summary.
+// supported Node line (22, 24, 26), under Wine 10 (scripts/wine.js), and the
+// Windows-specific part of it in a renamed copy of each node.exe. Fails when
+// any test fails or any run ends without a mocha summary.
 //
 // With --if-available (what `npm test` uses) a machine without the tools gets
 // a loud notice that the Windows suite did NOT run, instead of a failure.
@@ -10,9 +11,12 @@
 'use strict';
 const { execFileSync } = require('node:child_process');
 const { join } = require('node:path');
-const { root, cache, WIN_VERSIONS, officialNode } = require('./node-builds');
+const { root, cache, RENAMED_HOST, WIN_VERSIONS, officialNode, renamedNode } = require('./node-builds');
 const { MOCHA, banner, runSuite } = require('./suite');
 const { INSTALL_HINT, missingTools, ensureWine, spawnWindows, stopWineserver, wineVersion } = require('./wine');
+
+// What the renamed host runs: the lookup, the IOCTLs, the simulated WFP service and the loader.
+const RENAMED_HOST_SPECS = ['windows.test.js', 'socket-handle.test.js', 'wfp-sim.test.js', 'loader.test.js'].map((spec) => `dist-test/${spec}`);
 
 function main() {
   const ifAvailable = process.argv.includes('--if-available');
@@ -41,7 +45,11 @@ function main() {
       const ok = runSuite(runtime, join(cache, `win32-node-${version}.log`), (log) =>
         spawnWindows(exe, [MOCHA], { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, log),
       );
-      (ok ? passed : failed).push(version);
+      // The same binary in a host not named node.exe, as Electron and single-executable apps are.
+      const renamed = runSuite(`${RENAMED_HOST} (node.exe ${version}, renamed) under ${wine}`, join(cache, `win32-renamed-${version}.log`), (log) =>
+        spawnWindows(renamedNode(version), [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', ...RENAMED_HOST_SPECS], { WFP_REDIRECT_EXPECT_BUILD: 'mingw', WFP_REDIRECT_EXPECT_HOST: RENAMED_HOST }, log),
+      );
+      (ok && renamed ? passed : failed).push(version);
     }
   } finally {
     stopWineserver();

@@ -19,8 +19,8 @@ export interface Mutation {
   edits: Array<{ find: string; replace: string }>;
   /** Test files (compiled names, in dist-test/) that must fail. */
   specs: string[];
-  /** Where the tests run: the newest Linux line, or the newest node.exe under Wine. */
-  runtime: 'linux' | 'win32';
+  /** Where the tests run: the newest Linux line, the newest node.exe under Wine, or a renamed copy of it. */
+  runtime: 'linux' | 'win32' | 'win32-renamed';
   /** In the short set CI runs. */
   short?: boolean;
 }
@@ -140,6 +140,14 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: "const linkLocal = family === 'IPv6' &&", replace: "const linkLocal = (false as boolean) && family === 'IPv6' &&" }],
     specs: ['wfp-sim.test.js'],
     runtime: 'win32',
+  },
+  {
+    name: 'addon-imports-node-exe',
+    intent: 'the Windows addon imports Node-API from a DLL named node.exe, so it cannot load in Electron or a single-executable app',
+    file: 'scripts/build-win32.js',
+    edits: [{ find: "run(DLLTOOL, ['-d', def, '--output-delaylib', importLib]);", replace: "run(DLLTOOL, ['-d', def, '-l', importLib]);" }],
+    specs: ['windows.test.js'],
+    runtime: 'win32-renamed',
   },
   {
     name: 'stale-handle-after-destroy',

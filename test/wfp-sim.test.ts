@@ -19,7 +19,7 @@ import {
 } from '..';
 import { isWindows, listenOrSkip, rejection, type Family, Loopback } from './helpers';
 import { CLI, echoServer, start, stop, type Running } from './proxy-process';
-import { TOO_SMALL, wfpSim, type SetRecordsCall, type WfpSim } from './wfp-sim';
+import { removeWfpSim, TOO_SMALL, wfpSim, type SetRecordsCall, type WfpSim } from './wfp-sim';
 
 /** `size` bytes that name connection `index` and `salt`: no two connections' blobs are equal. */
 function blobFor(index: number, size: number, salt: number): Buffer {
@@ -43,6 +43,7 @@ describe('the success path in Windows node.exe, against a simulated WFP redirect
     }
     sim = wfpSim();
   });
+  after(() => removeWfpSim());
   beforeEach(() => sim?.reset());
 
   for (const family of ['IPv4', 'IPv6'] as Family[]) {

@@ -31,15 +31,27 @@ export interface WfpSim {
   calls(): { queryRecords: number; queryContext: number; setRecords: number; shortBuffer: number };
 }
 
-let installed: WfpSim | undefined;
+interface SimAddon extends WfpSim {
+  install(moduleName: string): void;
+  uninstall(): void;
+}
 
-/** The simulation, installed under this process's wfp_redirect.node on first use. Windows only. */
+let installed: SimAddon | undefined;
+
+/** The simulation, installed under this process's wfp_redirect.node (if it is not yet). Windows only. */
 export function wfpSim(): WfpSim {
   if (installed) return installed;
   if (process.platform !== 'win32') throw new Error('the simulated WFP service runs in Windows node.exe only');
   if (binding.build !== 'mingw' && binding.build !== 'node-gyp') throw new Error(`unexpected addon build ${binding.build}`);
-  const sim = require(join(__dirname, '..', 'test', 'native', 'build-win32', 'wfp_sim.node')) as WfpSim & { install(name: string): void };
+  const sim = require(join(__dirname, '..', 'test', 'native', 'build-win32', 'wfp_sim.node')) as SimAddon;
   sim.install('wfp_redirect.node');
   installed = sim;
   return sim;
+}
+
+/** Puts the real WSAIoctl back, so that the tests after these see Winsock's own answers. */
+export function removeWfpSim(): void {
+  installed?.reset();
+  installed?.uninstall();
+  installed = undefined;
 }

@@ -3,8 +3,10 @@
 // reported as pending, with a notice, everywhere else.
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
+import { existsSync } from 'node:fs';
 import type net from 'node:net';
 import os from 'node:os';
+import { basename, dirname, join } from 'node:path';
 import { connectRedirected, getSocketHandle, isSupported, WfpRedirectError } from '..';
 import { binding } from '../dist/native';
 import { failureOfCall, IOCTL_CALLS, isWindows, Loopback, nodeFd, spy, type Pair } from './helpers';
@@ -25,6 +27,14 @@ describe('Windows only', function () {
     pair = await loopback.pair();
   });
   after(async () => loopback?.close());
+
+  it(`runs in the host this run asked for (${process.env.WFP_REDIRECT_EXPECT_HOST ?? 'node.exe'}), with the production addon loaded`, function () {
+    // In a renamed node.exe, with no node.exe in its folder, the addon must find Node-API in the host itself.
+    const expected = process.env.WFP_REDIRECT_EXPECT_HOST ?? 'node.exe';
+    assert.equal(basename(process.execPath).toLowerCase(), expected.toLowerCase());
+    if (expected.toLowerCase() !== 'node.exe') assert.ok(!existsSync(join(dirname(process.execPath), 'node.exe')), 'a node.exe sits next to the host');
+    assert.equal(binding.build, 'mingw');
+  });
 
   it('_handle.fd is -1 for accepted and connected sockets: Node cannot give the SOCKET, hence the lookup', function () {
     for (const socket of [pair.accepted, pair.client]) {
