@@ -46,6 +46,12 @@ Example (any platform): wfp-redirect-proxy --listen 127.0.0.1:8888 --upstream ex
 
 class UsageError extends Error {}
 
+/** The package's version: from package.json, or (in the single executable) the one build-sea.js wrote in. */
+function packageVersion(): string {
+  const built = (globalThis as { WFP_REDIRECT_VERSION?: string }).WFP_REDIRECT_VERSION;
+  return built ?? JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).version;
+}
+
 /**
  * What stops the proxy gracefully: Ctrl+C and SIGTERM everywhere; on Windows
  * also Ctrl+Break (SIGBREAK) and the console window closing (SIGHUP, after
@@ -129,7 +135,7 @@ export async function main(argv: string[]): Promise<number> {
       return 0;
     }
     if (values.version) {
-      process.stdout.write(`${JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).version}\n`);
+      process.stdout.write(`${packageVersion()}\n`);
       return 0;
     }
     if (values.listen === undefined) throw new UsageError('--listen HOST:PORT is required');

@@ -1,7 +1,8 @@
 // The typed loader of wfp_redirect.node: what the binding exports, exactly.
-import { existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import bindings from 'bindings';
 import { WfpRedirectError } from './errors';
 
 export interface NativeBinding {
@@ -49,17 +50,56 @@ function addonError(code: 'ERR_WFP_ADDON_NOT_FOUND' | 'ERR_WFP_ADDON_LOAD_FAILED
 /** Loads an addon file that exists; the OS's refusal becomes ERR_WFP_ADDON_LOAD_FAILED with its reason. */
 function open(file: string): NativeBinding {
   try {
-    return require(file) as NativeBinding;
+    // process.dlopen rather than require: it also works in a single-executable app.
+    const module = { exports: {} as NativeBinding };
+    process.dlopen(module, file);
+    return module.exports;
   } catch (cause) {
-    const reason = cause instanceof Error ? cause.message.split('\n')[0] : String(cause);
+    const reason = (cause instanceof Error ? cause.message.split('\n')[0] : String(cause)).replace(/\.$/, '');
     throw addonError('ERR_WFP_ADDON_LOAD_FAILED', `the native addon ${file} did not load for ${target()}: ${reason}`, cause);
+  }
+}
+
+/** The asset name of the addon in a single-executable app (scripts/build-sea.js). */
+export const SEA_ADDON_ASSET = 'wfp_redirect.node';
+
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * In a single-executable app the addon is an asset, which the OS can only
+ * load from a file: it is written once to a cache folder under a name made
+ * from its content (WFP_REDIRECT_SEA_CACHE, else %LOCALAPPDATA%\wfp-redirect),
+ * checked against the asset on every start, and rewritten when it differs
+ * (tampered with, or cut short). Undefined outside a single-executable app.
+ */
+function seaAddonFile(): string | undefined {
+  let sea: { isSea(): boolean; getRawAsset(name: string): ArrayBuffer } | undefined;
+  try {
+    sea = require('node:sea');
+  } catch {
+    return undefined; // a Node without single-executable support
+  }
+  if (!sea?.isSea()) return undefined;
+  const bytes = new Uint8Array(sea.getRawAsset(SEA_ADDON_ASSET));
+  const digest = sha256(bytes);
+  const dir = process.env.WFP_REDIRECT_SEA_CACHE ?? join(process.env.LOCALAPPDATA ?? tmpdir(), 'wfp-redirect');
+  const file = join(dir, `wfp_redirect-${digest.slice(0, 16)}.node`);
+  if (existsSync(file) && sha256(readFileSync(file)) === digest) return file;
+  mkdirSync(dir, { recursive: true });
+  const fresh = `${file}.${process.pid}.tmp`;
+  writeFileSync(fresh, bytes);
+  try {
+    renameSync(fresh, file);
+    return file;
+  } catch {
+    return fresh; // the cached file is in use by a running copy: load this one
   }
 }
 
 /**
  * The addon is looked for in WFP_REDIRECT_ADDON (a path, for testing another
- * build), then in the prebuilt folder shipped for this platform, then in
- * node-gyp's build folder.
+ * build), then in a single-executable app's assets, then in the prebuilt
+ * folder shipped for this platform, then in node-gyp's build folder.
  */
 function load(): NativeBinding {
   const override = process.env.WFP_REDIRECT_ADDON;
@@ -68,11 +108,15 @@ function load(): NativeBinding {
     if (!existsSync(file)) throw addonError('ERR_WFP_ADDON_NOT_FOUND', `WFP_REDIRECT_ADDON names ${file}, which does not exist`);
     return open(file);
   }
+  const fromSea = seaAddonFile();
+  if (fromSea) return open(fromSea);
   const prebuilt = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'wfp_redirect.node');
   if (existsSync(prebuilt)) return open(prebuilt);
   let found: string | undefined;
   try {
-    found = (bindings({ bindings: 'wfp_redirect.node', module_root: packageRoot, path: true } as never) as unknown as string);
+    // Required here, not at the top: a single-executable app has no node_modules.
+    const bindings = require('bindings') as (options: object) => string;
+    found = bindings({ bindings: 'wfp_redirect.node', module_root: packageRoot, path: true });
   } catch (cause) {
     const tried = [prebuilt, ...(((cause as { tries?: string[] }).tries) ?? [])];
     throw addonError('ERR_WFP_ADDON_NOT_FOUND', `no native addon for ${target()}; looked for ${tried.join(', ')}`, cause);

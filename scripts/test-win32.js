@@ -33,6 +33,8 @@ function main() {
   }
 
   execFileSync(process.execPath, [join(__dirname, 'build-win32.js')], { cwd: root, stdio: 'inherit' });
+  // The proxy as one .exe, which test/sea.test.ts runs.
+  execFileSync(process.execPath, [join(__dirname, 'build-sea.js')], { cwd: root, stdio: 'inherit' });
   ensureWine();
   const wine = wineVersion();
   const passed = [];

@@ -26,10 +26,14 @@ export interface Running {
   stderr: string[];
 }
 
-/** Starts a proxy process and waits for the line that gives its port. */
-export async function start(args: string[], portLine: RegExp, options: { ipc?: boolean } = {}): Promise<Running> {
+/** Starts a proxy process (node with `args`, or `command`) and waits for the line that gives its port. */
+export async function start(
+  args: string[],
+  portLine: RegExp,
+  options: { ipc?: boolean; command?: string; env?: NodeJS.ProcessEnv } = {},
+): Promise<Running> {
   const stdio: StdioOptions = options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
-  const child = spawn(process.execPath, args, { cwd: root, stdio });
+  const child = spawn(options.command ?? process.execPath, args, { cwd: root, stdio, env: options.env ?? process.env });
   const running: Running = { child, port: 0, stdout: [], stderr: [] };
   const collect = (into: string[]) => (chunk: Buffer) => into.push(...String(chunk).split('\n').filter(Boolean));
   child.stdout!.on('data', collect(running.stdout));
