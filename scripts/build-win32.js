@@ -19,6 +19,7 @@ const root = join(__dirname, '..');
 const CXX = 'x86_64-w64-mingw32-g++-posix';
 const NM = 'x86_64-w64-mingw32-nm';
 const DLLTOOL = 'x86_64-w64-mingw32-dlltool';
+const OBJDUMP = 'x86_64-w64-mingw32-objdump';
 
 /** Compiled into every artifact: maps the delay-loaded "node.exe" to the host process. */
 const DELAY_LOAD_HOOK = 'native/win/mingw_delay_load_hook.cc';
@@ -83,6 +84,18 @@ function run(command, args) {
   return execFileSync(command, args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
 }
 
+/**
+ * Refuses a binary that would not load outside node.exe (an ordinary import
+ * from "node.exe"), or a production addon that no longer imports
+ * WS2_32!WSAIoctl (the simulated WFP service replaces that import).
+ */
+function checkImports(file, callsWsaIoctl) {
+  const dlls = run(OBJDUMP, ['-p', file]).split('\n\tDLL Name: ').slice(1);
+  const named = (name) => dlls.find((block) => block.toLowerCase().startsWith(name));
+  if (named('node.exe')) throw new Error(`build:win32: ${file} imports from node.exe by name: it would load in node.exe only`);
+  if (callsWsaIoctl && !/\bWSAIoctl\b/.test(named('ws2_32.dll') ?? '')) throw new Error(`build:win32: ${file} does not import WSAIoctl from WS2_32.dll`);
+}
+
 function build(artifact, commonFlags) {
   mkdirSync(artifact.objects, { recursive: true });
   mkdirSync(dirname(artifact.output), { recursive: true });
@@ -106,11 +119,12 @@ function build(artifact, commonFlags) {
   run(DLLTOOL, ['-d', def, '--output-delaylib', importLib]);
 
   run(CXX, ['-shared', '-s', '-o', artifact.output, ...objects, importLib, '-static-libgcc', '-static-libstdc++', '-static', '-lws2_32']);
+  checkImports(artifact.output, artifact === ARTIFACTS[0]);
   console.log(`build:win32: ${artifact.output} (${imported.size} symbols delay-loaded from the host executable)`);
 }
 
 function main() {
-  for (const tool of [CXX, NM, DLLTOOL]) {
+  for (const tool of [CXX, NM, DLLTOOL, OBJDUMP]) {
     try {
       execFileSync(tool, ['--version'], { stdio: 'ignore' });
     } catch {
