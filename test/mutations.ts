@@ -275,7 +275,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'is-supported-ignores-version',
     intent: 'isSupported() says true on Windows 7, which has no WFP redirect IOCTLs',
     file: 'lib/redirect.ts',
-    edits: [{ find: '  return major > 6 || (major === 6 && minor >= 2);', replace: '  return major >= 6;' }],
+    edits: [{ find: '  return major > 6 || (major === 6 && minor >= 2);', replace: '  return major > 6 || (major === 6 && minor >= 1);' }],
     specs: ['windows.test.js'],
     runtime: 'win32',
   },

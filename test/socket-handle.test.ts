@@ -188,10 +188,13 @@ for (const family of ['IPv4', 'IPv6'] as Family[]) {
 describe('getSocketHandle in a worker thread', function () {
   it('resolves sockets the worker accepted and connected, on its own loop', async function () {
     const worker = new Worker(join(__dirname, 'fixtures', 'worker-sockets.js'), { workerData: { pairs: 5 } });
+    // Listened for before the message arrives: a worker that has exited by
+    // then delivers its last message and 'exit' in one turn.
+    const exited = once(worker, 'exit');
     const [result] = (await once(worker, 'message')) as [
       { ok: true; handles: number[]; fds: number[] } | { ok: false; error: string },
     ];
-    await once(worker, 'exit');
+    await exited;
     assert.ok(result.ok, result.ok ? '' : result.error);
     assert.equal(new Set(result.handles).size, result.handles.length);
     if (!isWindows) assert.deepEqual(result.handles, result.fds);
