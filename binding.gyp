@@ -4,8 +4,10 @@
       "target_name": "wfp_redirect",
       "sources": [
         "native/addon.cc",
+        "native/js_args.cc",
         "native/js_errors.cc",
         "native/socket_lookup.cc",
+        "native/udp_binding.cc",
         "native/wsa_errors.cc"
       ],
       "include_dirs": [
@@ -20,7 +22,8 @@
         ["OS=='win'", {
           "sources": [
             "native/win/os_socket.cc",
-            "native/win/redirect_ioctl.cc"
+            "native/win/redirect_ioctl.cc",
+            "native/win/udp_socket.cc"
           ],
           "defines": [
             "WIN32_LEAN_AND_MEAN",
@@ -30,14 +33,15 @@
         }, {
           "sources": [
             "native/posix/os_socket.cc",
-            "native/posix/redirect_ioctl.cc"
+            "native/posix/redirect_ioctl.cc",
+            "native/posix/udp_socket.cc"
           ],
           "cflags_cc": ["-Wall", "-Wextra"]
         }],
         ["OS=='linux'", {
-          "sources": ["native/linux/original_destination.cc"]
+          "sources": ["native/linux/original_destination.cc", "native/linux/udp_tproxy.cc"]
         }, {
-          "sources": ["native/no_netfilter/original_destination.cc"]
+          "sources": ["native/no_netfilter/original_destination.cc", "native/no_netfilter/udp_tproxy.cc"]
         }]
       ]
     }

@@ -48,6 +48,14 @@ export type WfpRedirectErrorCode =
   | 'ERR_WFP_NODE_INTERNALS'
   /** The original destination could not be learnt: the connection was not redirected. */
   | 'ERR_NOT_REDIRECTED'
+  /** A UDP socket used after `close()` (as Node's dgram names it). */
+  | 'ERR_SOCKET_DGRAM_NOT_RUNNING'
+  /** `bind()` on a UDP socket that is already bound. */
+  | 'ERR_SOCKET_ALREADY_BOUND'
+  /** `address()` on a UDP socket that is not bound. */
+  | 'ERR_SOCKET_DGRAM_NOT_BOUND'
+  /** libuv refused to watch a UDP socket. */
+  | 'ERR_WFP_UDP_POLL'
   /** An OS error creating or adopting a socket, by its libuv name (`EMFILE`, `EBADF`, ...). */
   | `E${string}`;
 

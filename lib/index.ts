@@ -34,9 +34,19 @@ export {
 } from './sockaddr';
 export {
   getOriginalDestination,
+  originalDestinationFromContext,
   type OriginalDestination,
   type OriginalDestinationOptions,
 } from './original-destination';
+export {
+  RedirectUdpSocket,
+  createRedirectUdpSocket,
+  type RedirectUdpSocketOptions,
+  type RedirectedRemoteInfo,
+  type UdpSendOptions,
+  type UdpSocketStats,
+  type UdpSocketType,
+} from './udp-socket';
 export {
   TransparentProxy,
   type ProxyOptions,

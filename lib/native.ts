@@ -24,12 +24,40 @@ export interface NativeBinding {
   /** Whether this build has the IOCTLs (Windows builds). */
   readonly hasRedirectIoctls: boolean;
   setErrorClass(errorClass: typeof WfpRedirectError): void;
+  /** A non-blocking UDP socket on this thread's event loop that reads and sends control messages. */
+  UdpSocket: new (family: 4 | 6, transparent: boolean, onMessage: UdpMessageCallback, onError: (error: Error) => void) => NativeUdpSocket;
+  /** Whether this build sends redirect records with a datagram (Windows builds). */
+  readonly udpSendsRecords: boolean;
+  /** Whether this build has TPROXY for UDP (Linux builds). */
+  readonly udpHasTproxy: boolean;
   readonly SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS: number;
   readonly SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT: number;
   readonly SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS: number;
   readonly MAX_BLOB_SIZE: number;
   /** Which build produced the binary: 'node-gyp', 'cmake-js' or 'mingw'. */
   readonly build: string;
+}
+
+/** One received datagram: its bytes, its sender, and the redirect data that came with it. */
+export type UdpMessageCallback = (
+  data: Buffer,
+  address: string,
+  port: number,
+  records: Buffer | undefined,
+  context: Buffer | undefined,
+  destinationAddress: string | undefined,
+  destinationPort: number | undefined,
+) => void;
+
+export interface NativeUdpSocket {
+  /** Binds and starts receiving. */
+  bind(address: string, port: number): void;
+  address(): { address: string; port: number; family: 'IPv4' | 'IPv6' };
+  send(data: Uint8Array, address: string, port: number, records?: Uint8Array, fromAddress?: string, fromPort?: number): void;
+  close(): void;
+  ref(): void;
+  unref(): void;
+  stats(): { received: number; truncated: number; malformedControl: number };
 }
 
 const packageRoot = join(__dirname, '..');

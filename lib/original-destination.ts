@@ -66,6 +66,18 @@ function fromWfpContext(socket: net.Socket, options: OriginalDestinationOptions)
     }
     throw error;
   }
+  return originalDestinationFromContext(context, options);
+}
+
+/**
+ * The original destination in a WFP redirect context: what
+ * getOriginalDestination answers on Windows, for a context you hold (a UDP
+ * flow's, from its first datagram). Throws `ERR_NOT_REDIRECTED` for an empty one.
+ */
+export function originalDestinationFromContext(
+  context: Buffer,
+  options: Pick<OriginalDestinationOptions, 'decode' | 'contextOffset'> = {},
+): OriginalDestination {
   if (context.length === 0) throw notRedirected('the WFP redirect context is empty');
   if (options.decode) return decoded(options.decode(context));
   const { family, address, port, scopeId } = decodeSockaddr(context, options.contextOffset ?? 0);

@@ -29,6 +29,30 @@ inline bool EndpointFromSockaddr(const sockaddr_storage& storage,
   return false;
 }
 
+// Endpoint -> sockaddr for a socket of `family` (4 or 6): an IPv4 socket
+// takes only IPv4 (mapped) endpoints, an IPv6 socket (IPv6 only) the others.
+inline bool SockaddrFromEndpoint(const Endpoint& endpoint, int family,
+                                 sockaddr_storage* storage, int* length) {
+  std::memset(storage, 0, sizeof *storage);
+  if (family == 4) {
+    if (!IsMappedIpv4(endpoint)) return false;
+    auto* in4 = reinterpret_cast<sockaddr_in*>(storage);
+    in4->sin_family = AF_INET;
+    in4->sin_port = htons(endpoint.port);
+    std::memcpy(&in4->sin_addr, endpoint.address + 12, 4);
+    *length = sizeof(sockaddr_in);
+    return true;
+  }
+  if (IsMappedIpv4(endpoint)) return false;
+  auto* in6 = reinterpret_cast<sockaddr_in6*>(storage);
+  in6->sin6_family = AF_INET6;
+  in6->sin6_port = htons(endpoint.port);
+  std::memcpy(&in6->sin6_addr, endpoint.address, 16);
+  in6->sin6_scope_id = endpoint.scope_id;
+  *length = sizeof(sockaddr_in6);
+  return true;
+}
+
 }  // namespace wfp
 
 #endif  // WFP_REDIRECT_SOCKADDR_ENDPOINT_H_

@@ -1,0 +1,202 @@
+// A UDP socket for redirected datagram flows, in the shape of Node's dgram:
+// each 'message' carries the redirect data that came with the datagram (WFP
+// records and context on Windows, the TPROXY original destination on Linux),
+// and send() can carry redirect records (Windows) or leave from an original
+// destination (Linux). dgram cannot: it has no control messages.
+import { EventEmitter } from 'node:events';
+import { lookup } from 'node:dns';
+import net from 'node:net';
+import { invalidArgType, outOfRange, WfpRedirectError } from './errors';
+import { binding, type NativeUdpSocket } from './native';
+import type { OriginalDestination } from './original-destination';
+
+export type UdpSocketType = 'udp4' | 'udp6';
+
+export interface RedirectUdpSocketOptions {
+  type: UdpSocketType;
+  /**
+   * Linux: the socket may be the target of an iptables TPROXY rule, and each
+   * datagram reports its original destination (IP_TRANSPARENT and
+   * IP_RECVORIGDSTADDR; needs CAP_NET_ADMIN). Replies can then be sent
+   * `from` that destination.
+   */
+  transparent?: boolean;
+}
+
+/** Where a datagram came from, as dgram's rinfo, with the redirect data that came with it. */
+export interface RedirectedRemoteInfo {
+  address: string;
+  family: 'IPv4' | 'IPv6';
+  port: number;
+  size: number;
+  /** Windows: the WFP redirect records, with the first datagram of a redirected flow. */
+  redirectRecords?: Buffer;
+  /** Windows: the WFP redirect context, with the same datagram (see originalDestinationFromContext). */
+  redirectContext?: Buffer;
+  /** Linux, transparent sockets: where the datagram was going before TPROXY diverted it. */
+  originalDestination?: OriginalDestination;
+}
+
+export interface UdpSendOptions {
+  /** Windows: sent with this datagram as an IP_WFP_REDIRECT_RECORDS control message (a flow's first). */
+  redirectRecords?: Uint8Array;
+  /** Linux, transparent sockets: send from this address and port (a reply from the original destination). */
+  from?: { address: string; port: number };
+}
+
+export interface UdpSocketStats {
+  /** Datagrams read from the OS. */
+  received: number;
+  /** Datagrams larger than 65,536 bytes: dropped, never handed on cut short. */
+  truncated: number;
+  /** Datagrams whose control data was cut short or malformed: that part skipped, never read past. */
+  malformedControl: number;
+}
+
+type SendCallback = (error: Error | null) => void;
+
+const familyOf = (address: string): 'IPv4' | 'IPv6' => (net.isIPv6(address) ? 'IPv6' : 'IPv4');
+
+function checkPort(port: unknown, name: string, least: number): number {
+  if (typeof port !== 'number') throw invalidArgType(name, 'of type number', port);
+  if (!Number.isInteger(port) || port < least || port > 65535) {
+    throw outOfRange('ERR_SOCKET_BAD_PORT', `${name} must be an integer from ${least} to 65535. Received ${port}`);
+  }
+  return port;
+}
+
+export declare interface RedirectUdpSocket {
+  on(event: 'message', listener: (message: Buffer, rinfo: RedirectedRemoteInfo) => void): this;
+  on(event: 'listening' | 'close', listener: () => void): this;
+  on(event: 'error', listener: (error: Error) => void): this;
+  once(event: 'message', listener: (message: Buffer, rinfo: RedirectedRemoteInfo) => void): this;
+  once(event: 'listening' | 'close', listener: () => void): this;
+  once(event: 'error', listener: (error: Error) => void): this;
+}
+
+export class RedirectUdpSocket extends EventEmitter {
+  readonly type: UdpSocketType;
+  private readonly native: NativeUdpSocket;
+  private bound = false;
+  private closed = false;
+
+  constructor(options: RedirectUdpSocketOptions | UdpSocketType) {
+    super();
+    const { type, transparent = false } = typeof options === 'string' ? { type: options } : (options ?? ({} as RedirectUdpSocketOptions));
+    if (type !== 'udp4' && type !== 'udp6') throw invalidArgType('options.type', "'udp4' or 'udp6'", type);
+    if (typeof transparent !== 'boolean') throw invalidArgType('options.transparent', 'a boolean', transparent);
+    if (transparent && !binding.udpHasTproxy) {
+      throw new WfpRedirectError(`A transparent UDP socket is Linux's TPROXY; ${process.platform} has none`, { code: 'ERR_WFP_UNSUPPORTED_PLATFORM' });
+    }
+    this.type = type;
+    this.native = new binding.UdpSocket(type === 'udp6' ? 6 : 4, transparent, this.onMessage.bind(this), (error) => this.emit('error', error));
+  }
+
+  private onMessage(data: Buffer, address: string, port: number, records?: Buffer, context?: Buffer, destinationAddress?: string, destinationPort?: number): void {
+    const rinfo: RedirectedRemoteInfo = { address, family: familyOf(address), port, size: data.length };
+    if (records) rinfo.redirectRecords = records;
+    if (context) rinfo.redirectContext = context;
+    if (destinationAddress !== undefined && destinationPort !== undefined) {
+      rinfo.originalDestination = { address: destinationAddress, family: familyOf(destinationAddress), port: destinationPort };
+    }
+    this.emit('message', data, rinfo);
+  }
+
+  private ensureRunning(): void {
+    if (this.closed) throw new WfpRedirectError('The UDP socket is closed', { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
+  }
+
+  /** Binds (default: every address, a free port) and starts receiving; 'listening' follows. */
+  bind(port = 0, address?: string, callback?: () => void): this {
+    this.ensureRunning();
+    checkPort(port, 'port', 0);
+    const host = address ?? (this.type === 'udp6' ? '::' : '0.0.0.0');
+    if (typeof host !== 'string' || net.isIP(host) !== (this.type === 'udp6' ? 6 : 4)) {
+      throw invalidArgType('address', `an ${this.type === 'udp6' ? 'IPv6' : 'IPv4'} address`, address);
+    }
+    this.native.bind(host, port);
+    this.bound = true;
+    if (callback) this.once('listening', callback);
+    process.nextTick(() => this.emit('listening'));
+    return this;
+  }
+
+  address(): net.AddressInfo {
+    this.ensureRunning();
+    return this.native.address();
+  }
+
+  /**
+   * Sends one datagram to `address` (an IP address, or a name looked up in the
+   * socket's family). An unbound socket is bound to a free port first, as
+   * dgram does. Errors go to `callback`, or to 'error' when there is none.
+   */
+  send(message: Uint8Array | string, port: number, address: string, options?: UdpSendOptions | SendCallback, callback?: SendCallback): void {
+    this.ensureRunning();
+    if (typeof options === 'function') [options, callback] = [undefined, options];
+    const data = typeof message === 'string' ? Buffer.from(message) : message;
+    if (!(data instanceof Uint8Array)) throw invalidArgType('message', 'a Buffer, Uint8Array or string', message);
+    checkPort(port, 'port', 1);
+    if (typeof address !== 'string' || address === '') throw invalidArgType('address', 'a non-empty string', address);
+    const { redirectRecords, from } = options ?? {};
+    if (redirectRecords !== undefined) binding.checkRecords(redirectRecords);
+    if (from !== undefined) {
+      if (from === null || typeof from !== 'object' || typeof from.address !== 'string') throw invalidArgType('options.from', 'an { address, port } object', from);
+      checkPort(from.port, 'options.from.port', 1);
+    }
+    const done = (error: Error | null) => {
+      if (callback) callback(error);
+      else if (error) this.emit('error', error);
+    };
+    const sendTo = (ip: string) => {
+      if (this.closed) return done(new WfpRedirectError('The UDP socket is closed', { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' }));
+      try {
+        if (!this.bound) this.bind();
+        this.native.send(data, ip, port, redirectRecords, from?.address, from?.port);
+      } catch (error) {
+        return done(error as Error);
+      }
+      done(null);
+    };
+    if (net.isIP(address)) {
+      process.nextTick(sendTo, address);
+      return;
+    }
+    lookup(address, { family: this.type === 'udp6' ? 6 : 4 }, (error, ip) => (error ? done(error) : sendTo(ip)));
+  }
+
+  /** Stops receiving and closes the socket; 'close' follows. Safe to call twice. */
+  close(callback?: () => void): this {
+    if (this.closed) return this;
+    this.closed = true;
+    this.native.close();
+    if (callback) this.once('close', callback);
+    process.nextTick(() => this.emit('close'));
+    return this;
+  }
+
+  /** Counts of what arrived and what was dropped. */
+  get stats(): UdpSocketStats {
+    return this.native.stats();
+  }
+
+  ref(): this {
+    this.native.ref();
+    return this;
+  }
+
+  unref(): this {
+    this.native.unref();
+    return this;
+  }
+}
+
+/** A RedirectUdpSocket, with an optional 'message' listener, as dgram.createSocket. */
+export function createRedirectUdpSocket(
+  options: RedirectUdpSocketOptions | UdpSocketType,
+  listener?: (message: Buffer, rinfo: RedirectedRemoteInfo) => void,
+): RedirectUdpSocket {
+  const socket = new RedirectUdpSocket(options);
+  if (listener) socket.on('message', listener);
+  return socket;
+}
