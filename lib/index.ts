@@ -55,4 +55,12 @@ export {
   type ConnectionLog,
   type RouteRequest,
   type RouteAnswer,
-} from './proxy';
+} from './proxy/tcp-proxy';
+export {
+  UdpRelay,
+  type UdpRelayOptions,
+  type UdpDestinationSource,
+  type UdpRelayStats,
+  type FlowLog,
+  type FlowEnd,
+} from './proxy/udp-relay';

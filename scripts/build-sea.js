@@ -16,19 +16,30 @@ const EXE = join(out, 'wfp-redirect-proxy.exe');
 // Node's fixed fuse string that marks where the blob goes (Node's SEA documentation).
 const SENTINEL_FUSE = 'NODE_SEA_FUSE_fce680ab2cc467b6e072b8b5df1996b2';
 
+/** The .js files under `dir`, as paths relative to it with '/' ('index.js', 'proxy/cli.js'). */
+function scripts(dir, prefix = '') {
+  return readdirSync(join(dir, prefix), { withFileTypes: true }).flatMap((entry) => {
+    const path = prefix ? `${prefix}/${entry.name}` : entry.name;
+    if (entry.isDirectory()) return scripts(dir, path);
+    return entry.name.endsWith('.js') ? [path] : [];
+  });
+}
+
 /**
- * dist/*.js as one CommonJS script: each module in a function, a require that
- * serves './x' from the bundle and anything else from Node's built-ins (all a
- * single-executable app can require).
+ * dist/ as one CommonJS script: each module in a function, named by its path
+ * in dist/ ('proxy/cli'), with a require that serves relative ids from the
+ * bundle and anything else from Node's built-ins (all a single-executable app
+ * can require).
  */
 function bundle(version) {
   const dist = join(root, 'dist');
-  const modules = readdirSync(dist)
-    .filter((file) => file.endsWith('.js'))
-    .map((file) => `  ${JSON.stringify(file.slice(0, -3))}: function (exports, require, module, __filename, __dirname) {\n${readFileSync(join(dist, file), 'utf8')}\n  },`);
+  const modules = scripts(dist).map(
+    (file) => `  ${JSON.stringify(file.slice(0, -3))}: function (exports, require, module, __filename, __dirname) {\n${readFileSync(join(dist, file), 'utf8')}\n  },`,
+  );
   return `'use strict';
 // wfp-redirect-proxy ${version}, bundled by scripts/build-sea.js.
 globalThis.WFP_REDIRECT_VERSION = ${JSON.stringify(version)};
+const { posix } = require('node:path');
 const modules = {
 ${modules.join('\n')}
 };
@@ -37,13 +48,11 @@ function load(name) {
   if (loaded[name]) return loaded[name].exports;
   if (!(name in modules)) throw new Error('wfp-redirect-proxy: ' + name + ' is not in the bundle');
   const module = (loaded[name] = { exports: {} });
+  const requireFromBundle = (id) => (id.startsWith('.') ? load(posix.join(posix.dirname(name), id).replace(/\\.js$/, '')) : require(id));
   modules[name].call(module.exports, module.exports, requireFromBundle, module, name + '.js', __dirname);
   return module.exports;
 }
-function requireFromBundle(id) {
-  return id.startsWith('./') ? load(id.slice(2).replace(/\\.js$/, '')) : require(id);
-}
-load('cli').main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+load('proxy/cli').main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
 `;
 }
 

@@ -65,7 +65,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'proxy-drops-records',
     intent: "the proxy's outbound connection is opened without the inbound connection's records",
-    file: 'lib/proxy.ts',
+    file: 'lib/proxy/tcp-proxy.ts',
     edits: [{ find: 'redirectRecords: records, ', replace: '' }],
     specs: ['transparent-proxy.test.js'],
     runtime: 'linux',
@@ -112,7 +112,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'proxy-drops-records-win32',
     intent: "the proxy's outbound connection is opened without the records (the CLI in Windows node.exe, simulated WFP service)",
-    file: 'lib/proxy.ts',
+    file: 'lib/proxy/tcp-proxy.ts',
     edits: [{ find: 'redirectRecords: records, ', replace: '' }],
     specs: ['wfp-sim.test.js'],
     runtime: 'win32',
@@ -226,7 +226,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'proxy-not-redirected-as-wsaeinval',
     intent: "with the destination from the redirect, a connection nobody redirected is logged WSAEINVAL, not ERR_NOT_REDIRECTED",
-    file: 'lib/proxy.ts',
+    file: 'lib/proxy/tcp-proxy.ts',
     edits: [{ find: "      if (error.code === 'WSAEINVAL') throw notRedirected(", replace: '      if (false as boolean) throw notRedirected(' }],
     specs: ['transparent-proxy.test.js'],
     runtime: 'linux',
@@ -234,7 +234,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'shutdown-counts-sockets',
     intent: 'the shutdown reports sockets cut (two per connection) as connections',
-    file: 'lib/proxy.ts',
+    file: 'lib/proxy/tcp-proxy.ts',
     edits: [{ find: '    const cut = this.clients.size;', replace: '    const cut = this.open.size;' }],
     specs: ['proxy.test.js'],
     runtime: 'linux',
@@ -242,7 +242,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'route-hook-refusal-ignored',
     intent: "a route hook's null (refuse the connection) is taken as \"go on\"",
-    file: 'lib/proxy.ts',
+    file: 'lib/proxy/tcp-proxy.ts',
     edits: [{ find: '  if (answer === undefined) return planned;', replace: '  if (answer === undefined || answer === null) return planned;' }],
     specs: ['transparent-proxy.test.js'],
     runtime: 'linux',
@@ -258,7 +258,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'shutdown-leaves-listeners',
     intent: "the CLI's second-signal handlers stay registered after it has stopped",
-    file: 'lib/cli.ts',
+    file: 'lib/proxy/cli.ts',
     edits: [{ find: '    for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);', replace: '    void forceExit;' }],
     specs: ['proxy.test.js'],
     runtime: 'linux',
@@ -266,7 +266,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'no-sigbreak-on-windows',
     intent: 'Ctrl+Break does not stop the proxy gracefully on Windows',
-    file: 'lib/cli.ts',
+    file: 'lib/proxy/cli.ts',
     edits: [{ find: "['SIGINT', 'SIGTERM', 'SIGBREAK', 'SIGHUP']", replace: "['SIGINT', 'SIGTERM', 'SIGHUP']" }],
     specs: ['proxy.test.js'],
     runtime: 'win32',
@@ -282,7 +282,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'max-connections-zero',
     intent: '--max-connections 0 is taken, silently meaning no limit',
-    file: 'lib/cli.ts',
+    file: 'lib/proxy/cli.ts',
     edits: [{ find: "'--max-connections', 1024, 1)", replace: "'--max-connections', 1024, 0)" }],
     specs: ['proxy.test.js'],
     runtime: 'linux',

@@ -5,7 +5,7 @@ import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
-import { main, SHUTDOWN_SIGNALS } from '../dist/cli';
+import { main, SHUTDOWN_SIGNALS } from '../dist/proxy/cli';
 import { isWindows, Loopback } from './helpers';
 import { CLI, connect, EchoCheck, echoServer, root, roundTrip, start, stop } from './proxy-process';
 

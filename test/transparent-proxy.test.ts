@@ -1,4 +1,4 @@
-// The relay of lib/proxy.ts in this process, with the addon's two redirect
+// The relay of lib/proxy/tcp-proxy.ts in this process, with the addon's two redirect
 // calls replaced at the binding: the query answers records unique to each
 // client, and the set call notes what it was given, on which OS socket, and
 // whether that socket was connected yet. So the test can see what no real

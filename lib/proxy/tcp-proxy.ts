@@ -4,9 +4,9 @@
 // connection that carries the redirect records, and relay both ways with
 // backpressure and half-close.
 import net from 'node:net';
-import { connectRedirected } from './connect';
-import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from './errors';
-import { isSupported, queryRedirectRecords } from './redirect';
+import { connectRedirected } from '../connect';
+import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
+import { isSupported, queryRedirectRecords } from '../redirect';
 
 export interface Destination {
   host: string;

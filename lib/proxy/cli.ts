@@ -1,22 +1,27 @@
 // bin/wfp-redirect-proxy: a transparent TCP proxy on the command line.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import net from 'node:net';
 import { parseArgs } from 'node:util';
-import { type ConnectionLog, type Destination, type DestinationSource, TransparentProxy, formatEndpoint } from './proxy';
-import { getOriginalDestination } from './original-destination';
-import { isSupported } from './redirect';
+import { type ConnectionLog, type Destination, type DestinationSource, TransparentProxy, formatEndpoint } from './tcp-proxy';
+import { type FlowLog, type UdpDestinationSource, UdpRelay } from './udp-relay';
+import { getOriginalDestination } from '../original-destination';
+import { isSupported } from '../redirect';
 
 const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--transparent | --context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
 
-A transparent TCP proxy. Each accepted connection is relayed, both ways, to its
-destination over an outbound connection that carries the connection's WFP
-redirect records (Windows 8 / Server 2012 and later), so WFP does not redirect
-the proxy's own connection again.
+A transparent TCP (and, with --udp, UDP) proxy. Each accepted connection is
+relayed, both ways, to its destination over an outbound connection that carries
+the connection's WFP redirect records (Windows 8 / Server 2012 and later), so
+WFP does not redirect the proxy's own connection again. A UDP flow's records
+go with its first outbound datagram.
 
 Where each connection goes:
   --transparent                its original destination, as the kernel knows it:
-                               Linux: netfilter (iptables REDIRECT or DNAT);
-                               Windows: the WFP redirect context as a SOCKADDR.
+                               Linux: netfilter (iptables REDIRECT or DNAT; UDP:
+                               an iptables TPROXY rule, which needs CAP_NET_ADMIN);
+                               Windows: the WFP redirect context as a SOCKADDR
+                               (UDP: the context of a flow's first datagram).
   --context sockaddr[@OFFSET]  the original destination, read from the WFP
                                redirect context as a Windows SOCKADDR_IN/IN6
                                starting at byte OFFSET (default 0). Windows only.
@@ -33,7 +38,12 @@ Options:
   --shutdown-timeout MS        on Ctrl+C or SIGTERM (Windows: also Ctrl+Break and
                                closing the console), let open connections finish
                                for this long, then close them (default 10000)
-  --log text|json              one line per connection on stdout (default text)
+  --udp                        relay UDP too, on the same address and port
+  --udp-idle-timeout MS        end a UDP flow idle this long (default 60000; at least 1)
+  --max-udp-flows N            UDP flows at once; beyond it the one idle longest
+                               ends (default 1024; at least 1)
+  --log text|json              one line per connection, UDP flow and dropped
+                               datagram on stdout (default text)
   --help                       this text
   --version                    the package version
 
@@ -49,7 +59,7 @@ class UsageError extends Error {}
 /** The package's version: from package.json, or (in the single executable) the one build-sea.js wrote in. */
 function packageVersion(): string {
   const built = (globalThis as { WFP_REDIRECT_VERSION?: string }).WFP_REDIRECT_VERSION;
-  return built ?? JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')).version;
+  return built ?? JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')).version;
 }
 
 /**
@@ -98,19 +108,36 @@ function destinationSource(values: { context?: string; upstream?: string; transp
   return originalDestination(Number(match[1] ?? 0));
 }
 
-function logger(format: string): (entry: ConnectionLog) => void {
+/** Where UDP flows go: the same choice as for TCP connections. */
+function udpDestinationSource(tcp: DestinationSource, values: { context?: string }): UdpDestinationSource {
+  if (tcp.kind === 'upstream') return tcp;
+  return { kind: 'original', contextOffset: Number(/@(\d+)$/.exec(values.context ?? '')?.[1] ?? 0) };
+}
+
+function logger(format: string): (entry: ConnectionLog | FlowLog) => void {
   if (format === 'json') return (entry) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...entry })}\n`);
   if (format !== 'text') throw new UsageError(`--log wants text or json, not "${format}"`);
-  return (entry) =>
+  return (entry) => {
+    const time = new Date().toISOString();
+    if ('protocol' in entry) {
+      process.stdout.write(
+        `${time} udp#${entry.id} ${entry.client} -> ${entry.destination ?? '?'} up=${entry.datagramsUp}/${entry.bytesUp} ` +
+          `down=${entry.datagramsDown}/${entry.bytesDown} records=${entry.records} ms=${entry.durationMs} end=${entry.end}` +
+          `${entry.error ? ` error=${entry.error}` : ''}\n`,
+      );
+      return;
+    }
     process.stdout.write(
-      `${new Date().toISOString()} #${entry.id} ${entry.client} -> ${entry.destination ?? '?'} up=${entry.bytesUp} down=${entry.bytesDown} ` +
+      `${time} #${entry.id} ${entry.client} -> ${entry.destination ?? '?'} up=${entry.bytesUp} down=${entry.bytesDown} ` +
         `records=${entry.records} ms=${entry.durationMs} ${entry.error ? `error=${entry.error}` : 'ok'}\n`,
     );
+  };
 }
 
 /** Runs the CLI; resolves to the exit code once the proxy has stopped. */
 export async function main(argv: string[]): Promise<number> {
   let proxy: TransparentProxy;
+  let udp: UdpRelay | undefined;
   let shutdownTimeout: number;
   try {
     const { values } = parseArgs({
@@ -124,6 +151,9 @@ export async function main(argv: string[]): Promise<number> {
         'connect-timeout': { type: 'string' },
         'max-connections': { type: 'string' },
         'shutdown-timeout': { type: 'string' },
+        udp: { type: 'boolean' },
+        'udp-idle-timeout': { type: 'string' },
+        'max-udp-flows': { type: 'string' },
         log: { type: 'string', default: 'text' },
         help: { type: 'boolean' },
         version: { type: 'boolean' },
@@ -140,15 +170,27 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (values.listen === undefined) throw new UsageError('--listen HOST:PORT is required');
     shutdownTimeout = count(values['shutdown-timeout'], '--shutdown-timeout', 10_000);
+    const listen = endpoint(values.listen, '--listen');
+    const destination = destinationSource(values);
+    const log = logger(values.log!);
     proxy = new TransparentProxy({
-      listen: endpoint(values.listen, '--listen'),
-      destination: destinationSource(values),
+      listen,
+      destination,
       idleTimeout: count(values['idle-timeout'], '--idle-timeout', 300_000),
       connectTimeout: count(values['connect-timeout'], '--connect-timeout', 10_000),
       // At least 1: a proxy that refuses every connection is a mistake, and 0 would not even mean that to Node.
       maxConnections: count(values['max-connections'], '--max-connections', 1024, 1),
-      log: logger(values.log!),
+      log,
     });
+    const udpIdle = count(values['udp-idle-timeout'], '--udp-idle-timeout', 60_000, 1);
+    const maxFlows = count(values['max-udp-flows'], '--max-udp-flows', 1024, 1);
+    if (!values.udp && (values['udp-idle-timeout'] !== undefined || values['max-udp-flows'] !== undefined)) {
+      throw new UsageError('--udp-idle-timeout and --max-udp-flows need --udp');
+    }
+    if (values.udp) {
+      if (net.isIP(listen.host) === 0) throw new UsageError(`--udp needs --listen with an IP address, not "${listen.host}"`);
+      udp = new UdpRelay({ listen, destination: udpDestinationSource(destination, values), idleTimeout: udpIdle, maxFlows, log });
+    }
   } catch (error) {
     const known = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     process.stderr.write(`wfp-redirect-proxy: ${(error as Error).message}\n${known ? 'Try --help.\n' : ''}`);
@@ -158,6 +200,11 @@ export async function main(argv: string[]): Promise<number> {
   try {
     const address = await proxy.listen();
     process.stderr.write(`wfp-redirect-proxy: listening on ${formatEndpoint(address.address, address.port)}\n`);
+    if (udp) {
+      // The port TCP got, so that a port of 0 means one port for both.
+      const bound = await udp.listen(address.port);
+      process.stderr.write(`wfp-redirect-proxy: relaying UDP on ${formatEndpoint(bound.address, bound.port)}\n`);
+    }
   } catch (error) {
     process.stderr.write(`wfp-redirect-proxy: cannot listen: ${(error as Error).message}\n`);
     return 1;
@@ -175,8 +222,8 @@ export async function main(argv: string[]): Promise<number> {
   const forceExit = () => process.exit(130);
   for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);
   try {
-    const cut = await proxy.shutdown(shutdownTimeout);
-    process.stderr.write(`wfp-redirect-proxy: stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}\n`);
+    const [cut, flows] = await Promise.all([proxy.shutdown(shutdownTimeout), udp?.shutdown() ?? 0]);
+    process.stderr.write(`wfp-redirect-proxy: stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}\n`);
   } finally {
     for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);
   }
