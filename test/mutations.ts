@@ -393,4 +393,24 @@ export const MUTATIONS: Mutation[] = [
     specs: ['sockaddr.test.js'],
     runtime: 'linux',
   },
+  {
+    name: 'udp-original-destination-wrong-message',
+    intent: "a TPROXY'd datagram's original destination is read from IP(V6)_PKTINFO instead of IP(V6)_ORIGDSTADDR",
+    file: 'native/linux/udp_tproxy.cc',
+    edits: [
+      { find: 'message.type == IP_ORIGDSTADDR;', replace: 'message.type == IP_PKTINFO;' },
+      { find: 'message.type == IPV6_ORIGDSTADDR;', replace: 'message.type == IPV6_PKTINFO;' },
+    ],
+    specs: ['udp-tproxy.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'udp-reply-not-from-destination',
+    intent: "the UDP relay answers a TPROXY'd client from its own address instead of the original destination",
+    file: 'lib/proxy/udp-relay.ts',
+    edits: [{ find: 'const options = this.tproxy ? { from: destination } : {};', replace: 'const options = {};' }],
+    specs: ['udp-tproxy.test.js'],
+    runtime: 'linux',
+  },
 ];
