@@ -76,6 +76,8 @@ export declare interface RedirectUdpSocket {
 
 export class RedirectUdpSocket extends EventEmitter {
   readonly type: UdpSocketType;
+  /** Linux TPROXY: see RedirectUdpSocketOptions.transparent. */
+  readonly transparent: boolean;
   private readonly native: NativeUdpSocket;
   private bound = false;
   private closed = false;
@@ -89,6 +91,7 @@ export class RedirectUdpSocket extends EventEmitter {
       throw new WfpRedirectError(`A transparent UDP socket is Linux's TPROXY; ${process.platform} has none`, { code: 'ERR_WFP_UNSUPPORTED_PLATFORM' });
     }
     this.type = type;
+    this.transparent = transparent;
     this.native = new binding.UdpSocket(type === 'udp6' ? 6 : 4, transparent, this.onMessage.bind(this), (error) => this.emit('error', error));
   }
 
@@ -123,6 +126,7 @@ export class RedirectUdpSocket extends EventEmitter {
 
   address(): net.AddressInfo {
     this.ensureRunning();
+    if (!this.bound) throw new WfpRedirectError('The UDP socket is not bound', { code: 'ERR_SOCKET_DGRAM_NOT_BOUND' });
     return this.native.address();
   }
 
@@ -139,10 +143,18 @@ export class RedirectUdpSocket extends EventEmitter {
     checkPort(port, 'port', 1);
     if (typeof address !== 'string' || address === '') throw invalidArgType('address', 'a non-empty string', address);
     const { redirectRecords, from } = options ?? {};
-    if (redirectRecords !== undefined) binding.checkRecords(redirectRecords);
+    if (redirectRecords !== undefined) {
+      binding.checkRecords(redirectRecords);
+      if (!binding.udpSendsRecords) {
+        throw new WfpRedirectError(`WFP redirect records go with datagrams on Windows only; ${process.platform} has none`, { code: 'ERR_WFP_UNSUPPORTED_PLATFORM' });
+      }
+    }
     if (from !== undefined) {
       if (from === null || typeof from !== 'object' || typeof from.address !== 'string') throw invalidArgType('options.from', 'an { address, port } object', from);
       checkPort(from.port, 'options.from.port', 1);
+      if (!this.transparent) {
+        throw Object.assign(new TypeError('options.from needs a socket created with { transparent: true } (Linux TPROXY)'), { code: 'ERR_INVALID_ARG_VALUE' });
+      }
     }
     const done = (error: Error | null) => {
       if (callback) callback(error);

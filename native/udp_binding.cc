@@ -34,6 +34,9 @@ constexpr int kDatagramsPerWakeUp = 64;
 
 class UdpSocketWrap;
 
+// Shared by every socket of this thread (native/udp_socket.h).
+thread_local ReceiveBuffers receive_buffers;
+
 // Outlives the wrap when needed: libuv owns it from uv_close to its callback,
 // and the OS socket is closed only then (libuv must let go of it first).
 struct PollHandle {
@@ -269,7 +272,8 @@ class UdpSocketWrap : public Napi::ObjectWrap<UdpSocketWrap> {
     for (int i = 0; i < kDatagramsPerWakeUp && socket_.open; ++i) {
       Napi::HandleScope each(env);
       ReceivedDatagram datagram;
-      const int error = ReceiveDatagram(socket_, &datagram);
+      if (receive_buffers.data.empty()) PrepareReceiveBuffers(&receive_buffers);
+      const int error = ReceiveDatagram(socket_, receive_buffers, &datagram);
       if (error == kWouldBlock) return;
       if (error != 0) {
         ThrowSystemError(env, error, "recvmsg", "receiving a datagram", nullptr);
@@ -288,7 +292,7 @@ class UdpSocketWrap : public Napi::ObjectWrap<UdpSocketWrap> {
       };
       const bool has_destination = datagram.has_original_destination;
       if (!Call(on_message_,
-                {Napi::Buffer<uint8_t>::Copy(env, socket_.data.data(), datagram.size),
+                {Napi::Buffer<uint8_t>::Copy(env, receive_buffers.data.data(), datagram.size),
                  Napi::String::New(env, FormatAddress(datagram.sender)), Napi::Number::New(env, datagram.sender.port),
                  copy(datagram.records, datagram.records_size), copy(datagram.context, datagram.context_size),
                  has_destination ? Napi::String::New(env, FormatAddress(datagram.original_destination)) : env.Undefined(),

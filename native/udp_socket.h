@@ -25,11 +25,20 @@ struct UdpSocket {
   bool open = false;
   bool transparent = false;    // Linux: IP_TRANSPARENT, original destinations
   void* receive_msg = nullptr;  // Windows: the provider's WSARecvMsg
-  std::vector<uint8_t> data;     // kDatagramBufferSize
-  std::vector<uint8_t> control;  // sized by each platform
 };
 
-// What came with one datagram. The pointers are into the socket's buffers and
+// Where datagrams are read to: one pair per thread serves all its sockets (a
+// datagram is copied out before the next is read), so that a flow's socket
+// costs no 64 KiB of its own.
+struct ReceiveBuffers {
+  std::vector<uint8_t> data;     // kDatagramBufferSize
+  std::vector<uint8_t> control;  // as much as the platform's redirect data needs
+};
+
+// Sizes the buffers for this platform (once).
+void PrepareReceiveBuffers(ReceiveBuffers* buffers);
+
+// What came with one datagram. The pointers are into the receive buffers and
 // valid until the next receive.
 struct ReceivedDatagram {
   size_t size = 0;
@@ -57,7 +66,7 @@ int OpenUdpSocket(int family, bool transparent, UdpSocket* out, const char** sys
 int BindUdpSocket(UdpSocket& socket, const Endpoint& local);
 bool UdpLocalEndpoint(const UdpSocket& socket, Endpoint* out);
 // One datagram: 0, kWouldBlock, or an OS error.
-int ReceiveDatagram(UdpSocket& socket, ReceivedDatagram* out);
+int ReceiveDatagram(UdpSocket& socket, ReceiveBuffers& buffers, ReceivedDatagram* out);
 // Sends one datagram; `records` (size > 0) go as an IP_WFP_REDIRECT_RECORDS
 // control message (Windows); `from` (Linux, transparent) sends it from that
 // address and port. Returns 0 or an OS error; `*syscall` names a failing call.

@@ -50,6 +50,23 @@ export async function start(
   return running;
 }
 
+let nextQuestion = 0;
+
+/** Asks a proxy started with `ipc` (and a --require'd script that answers) over its IPC channel; resolves to the answer. */
+export function askProxy<T>(proxy: Running, message: object): Promise<T> {
+  const id = ++nextQuestion;
+  return new Promise((resolve, reject) => {
+    const onExit = () => reject(new Error(`the proxy exited before answering: ${proxy.stderr.join('\n')}`));
+    const onMessage = (answer: { id: number } & T) => {
+      if (answer.id !== id) return;
+      proxy.child.off('message', onMessage).off('exit', onExit);
+      resolve(answer);
+    };
+    proxy.child.on('message', onMessage).once('exit', onExit);
+    proxy.child.send({ id, ...message }, (error) => error && reject(error));
+  });
+}
+
 export async function stop(running: Running): Promise<void> {
   if (running.child.exitCode === null) {
     running.child.kill();

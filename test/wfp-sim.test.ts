@@ -18,7 +18,7 @@ import {
   type ConnectionLog,
 } from '..';
 import { isWindows, listenOrSkip, rejection, type Family, Loopback } from './helpers';
-import { CLI, echoServer, start, stop, type Running } from './proxy-process';
+import { askProxy, CLI, echoServer, start, stop, type Running } from './proxy-process';
 import { removeWfpSim, TOO_SMALL, wfpSim, type SetRecordsCall, type WfpSim } from './wfp-sim';
 
 /** `size` bytes that name connection `index` and `salt`: no two connections' blobs are equal. */
@@ -174,24 +174,10 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
     }
   });
 
-  let nextId = 0;
-  function ask<T>(proxy: Running, message: object): Promise<T> {
-    const id = ++nextId;
-    return new Promise((resolve, reject) => {
-      const onExit = () => reject(new Error(`the proxy exited before answering: ${proxy.stderr.join('\n')}`));
-      const onMessage = (answer: { id: number } & T) => {
-        if (answer.id !== id) return;
-        proxy.child.off('message', onMessage).off('exit', onExit);
-        resolve(answer);
-      };
-      proxy.child.on('message', onMessage).once('exit', onExit);
-      proxy.child.send({ id, ...message }, (error) => error && reject(error));
-    });
-  }
   const redirect = (proxy: Running, peerPort: number, records: Buffer, context: Buffer) =>
-    ask(proxy, { redirect: { peerAddress: '127.0.0.1', peerPort, records: records.toString('base64'), context: context.toString('base64') } });
+    askProxy(proxy, { redirect: { peerAddress: '127.0.0.1', peerPort, records: records.toString('base64'), context: context.toString('base64') } });
   const setsIn = async (proxy: Running) =>
-    (await ask<{ sets: Array<Omit<SetRecordsCall, 'records'> & { records: string }> }>(proxy, { sets: true })).sets.map((call) => ({ ...call, records: Buffer.from(call.records, 'base64') }));
+    (await askProxy<{ sets: Array<Omit<SetRecordsCall, 'records'> & { records: string }> }>(proxy, { sets: true })).sets.map((call) => ({ ...call, records: Buffer.from(call.records, 'base64') }));
 
   /** Local ports free right now, for clients whose redirect must be registered before they connect. */
   async function freePorts(count: number): Promise<number[]> {

@@ -1,6 +1,7 @@
 // The simulated WFP redirect service (test/native/wfp_sim.cc), put under the
 // unmodified production wfp_redirect.node in Windows node.exe: it answers the
-// three WFP IOCTLs through that module's import of WS2_32!WSAIoctl.
+// three WFP IOCTLs through that module's import of WS2_32!WSAIoctl, and UDP's
+// redirect control messages through its WSARecvMsg and WSASendMsg.
 import { join } from 'node:path';
 import { binding } from '../dist/native';
 
@@ -19,6 +20,20 @@ export interface SetRecordsCall {
   remotePort?: number;
 }
 
+/** How the control data of a redirected UDP flow's first datagram is laid out. */
+export type ControlForm = 'well-formed' | 'truncated-header' | 'length-past-buffer' | 'wrong-level';
+
+export interface UdpSendCall {
+  socket: number;
+  /** The sending socket's local port (getsockname at the send). */
+  localPort: number;
+  address: string;
+  port: number;
+  size: number;
+  /** The IP_WFP_REDIRECT_RECORDS control message the datagram carried; null when none. */
+  records: Buffer | null;
+}
+
 export interface WfpSim {
   /** A redirected connection, named by the client's end: what getpeername reports for its accepted socket. */
   redirect(peerAddress: string, peerPort: number, records: Uint8Array, context: Uint8Array): void;
@@ -28,7 +43,11 @@ export interface WfpSim {
   reset(): void;
   /** Every SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS since the last reset, in order. */
   sets(): SetRecordsCall[];
-  calls(): { queryRecords: number; queryContext: number; setRecords: number; shortBuffer: number };
+  calls(): { queryRecords: number; queryContext: number; setRecords: number; shortBuffer: number; receiveMsg: number; sendMsg: number; udpDelivered: number };
+  /** A redirected UDP flow, named by its sender: its next datagram carries the records and context (laid out as `form`), once. */
+  udpRedirect(peerAddress: string, peerPort: number, records: Uint8Array, context: Uint8Array, form: ControlForm): void;
+  /** Every WSASendMsg of the production addon since the last reset, in order. */
+  udpSends(): UdpSendCall[];
 }
 
 interface SimAddon extends WfpSim {

@@ -61,8 +61,6 @@ int OpenUdpSocket(int family, bool transparent, UdpSocket* out, const char** sys
   out->family = family;
   out->open = true;
   out->transparent = transparent;
-  out->data.assign(kDatagramBufferSize, 0);
-  out->control.assign(kControlCapacity, 0);
   return 0;
 }
 
@@ -81,17 +79,22 @@ bool UdpLocalEndpoint(const UdpSocket& socket, Endpoint* out) {
   return ReadSocketEndpoint(socket.socket, EndpointSide::kLocal, out);
 }
 
-int ReceiveDatagram(UdpSocket& socket, ReceivedDatagram* out) {
+void PrepareReceiveBuffers(ReceiveBuffers* buffers) {
+  buffers->data.assign(kDatagramBufferSize, 0);
+  buffers->control.assign(kControlCapacity, 0);
+}
+
+int ReceiveDatagram(UdpSocket& socket, ReceiveBuffers& buffers, ReceivedDatagram* out) {
   *out = ReceivedDatagram{};
   sockaddr_storage sender{};
-  iovec vector{socket.data.data(), socket.data.size()};
+  iovec vector{buffers.data.data(), buffers.data.size()};
   msghdr message{};
   message.msg_name = &sender;
   message.msg_namelen = sizeof sender;
   message.msg_iov = &vector;
   message.msg_iovlen = 1;
-  message.msg_control = socket.control.data();
-  message.msg_controllen = socket.control.size();
+  message.msg_control = buffers.control.data();
+  message.msg_controllen = buffers.control.size();
   ssize_t received;
   do {
     received = recvmsg(static_cast<int>(socket.socket), &message, 0);
@@ -104,9 +107,9 @@ int ReceiveDatagram(UdpSocket& socket, ReceivedDatagram* out) {
   }
   if ((message.msg_flags & MSG_CTRUNC) != 0) ++out->malformed_control;
   const size_t control_length =
-      message.msg_controllen < socket.control.size() ? message.msg_controllen : socket.control.size();
+      message.msg_controllen < buffers.control.size() ? message.msg_controllen : buffers.control.size();
   out->malformed_control += ForEachControlMessage(
-      socket.control.data(), control_length, [out](const ControlMessage& control) {
+      buffers.control.data(), control_length, [out](const ControlMessage& control) {
         if (ReadOriginalDestination(control, &out->original_destination)) {
           out->has_original_destination = true;
         }

@@ -86,8 +86,6 @@ int OpenUdpSocket(int family, bool transparent, UdpSocket* out, const char** sys
   out->open = true;
   out->transparent = false;
   out->receive_msg = reinterpret_cast<void*>(receive);
-  out->data.assign(kDatagramBufferSize, 0);
-  out->control.assign(kControlCapacity, 0);
   return 0;
 }
 
@@ -105,16 +103,21 @@ bool UdpLocalEndpoint(const UdpSocket& socket, Endpoint* out) {
   return ReadSocketEndpoint(socket.socket, EndpointSide::kLocal, out);
 }
 
-int ReceiveDatagram(UdpSocket& socket, ReceivedDatagram* out) {
+void PrepareReceiveBuffers(ReceiveBuffers* buffers) {
+  buffers->data.assign(kDatagramBufferSize, 0);
+  buffers->control.assign(kControlCapacity, 0);
+}
+
+int ReceiveDatagram(UdpSocket& socket, ReceiveBuffers& buffers, ReceivedDatagram* out) {
   *out = ReceivedDatagram{};
   sockaddr_storage sender{};
-  WSABUF data{static_cast<ULONG>(socket.data.size()), reinterpret_cast<char*>(socket.data.data())};
+  WSABUF data{static_cast<ULONG>(buffers.data.size()), reinterpret_cast<char*>(buffers.data.data())};
   WSAMSG message{};
   message.name = reinterpret_cast<sockaddr*>(&sender);
   message.namelen = sizeof sender;
   message.lpBuffers = &data;
   message.dwBufferCount = 1;
-  message.Control = {static_cast<ULONG>(socket.control.size()), reinterpret_cast<char*>(socket.control.data())};
+  message.Control = {static_cast<ULONG>(buffers.control.size()), reinterpret_cast<char*>(buffers.control.data())};
   DWORD received = 0;
   const auto receive = reinterpret_cast<LPFN_WSARECVMSG>(socket.receive_msg);
   if (receive(static_cast<SOCKET>(socket.socket), &message, &received, nullptr, nullptr) != 0) {
@@ -131,10 +134,10 @@ int ReceiveDatagram(UdpSocket& socket, ReceivedDatagram* out) {
   }
   if ((message.dwFlags & MSG_CTRUNC) != 0) ++out->malformed_control;
   const size_t control_length =
-      message.Control.len < socket.control.size() ? message.Control.len : socket.control.size();
+      message.Control.len < buffers.control.size() ? message.Control.len : buffers.control.size();
   const int level = RedirectLevel(socket.family);
   out->malformed_control += ForEachControlMessage(
-      socket.control.data(), control_length, [out, level](const ControlMessage& control) {
+      buffers.control.data(), control_length, [out, level](const ControlMessage& control) {
         if (control.level != level) return;
         if (control.type == IP_WFP_REDIRECT_RECORDS) {
           out->records = control.data;

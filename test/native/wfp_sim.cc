@@ -1,11 +1,16 @@
 // wfp_sim.node, a test-only Windows addon: a simulated WFP redirect service
 // under the unmodified production wfp_redirect.node. It patches that module's
-// import table entry for WS2_32!WSAIoctl and answers the three WFP redirect
-// control codes itself; every other control code goes to the real WSAIoctl.
-// Nothing of it is in the production addon or in the package.
+// import table entries for WS2_32!WSAIoctl and WS2_32!WSASendMsg and answers
+// the three WFP redirect control codes itself; every other control code goes
+// to the real WSAIoctl. For UDP it hands out its own WSARecvMsg (asked for
+// through WSAIoctl), which runs the real one and then adds a redirected flow's
+// records and context as control messages to its first datagram, and its
+// WSASendMsg notes the records a datagram carries and sends it without them,
+// as the stack consumes them. Nothing of it is in the production addon or in
+// the package.
 //
-//   install(moduleName)   patches the import of the loaded module (e.g. "wfp_redirect.node")
-//   uninstall()           puts the real WSAIoctl back
+//   install(moduleName)   patches the imports of the loaded module (e.g. "wfp_redirect.node")
+//   uninstall()           puts the real functions back
 //   redirect(peerAddress, peerPort, records, context)
 //                         a redirected connection, named by what getpeername
 //                         reports for its accepted socket (the client's end)
@@ -15,13 +20,22 @@
 //   reset()               forgets redirects, sets and counts
 //   sets()                every SIO_SET_..._RECORDS: { socket, records, connectedAtSet,
 //                         and the socket's endpoints as the OS reports them now }
-//   calls()               { queryRecords, queryContext, setRecords, shortBuffer }
+//   calls()               { queryRecords, queryContext, setRecords, shortBuffer,
+//                           receiveMsg, sendMsg, udpDelivered }
+//   udpRedirect(peerAddress, peerPort, records, context, form)
+//                         a redirected UDP flow, named by its sender: its next
+//                         datagram carries the records and context, once.
+//                         form: 'well-formed', or a malformed control area:
+//                         'truncated-header', 'length-past-buffer', 'wrong-level'
+//   udpSends()            every WSASendMsg: { socket, localPort, address, port,
+//                         size, records (a Buffer, or null when none) }
 //
 // A query on a socket with no redirect answers WSAEINVAL, as a stack without
 // redirect data for the socket does. Everything runs on the JS thread that
 // calls the production addon; the state is process-wide, like the import table.
 #include <winsock2.h>
 #include <ws2tcpip.h>
+#include <mswsock.h>
 #include <windows.h>
 
 #include <napi.h>
@@ -37,6 +51,10 @@ namespace {
 
 using WsaIoctlFunction = int(WSAAPI*)(SOCKET, DWORD, LPVOID, DWORD, LPVOID, DWORD, LPDWORD, LPWSAOVERLAPPED,
                                       LPWSAOVERLAPPED_COMPLETION_ROUTINE);
+using WsaSendMsgFunction = int(WSAAPI*)(SOCKET, LPWSAMSG, DWORD, LPDWORD, LPWSAOVERLAPPED,
+                                        LPWSAOVERLAPPED_COMPLETION_ROUTINE);
+constexpr int kRedirectRecords = 60;  // IP_WFP_REDIRECT_RECORDS
+constexpr int kRedirectContext = 70;  // IP_WFP_REDIRECT_CONTEXT
 
 constexpr DWORD kQueryRecords = 0x980000DC;
 constexpr DWORD kQueryContext = 0x980000DD;
@@ -61,23 +79,43 @@ struct SetCall {
 
 enum class TooSmall { kInsufficientBuffer, kInvalid, kFault };
 
+enum class ControlForm { kWellFormed, kTruncatedHeader, kLengthPastBuffer, kWrongLevel };
+
+struct UdpRedirect {
+  std::vector<uint8_t> records;
+  std::vector<uint8_t> context;
+  ControlForm form;
+};
+
+struct UdpSend {
+  SOCKET socket;
+  uint16_t local_port;
+  std::string address;
+  uint16_t port;
+  size_t size;
+  bool has_records;
+  std::vector<uint8_t> records;
+};
+
 struct Simulation {
   WsaIoctlFunction real = nullptr;
-  void** slot = nullptr;  // the patched import table entry
+  void** slot = nullptr;  // the patched import table entries
+  WsaSendMsgFunction real_send_msg = nullptr;
+  void** send_msg_slot = nullptr;
+  LPFN_WSARECVMSG real_receive_msg = nullptr;
   std::map<PeerKey, Redirect> redirects;
   std::vector<SetCall> sets;
+  std::map<PeerKey, UdpRedirect> udp_redirects;
+  std::vector<UdpSend> udp_sends;
   TooSmall too_small = TooSmall::kInsufficientBuffer;
   double query_records = 0, query_context = 0, set_records = 0, short_buffer = 0;
+  double receive_msg = 0, send_msg = 0, udp_delivered = 0;
 };
 
 Simulation sim;
 
-// getsockname / getpeername as text and port; false when the call fails.
-bool EndpointOf(SOCKET socket, bool peer, std::string* address, uint16_t* port) {
-  sockaddr_storage storage{};
-  int length = sizeof storage;
-  sockaddr* raw = reinterpret_cast<sockaddr*>(&storage);
-  if ((peer ? getpeername(socket, raw, &length) : getsockname(socket, raw, &length)) != 0) return false;
+// A sockaddr as text and port; false when it is neither IPv4 nor IPv6.
+bool TextOf(const sockaddr_storage& storage, std::string* address, uint16_t* port) {
   char text[INET6_ADDRSTRLEN] = "";
   if (storage.ss_family == AF_INET) {
     const auto* in4 = reinterpret_cast<const sockaddr_in*>(&storage);
@@ -100,6 +138,122 @@ bool EndpointOf(SOCKET socket, bool peer, std::string* address, uint16_t* port) 
   return true;
 }
 
+// getsockname / getpeername as text and port; false when the call fails.
+bool EndpointOf(SOCKET socket, bool peer, std::string* address, uint16_t* port) {
+  sockaddr_storage storage{};
+  int length = sizeof storage;
+  sockaddr* raw = reinterpret_cast<sockaddr*>(&storage);
+  if ((peer ? getpeername(socket, raw, &length) : getsockname(socket, raw, &length)) != 0) return false;
+  return TextOf(storage, address, port);
+}
+
+// Appends a control message at *used in the caller's control buffer; false when it does not fit.
+bool Append(WSABUF& control, ULONG capacity, ULONG* used, int level, int type, const std::vector<uint8_t>& data) {
+  const size_t space = WSA_CMSG_SPACE(data.size());
+  if (*used > capacity || space > capacity - *used) return false;
+  char* at = control.buf + *used;
+  std::memset(at, 0, space);
+  WSACMSGHDR header{};
+  header.cmsg_len = WSA_CMSG_LEN(data.size());
+  header.cmsg_level = level;
+  header.cmsg_type = type;
+  std::memcpy(at, &header, sizeof header);
+  if (!data.empty()) std::memcpy(at + WSA_CMSG_LEN(0), data.data(), data.size());
+  *used += static_cast<ULONG>(space);
+  return true;
+}
+
+// The real WSARecvMsg, then the flow's redirect data on its first datagram.
+int WSAAPI SimulatedRecvMsg(SOCKET socket, LPWSAMSG message, LPDWORD received, LPWSAOVERLAPPED overlapped,
+                            LPWSAOVERLAPPED_COMPLETION_ROUTINE completion) {
+  ++sim.receive_msg;
+  const ULONG capacity = message->Control.len;
+  const int rc = sim.real_receive_msg(socket, message, received, overlapped, completion);
+  if (rc != 0 || overlapped != nullptr || message->name == nullptr) return rc;
+  PeerKey key;
+  sockaddr_storage sender{};
+  std::memcpy(&sender, message->name, message->namelen < static_cast<int>(sizeof sender) ? message->namelen : sizeof sender);
+  if (!TextOf(sender, &key.address, &key.port)) return rc;
+  const auto found = sim.udp_redirects.find(key);
+  if (found == sim.udp_redirects.end()) return rc;
+  const UdpRedirect flow = found->second;
+  sim.udp_redirects.erase(found);  // the flow's first datagram only
+  ++sim.udp_delivered;
+  sockaddr_storage local{};
+  int local_length = sizeof local;
+  getsockname(socket, reinterpret_cast<sockaddr*>(&local), &local_length);
+  const int level = local.ss_family == AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IP;
+  ULONG used = message->Control.len <= capacity ? message->Control.len : capacity;
+  bool fits = true;
+  switch (flow.form) {
+    case ControlForm::kWellFormed:
+      fits = Append(message->Control, capacity, &used, level, kRedirectRecords, flow.records) &&
+             Append(message->Control, capacity, &used, level, kRedirectContext, flow.context);
+      break;
+    case ControlForm::kWrongLevel:
+      // What another level would mean by these numbers: not redirect data.
+      fits = Append(message->Control, capacity, &used, level == IPPROTO_IP ? IPPROTO_IPV6 : IPPROTO_IP, kRedirectRecords, flow.records) &&
+             Append(message->Control, capacity, &used, IPPROTO_UDP, kRedirectContext, flow.context);
+      break;
+    case ControlForm::kTruncatedHeader:
+      // Half a header at the end of the area.
+      if (used + 8 <= capacity) {
+        std::memset(message->Control.buf + used, 0x41, 8);
+        used += 8;
+      }
+      break;
+    case ControlForm::kLengthPastBuffer: {
+      // A header whose length runs past the end of the area, with a well-formed message before it.
+      fits = Append(message->Control, capacity, &used, level, kRedirectContext, flow.context);
+      if (fits && used + WSA_CMSG_LEN(0) <= capacity) {
+        WSACMSGHDR header{};
+        header.cmsg_len = WSA_CMSG_LEN(0) + flow.records.size() + 4096;
+        header.cmsg_level = level;
+        header.cmsg_type = kRedirectRecords;
+        std::memcpy(message->Control.buf + used, &header, sizeof header);
+        used += WSA_CMSG_LEN(0);
+      }
+      break;
+    }
+  }
+  if (!fits) message->dwFlags |= MSG_CTRUNC;
+  message->Control.len = used;
+  return rc;
+}
+
+// Notes the records a datagram carries, then sends it without them: the
+// stack takes them, the network never sees them.
+int WSAAPI SimulatedSendMsg(SOCKET socket, LPWSAMSG message, DWORD flags, LPDWORD sent, LPWSAOVERLAPPED overlapped,
+                            LPWSAOVERLAPPED_COMPLETION_ROUTINE completion) {
+  ++sim.send_msg;
+  UdpSend call{socket, 0, "", 0, 0, false, {}};
+  std::string ignored;
+  EndpointOf(socket, false, &ignored, &call.local_port);
+  if (message->name != nullptr) {
+    sockaddr_storage target{};
+    std::memcpy(&target, message->name, message->namelen < static_cast<int>(sizeof target) ? message->namelen : sizeof target);
+    TextOf(target, &call.address, &call.port);
+  }
+  for (DWORD i = 0; i < message->dwBufferCount; ++i) call.size += message->lpBuffers[i].len;
+  const char* control = message->Control.buf;
+  ULONG offset = 0;
+  while (control != nullptr && offset + sizeof(WSACMSGHDR) <= message->Control.len) {
+    WSACMSGHDR header;
+    std::memcpy(&header, control + offset, sizeof header);
+    if (header.cmsg_len < WSA_CMSG_LEN(0) || header.cmsg_len > message->Control.len - offset) break;
+    if (header.cmsg_type == kRedirectRecords) {
+      call.has_records = true;
+      const uint8_t* data = reinterpret_cast<const uint8_t*>(control + offset + WSA_CMSG_LEN(0));
+      call.records.assign(data, data + (header.cmsg_len - WSA_CMSG_LEN(0)));
+    }
+    offset += static_cast<ULONG>(WSA_CMSGHDR_ALIGN(header.cmsg_len));
+  }
+  sim.udp_sends.push_back(call);
+  WSAMSG stripped = *message;
+  stripped.Control = {0, nullptr};
+  return sim.real_send_msg(socket, &stripped, flags, sent, overlapped, completion);
+}
+
 int Fail(int error, LPDWORD returned, DWORD bytes) {
   if (returned != nullptr) *returned = bytes;
   WSASetLastError(error);
@@ -109,6 +263,18 @@ int Fail(int error, LPDWORD returned, DWORD bytes) {
 int WSAAPI SimulatedIoctl(SOCKET socket, DWORD code, LPVOID in, DWORD in_size, LPVOID out, DWORD out_size,
                           LPDWORD returned, LPWSAOVERLAPPED overlapped,
                           LPWSAOVERLAPPED_COMPLETION_ROUTINE completion) {
+  if (code == SIO_GET_EXTENSION_FUNCTION_POINTER && in != nullptr && in_size == sizeof(GUID) &&
+      out != nullptr && out_size == sizeof(LPFN_WSARECVMSG)) {
+    const GUID receive_msg = WSAID_WSARECVMSG;
+    if (std::memcmp(in, &receive_msg, sizeof receive_msg) == 0) {
+      const int rc = sim.real(socket, code, in, in_size, out, out_size, returned, overlapped, completion);
+      if (rc != 0) return rc;
+      std::memcpy(&sim.real_receive_msg, out, sizeof sim.real_receive_msg);
+      const LPFN_WSARECVMSG simulated = &SimulatedRecvMsg;
+      std::memcpy(out, &simulated, sizeof simulated);
+      return 0;
+    }
+  }
   if (code != kQueryRecords && code != kQueryContext && code != kSetRecords) {
     return sim.real(socket, code, in, in_size, out, out_size, returned, overlapped, completion);
   }
@@ -142,9 +308,9 @@ int WSAAPI SimulatedIoctl(SOCKET socket, DWORD code, LPVOID in, DWORD in_size, L
   return 0;
 }
 
-// The import table entry of `module` through which it calls WS2_32!WSAIoctl,
+// The import table entry of `module` through which it calls WS2_32!`name`,
 // found by name (or, for an import by ordinal, by the address it holds).
-void** FindWsaIoctlImport(HMODULE module, WsaIoctlFunction real) {
+void** FindWs2Import(HMODULE module, const char* name, void* real) {
   uint8_t* base = reinterpret_cast<uint8_t*>(module);
   const auto* dos = reinterpret_cast<const IMAGE_DOS_HEADER*>(base);
   if (dos->e_magic != IMAGE_DOS_SIGNATURE) return nullptr;
@@ -157,10 +323,10 @@ void** FindWsaIoctlImport(HMODULE module, WsaIoctlFunction real) {
     auto* slots = reinterpret_cast<IMAGE_THUNK_DATA*>(base + entry->FirstThunk);
     const auto* names = reinterpret_cast<const IMAGE_THUNK_DATA*>(base + (entry->OriginalFirstThunk ? entry->OriginalFirstThunk : entry->FirstThunk));
     for (; slots->u1.Function != 0; ++slots, ++names) {
-      bool match = reinterpret_cast<void*>(slots->u1.Function) == reinterpret_cast<void*>(real);
+      bool match = reinterpret_cast<void*>(slots->u1.Function) == real;
       if (!match && entry->OriginalFirstThunk != 0 && !IMAGE_SNAP_BY_ORDINAL(names->u1.Ordinal)) {
         const auto* by_name = reinterpret_cast<const IMAGE_IMPORT_BY_NAME*>(base + names->u1.AddressOfData);
-        match = std::strcmp(reinterpret_cast<const char*>(by_name->Name), "WSAIoctl") == 0;
+        match = std::strcmp(reinterpret_cast<const char*>(by_name->Name), name) == 0;
       }
       if (match) return reinterpret_cast<void**>(&slots->u1.Function);
     }
@@ -188,21 +354,30 @@ Napi::Value Install(const Napi::CallbackInfo& info) {
   const std::u16string name = info[0].As<Napi::String>().Utf16Value();
   HMODULE module = GetModuleHandleW(reinterpret_cast<const wchar_t*>(name.c_str()));
   if (module == nullptr) return Throw(env, "no loaded module named " + info[0].As<Napi::String>().Utf8Value());
-  // Through void*: FARPROC is a generic function type, WSAIoctl has its own.
-  auto real = reinterpret_cast<WsaIoctlFunction>(
-      reinterpret_cast<void*>(GetProcAddress(GetModuleHandleW(L"ws2_32.dll"), "WSAIoctl")));
-  void** slot = FindWsaIoctlImport(module, real);
+  // Through void*: FARPROC is a generic function type, each function has its own.
+  HMODULE ws2 = GetModuleHandleW(L"ws2_32.dll");
+  void** slot = FindWs2Import(module, "WSAIoctl", reinterpret_cast<void*>(GetProcAddress(ws2, "WSAIoctl")));
   if (slot == nullptr) return Throw(env, "the module does not import WS2_32!WSAIoctl");
+  void** send_slot = FindWs2Import(module, "WSASendMsg", reinterpret_cast<void*>(GetProcAddress(ws2, "WSASendMsg")));
+  if (send_slot == nullptr) return Throw(env, "the module does not import WS2_32!WSASendMsg");
   sim.real = reinterpret_cast<WsaIoctlFunction>(*slot);
-  if (!WriteSlot(slot, reinterpret_cast<void*>(&SimulatedIoctl))) return Throw(env, "VirtualProtect failed");
+  sim.real_send_msg = reinterpret_cast<WsaSendMsgFunction>(*send_slot);
+  if (!WriteSlot(slot, reinterpret_cast<void*>(&SimulatedIoctl)) ||
+      !WriteSlot(send_slot, reinterpret_cast<void*>(&SimulatedSendMsg))) {
+    return Throw(env, "VirtualProtect failed");
+  }
   sim.slot = slot;
+  sim.send_msg_slot = send_slot;
   return env.Undefined();
 }
 
 Napi::Value Uninstall(const Napi::CallbackInfo& info) {
   if (sim.slot != nullptr) {
     WriteSlot(sim.slot, reinterpret_cast<void*>(sim.real));
-    sim.slot = nullptr;
+    WriteSlot(sim.send_msg_slot, reinterpret_cast<void*>(sim.real_send_msg));
+    sim.slot = sim.send_msg_slot = nullptr;
+    // Sockets opened before this keep the simulated WSARecvMsg, which goes on
+    // calling the real one; only the registered flows are gone (reset).
   }
   return info.Env().Undefined();
 }
@@ -222,6 +397,41 @@ Napi::Value AddRedirect(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value AddUdpRedirect(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsTypedArray() || !info[3].IsTypedArray() || !info[4].IsString()) {
+    return Throw(env, "udpRedirect(peerAddress, peerPort, records, context, form)");
+  }
+  const std::string form = info[4].As<Napi::String>().Utf8Value();
+  ControlForm parsed;
+  if (form == "well-formed") parsed = ControlForm::kWellFormed;
+  else if (form == "truncated-header") parsed = ControlForm::kTruncatedHeader;
+  else if (form == "length-past-buffer") parsed = ControlForm::kLengthPastBuffer;
+  else if (form == "wrong-level") parsed = ControlForm::kWrongLevel;
+  else return Throw(env, "form: 'well-formed' | 'truncated-header' | 'length-past-buffer' | 'wrong-level'");
+  PeerKey key{info[0].As<Napi::String>().Utf8Value(), static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value())};
+  sim.udp_redirects[key] = {BytesOf(info[2]), BytesOf(info[3]), parsed};
+  return env.Undefined();
+}
+
+Napi::Value UdpSends(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env, sim.udp_sends.size());
+  for (size_t i = 0; i < sim.udp_sends.size(); ++i) {
+    const UdpSend& call = sim.udp_sends[i];
+    Napi::Object item = Napi::Object::New(env);
+    item.Set("socket", static_cast<double>(call.socket));
+    item.Set("localPort", call.local_port);
+    item.Set("address", call.address);
+    item.Set("port", call.port);
+    item.Set("size", static_cast<double>(call.size));
+    item.Set("records", call.has_records ? Napi::Value(Napi::Buffer<uint8_t>::Copy(env, call.records.data(), call.records.size()))
+                                         : env.Null());
+    result.Set(static_cast<uint32_t>(i), item);
+  }
+  return result;
+}
+
 Napi::Value SetTooSmall(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const std::string mode = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
@@ -235,6 +445,9 @@ Napi::Value SetTooSmall(const Napi::CallbackInfo& info) {
 Napi::Value Reset(const Napi::CallbackInfo& info) {
   sim.redirects.clear();
   sim.sets.clear();
+  sim.udp_redirects.clear();
+  sim.udp_sends.clear();
+  sim.receive_msg = sim.send_msg = sim.udp_delivered = 0;
   sim.too_small = TooSmall::kInsufficientBuffer;
   sim.query_records = sim.query_context = sim.set_records = sim.short_buffer = 0;
   return info.Env().Undefined();
@@ -270,6 +483,9 @@ Napi::Value Calls(const Napi::CallbackInfo& info) {
   result.Set("queryContext", sim.query_context);
   result.Set("setRecords", sim.set_records);
   result.Set("shortBuffer", sim.short_buffer);
+  result.Set("receiveMsg", sim.receive_msg);
+  result.Set("sendMsg", sim.send_msg);
+  result.Set("udpDelivered", sim.udp_delivered);
   return result;
 }
 
@@ -281,6 +497,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("reset", Napi::Function::New(env, Reset));
   exports.Set("sets", Napi::Function::New(env, Sets));
   exports.Set("calls", Napi::Function::New(env, Calls));
+  exports.Set("udpRedirect", Napi::Function::New(env, AddUdpRedirect));
+  exports.Set("udpSends", Napi::Function::New(env, UdpSends));
   return exports;
 }
 

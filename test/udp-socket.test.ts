@@ -1,0 +1,220 @@
+// RedirectUdpSocket and the UDP relay as a program uses them, on Linux and in
+// Windows node.exe: sizes at both ends, dgram on the other side, closing at
+// awkward moments, bad arguments, and 1,000 flows opened and expired with
+// nothing left behind (libuv handles, OS sockets, memory).
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { readdirSync } from 'node:fs';
+import { MAX_BLOB_SIZE, RedirectUdpSocket, UdpRelay, type FlowLog, type RedirectedRemoteInfo } from '..';
+import { isWindows, LOOPBACK, thrown, type Family } from './helpers';
+
+const pollHandles = () => (process.report.getReport() as unknown as { libuv: Array<{ type: string }> }).libuv.filter((handle) => handle.type === 'poll').length;
+/** Open file descriptors (Linux); undefined elsewhere. */
+const openFds = () => (process.platform === 'linux' ? readdirSync('/proc/self/fd').length : undefined);
+const until = async (done: () => boolean, what: string, ms = 10_000) => {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+};
+
+async function bound(family: Family): Promise<RedirectUdpSocket> {
+  const socket = new RedirectUdpSocket(family === 'IPv6' ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve) => socket.bind(0, LOOPBACK[family], resolve));
+  return socket;
+}
+
+describe('RedirectUdpSocket', function () {
+  this.timeout(60_000);
+
+  for (const family of ['IPv4', 'IPv6'] as Family[]) {
+    it(`${family}: datagrams of 65,507, 1 and 0 bytes arrive intact from dgram, with dgram's rinfo, and go back to it`, async function () {
+      const socket = await bound(family);
+      const peer = dgram.createSocket(family === 'IPv6' ? 'udp6' : 'udp4');
+      await new Promise<void>((resolve) => peer.bind(0, LOOPBACK[family], resolve));
+      const got: Array<[Buffer, RedirectedRemoteInfo]> = [];
+      socket.on('message', (data, rinfo) => got.push([data, rinfo]));
+      const echoed: Buffer[] = [];
+      peer.on('message', (data) => echoed.push(data));
+      try {
+        const big = Buffer.alloc(65_507);
+        for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 0xff;
+        for (const datagram of [big, Buffer.from([42]), Buffer.alloc(0)]) {
+          peer.send(datagram, socket.address().port, LOOPBACK[family]);
+          await until(() => got.length === echoed.length + 1, 'the datagram');
+          socket.send(got[got.length - 1][0], peer.address().port, LOOPBACK[family]);
+          await until(() => echoed.length === got.length, 'the echo');
+        }
+        assert.ok(got[0][0].equals(big) && echoed[0].equals(big), '65,507 bytes both ways');
+        assert.deepEqual([...got[1][0]], [42]);
+        assert.equal(got[2][0].length, 0);
+        assert.equal(echoed[2].length, 0);
+        assert.deepEqual(got[0][1], { address: LOOPBACK[family], family, port: peer.address().port, size: 65_507 });
+        assert.deepEqual(socket.stats, { received: 3, truncated: 0, malformedControl: 0 });
+      } finally {
+        socket.close();
+        peer.close();
+      }
+    });
+  }
+
+  it('a host name is looked up in the socket\'s family; an unbound socket binds itself to send, and hears the reply', async function () {
+    const server = await bound('IPv4');
+    server.on('message', (data, rinfo) => server.send(data, rinfo.port, rinfo.address));
+    const client = new RedirectUdpSocket('udp4');
+    try {
+      const reply = new Promise<Buffer>((resolve) => client.once('message', resolve));
+      await new Promise<void>((resolve, reject) => client.send('ping', server.address().port, 'localhost', (error) => (error ? reject(error) : resolve())));
+      assert.equal(String(await reply), 'ping');
+      assert.equal(client.address().family, 'IPv4');
+    } finally {
+      server.close();
+      client.close();
+    }
+  });
+
+  it('closing inside a message listener with more datagrams waiting: no further message, no error, the poll handle goes', async function () {
+    const before = pollHandles();
+    const socket = await bound('IPv4');
+    const sender = dgram.createSocket('udp4');
+    let messages = 0;
+    let closed = false;
+    socket.on('message', () => {
+      ++messages;
+      socket.close(() => (closed = true));
+    });
+    socket.on('error', (error) => assert.fail(error));
+    try {
+      // Queued before the loop reads any: the first wake-up finds them all.
+      await Promise.all(Array.from({ length: 20 }, () => new Promise((resolve) => sender.send('x', socket.address().port, '127.0.0.1', resolve))));
+      await until(() => closed, "'close'");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      assert.equal(messages, 1);
+      assert.equal(pollHandles(), before);
+    } finally {
+      sender.close();
+    }
+  });
+
+  it('after close(): send, bind and address throw ERR_SOCKET_DGRAM_NOT_RUNNING; a second close is harmless', async function () {
+    const socket = await bound('IPv4');
+    socket.close();
+    socket.close();
+    for (const call of [() => socket.send('x', 9, '127.0.0.1'), () => socket.bind(0), () => socket.address()]) {
+      const error = thrown(call);
+      assert.equal(error.code, 'ERR_SOCKET_DGRAM_NOT_RUNNING');
+      assert.equal(error.name, 'WfpRedirectError');
+    }
+  });
+
+  it('a send that closes the socket before it goes (a looked-up name) reports ERR_SOCKET_DGRAM_NOT_RUNNING to its callback', async function () {
+    const socket = new RedirectUdpSocket('udp4');
+    const result = new Promise<Error | null>((resolve) => socket.send('x', 9, 'localhost', resolve));
+    socket.close();
+    assert.equal(((await result) as Error & { code: string }).code, 'ERR_SOCKET_DGRAM_NOT_RUNNING');
+  });
+
+  it('bad arguments are TypeError / RangeError with codes, and nothing is sent', async function () {
+    const socket = await bound('IPv4');
+    try {
+      assert.equal(thrown(() => new RedirectUdpSocket('udp5' as 'udp4')).code, 'ERR_INVALID_ARG_TYPE');
+      assert.equal(thrown(() => socket.send(42 as unknown as string, 9, '127.0.0.1')).code, 'ERR_INVALID_ARG_TYPE');
+      assert.equal(thrown(() => socket.send('x', 0, '127.0.0.1')).code, 'ERR_SOCKET_BAD_PORT');
+      assert.equal(thrown(() => socket.send('x', 65536, '127.0.0.1')).code, 'ERR_SOCKET_BAD_PORT');
+      assert.equal(thrown(() => socket.send('x', 9, '')).code, 'ERR_INVALID_ARG_TYPE');
+      assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: 'abc' as unknown as Uint8Array })).code, 'ERR_INVALID_ARG_TYPE');
+      const tooLarge = thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.alloc(MAX_BLOB_SIZE + 1) }));
+      assert.equal(tooLarge.code, 'ERR_WFP_BLOB_TOO_LARGE');
+      assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.alloc(0) })).name, 'RangeError');
+      assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { from: { address: '127.0.0.1', port: 9 } })).code, 'ERR_INVALID_ARG_VALUE');
+      assert.equal(thrown(() => socket.bind(0, '127.0.0.1')).code, 'ERR_SOCKET_ALREADY_BOUND');
+      const fresh = new RedirectUdpSocket('udp4');
+      assert.equal(thrown(() => fresh.bind(0, '::1')).code, 'ERR_INVALID_ARG_TYPE', 'an IPv6 address for udp4');
+      assert.equal(thrown(() => fresh.bind(70000)).code, 'ERR_SOCKET_BAD_PORT');
+      assert.equal(thrown(() => fresh.address()).code, 'ERR_SOCKET_DGRAM_NOT_BOUND');
+      fresh.close();
+      if (isWindows) {
+        assert.equal(thrown(() => new RedirectUdpSocket({ type: 'udp4', transparent: true })).code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
+      } else {
+        assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.from([1]) })).code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
+      }
+      assert.equal(socket.stats.received, 0);
+    } finally {
+      socket.close();
+    }
+  });
+
+  it('the OS refusing a bind is a WfpRedirectError with its code (EADDRINUSE), and the socket stays usable', async function () {
+    const taken = await bound('IPv4');
+    const second = new RedirectUdpSocket('udp4');
+    try {
+      const error = thrown(() => second.bind(taken.address().port, '127.0.0.1'));
+      assert.equal(error.code, 'EADDRINUSE');
+      assert.equal(error.syscall, 'bind');
+      assert.equal(typeof error.errno, 'number');
+      await new Promise<void>((resolve) => second.bind(0, '127.0.0.1', resolve));
+      assert.ok(second.address().port > 0);
+    } finally {
+      taken.close();
+      second.close();
+    }
+  });
+});
+
+describe('the UDP relay: 1,000 flows opened and expired', function () {
+  this.timeout(120_000);
+
+  it('leaves no flow, libuv handle, OS socket or memory behind', async function () {
+    const server = dgram.createSocket('udp4');
+    server.on('message', (data, rinfo) => server.send(data, rinfo.port, rinfo.address));
+    await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
+    const logs: FlowLog[] = [];
+    const relay = new UdpRelay({ listen: { host: '127.0.0.1', port: 0 }, destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: server.address().port } }, idleTimeout: 300, log: (entry) => logs.push(entry) });
+    const { port } = await relay.listen();
+    const client = async () => {
+      const socket = dgram.createSocket('udp4');
+      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+      return socket;
+    };
+    // 50 batches of 20 new clients: 1,000 flows, one datagram each way. Kept
+    // to 20 at once: a larger burst can overflow a socket's receive buffer,
+    // and UDP is allowed to drop.
+    const round = async () => {
+      for (let batch = 0; batch < 50; batch++) {
+        const clients = await Promise.all(Array.from({ length: 20 }, client));
+        await Promise.all(
+          clients.map(async (socket, index) => {
+            const reply = new Promise((resolve) => socket.once('message', resolve));
+            socket.send(Buffer.alloc(1000, index), port, '127.0.0.1');
+            await reply;
+          }),
+        );
+        for (const socket of clients) socket.close();
+      }
+      await until(() => relay.stats.flows === 0, 'every flow to expire');
+    };
+    try {
+      const handles = pollHandles();
+      const fds = openFds();
+      await round();
+      const rss = process.memoryUsage().rss;
+      await round();
+      const grown = process.memoryUsage().rss - rss;
+      // A new client can get the port of one that closed while its flow was
+      // still open: that is the same flow (same endpoints), so count datagrams.
+      const total = (key: 'datagramsUp' | 'datagramsDown') => logs.reduce((sum, entry) => sum + entry[key], 0);
+      assert.equal(total('datagramsUp'), 2000);
+      assert.equal(total('datagramsDown'), 2000);
+      assert.ok(logs.length > 1000, `${logs.length} flows`);
+      assert.ok(logs.every((entry) => entry.end === 'idle'), JSON.stringify(logs.find((entry) => entry.end !== 'idle')));
+      assert.equal(pollHandles(), handles, 'every outbound socket\'s poll handle is closed');
+      if (fds !== undefined) assert.equal(openFds(), fds, 'every outbound OS socket is closed');
+      console.log(`      RSS after the second 1,000 flows: ${(grown / 1048576).toFixed(1)} MB more than after the first`);
+      assert.ok(grown < 32 * 1048576, `RSS grew ${(grown / 1048576).toFixed(1)} MB over the second 1,000 flows`);
+    } finally {
+      await relay.shutdown();
+      server.close();
+    }
+  });
+});
