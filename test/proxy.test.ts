@@ -2,6 +2,7 @@
 // processes against a local upstream.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -39,6 +40,9 @@ describe('bin/wfp-redirect-proxy', function () {
     ['an unknown option', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--frobnicate'], /frobnicate/],
     ['--max-connections 0', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--max-connections', '0'], /--max-connections wants a whole number of at least 1, not "0"/],
     ['an empty --idle-timeout', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--idle-timeout', ''], /--idle-timeout wants a whole number, not ""/],
+    ['--udp-idle-timeout without --udp', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--udp-idle-timeout', '5'], /--udp-idle-timeout and --max-udp-flows need --udp/],
+    ['--max-udp-flows 0', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--udp', '--max-udp-flows', '0'], /--max-udp-flows wants a whole number of at least 1, not "0"/],
+    ['--udp on a host name', ['--listen', 'localhost:0', '--upstream', 'a:1', '--udp'], /--udp needs --listen with an IP address/],
   ];
   for (const [label, args, message] of badUsages) {
     it(`refuses ${label} with exit code 2 and a message`, function () {
@@ -57,6 +61,53 @@ describe('bin/wfp-redirect-proxy', function () {
       assert.match(run.stderr, /use --transparent or --upstream/);
     });
   }
+
+  it('--udp --upstream relays datagrams both ways on the TCP port, one flow per client, logged when idle', async function () {
+    const server = dgram.createSocket('udp4');
+    server.on('message', (data, rinfo) => server.send(Buffer.from(data).reverse(), rinfo.port, rinfo.address));
+    await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
+    const proxy = await start(
+      [CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${server.address().port}`, '--udp', '--udp-idle-timeout', '300', '--log', 'json'],
+      /relaying UDP on .*:(\d+)$/,
+    );
+    const clients = await Promise.all(
+      Array.from({ length: 3 }, async () => {
+        const socket = dgram.createSocket('udp4');
+        await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+        return socket;
+      }),
+    );
+    try {
+      assert.ok(proxy.stderr.some((line) => line.includes(`listening on 127.0.0.1:${proxy.port}`)), 'TCP and UDP share the port');
+      for (const [index, socket] of clients.entries()) {
+        for (let i = 0; i < 5; i++) {
+          const request = Buffer.from(`client ${index} datagram ${i} `.repeat(i * 40 + 1));
+          const reply = once(socket, 'message');
+          socket.send(request, proxy.port, '127.0.0.1');
+          const [data] = (await reply) as [Buffer];
+          assert.ok(data.equals(request.reverse()), `client ${index} datagram ${i}`);
+        }
+      }
+      const deadline = Date.now() + 10_000;
+      while (proxy.stdout.length < clients.length && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const entries = proxy.stdout.map((line) => JSON.parse(line));
+      assert.equal(entries.length, clients.length);
+      for (const [index, socket] of clients.entries()) {
+        const entry = entries.find((candidate) => candidate.client === `127.0.0.1:${socket.address().port}`);
+        assert.ok(entry, `a log line for client ${index}`);
+        assert.equal(entry.protocol, 'udp');
+        assert.equal(entry.destination, `127.0.0.1:${server.address().port}`);
+        assert.equal(entry.datagramsUp, 5);
+        assert.equal(entry.datagramsDown, 5);
+        assert.equal(entry.end, 'idle');
+        assert.equal(entry.records, 0);
+      }
+    } finally {
+      for (const socket of clients) socket.close();
+      server.close();
+      await stop(proxy);
+    }
+  });
 
   it(`--upstream relays ${LOAD.connections} parallel connections of ${LOAD.megabytes} MB each, intact, with one JSON log line each`, async function () {
     if (isWindows) console.warn(`    !!! Windows (Wine): a reduced load of ${LOAD.connections} x ${LOAD.megabytes} MB; Linux runs 100 x 10 MB`);

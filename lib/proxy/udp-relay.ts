@@ -199,6 +199,8 @@ export class UdpRelay {
     const id = ++this.nextId;
     const records = rinfo.redirectRecords;
     const outbound = new RedirectUdpSocket(net.isIPv6(destination.address) ? 'udp6' : 'udp4');
+    // The listening socket keeps the process alive; a flow, like its idle timer, does not.
+    outbound.unref();
     const log: FlowLog = {
       id, protocol: 'udp', client, destination: formatEndpoint(destination.address, destination.port),
       datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, records: records?.length ?? 0, durationMs: 0, end: 'idle',
