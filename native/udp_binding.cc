@@ -248,16 +248,25 @@ class UdpSocketWrap : public Napi::ObjectWrap<UdpSocketWrap> {
   }
 
   // Calls a JS callback from the event loop; an exception it throws becomes
-  // the process's uncaught exception, as it would from a dgram listener.
+  // the process's uncaught exception, as it would from a dgram listener. Raw
+  // Node-API here: when the thread is being stopped (a worker's
+  // process.exit() in the listener) JS cannot run, and node-addon-api would
+  // turn the failed call into a fatal error; napi_fatal_exception then
+  // declines, harmlessly. Returns false when the callback did not complete.
   bool Call(Napi::FunctionReference& callback, const std::initializer_list<napi_value>& args) {
-    Napi::Env env = Env();
-    callback.MakeCallback(Value(), args, *async_);
-    if (env.IsExceptionPending()) {
-      Napi::Error error = env.GetAndClearPendingException();
-      napi_fatal_exception(env, error.Value());
+    napi_env env = Env();
+    napi_value result = nullptr;
+    const napi_status status =
+        napi_make_callback(env, *async_, Value(), callback.Value(), args.size(), args.begin(), &result);
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+      napi_value error = nullptr;
+      if (napi_get_and_clear_last_exception(env, &error) == napi_ok && error != nullptr) {
+        napi_fatal_exception(env, error);
+      }
       return false;
     }
-    return true;
+    return status == napi_ok;
   }
 
   void Drain(int status) {

@@ -3,8 +3,11 @@
 // awkward moments, bad arguments, and 1,000 flows opened and expired with
 // nothing left behind (libuv handles, OS sockets, memory).
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { MAX_BLOB_SIZE, RedirectUdpSocket, UdpRelay, type FlowLog, type RedirectedRemoteInfo } from '..';
 import { isWindows, LOOPBACK, thrown, type Family } from './helpers';
 
@@ -143,6 +146,56 @@ describe('RedirectUdpSocket', function () {
     } finally {
       socket.close();
     }
+  });
+
+  for (const ending of ['terminate()', 'process.exit()'] as const) {
+    it(`a worker thread's socket works, and is closed with the thread when it ends by ${ending} with the socket open`, async function () {
+      const fds = openFds();
+      const before = pollHandles();
+      const worker = new Worker(join(__dirname, 'fixtures', 'udp-worker.js'), { workerData: { exit: ending === 'process.exit()' } });
+      const messages: Array<{ port?: number; answered?: boolean }> = [];
+      worker.on('message', (message) => messages.push(message));
+      const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
+      const peer = dgram.createSocket('udp4');
+      try {
+        await until(() => messages.some((message) => message.port), 'the worker to bind');
+        const echo = new Promise<Buffer>((resolve) => peer.once('message', resolve));
+        peer.send('to the worker', messages.find((message) => message.port)!.port!, '127.0.0.1');
+        assert.equal(String(await echo), 'to the worker');
+        await until(() => messages.some((message) => message.answered), 'the worker to answer');
+        if (ending === 'terminate()') await worker.terminate();
+        await exited;
+        assert.equal(pollHandles(), before, "the worker's poll handle was never this thread's");
+        if (fds !== undefined) await until(() => openFds() === fds + 1, "the worker's OS socket to close (the peer's stays)");
+      } finally {
+        peer.close();
+        await worker.terminate();
+      }
+    });
+  }
+
+  it("an exception thrown by a 'message' listener reaches 'uncaughtException', as with dgram, and the socket goes on receiving", function () {
+    // In a process of its own: mocha owns this one's uncaught exceptions.
+    const script = `
+      const dgram = require('node:dgram');
+      const { RedirectUdpSocket } = require(${JSON.stringify(join(__dirname, '..'))});
+      const caught = [];
+      let messages = 0;
+      process.on('uncaughtException', (error) => caught.push(error.message));
+      const socket = new RedirectUdpSocket('udp4');
+      const peer = dgram.createSocket('udp4');
+      socket.on('message', () => {
+        if (++messages === 1) throw new Error('thrown by the listener');
+        console.log(JSON.stringify({ messages, caught }));
+        socket.close();
+        peer.close();
+      });
+      socket.bind(0, '127.0.0.1', () => {
+        peer.send('one', socket.address().port, '127.0.0.1', () => setTimeout(() => peer.send('two', socket.address().port, '127.0.0.1'), 100));
+      });`;
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(JSON.parse(run.stdout.trim().split('\n').pop()!), { messages: 2, caught: ['thrown by the listener'] });
   });
 
   it('the OS refusing a bind is a WfpRedirectError with its code (EADDRINUSE), and the socket stays usable', async function () {
