@@ -39,9 +39,9 @@
           "cflags_cc": ["-Wall", "-Wextra"]
         }],
         ["OS=='linux'", {
-          "sources": ["native/linux/original_destination.cc", "native/linux/udp_tproxy.cc"]
+          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc"]
         }, {
-          "sources": ["native/no_netfilter/original_destination.cc", "native/no_netfilter/udp_tproxy.cc"]
+          "sources": ["native/no_netfilter/original_destination.cc", "native/no_netfilter/socket_mark.cc", "native/no_netfilter/udp_tproxy.cc"]
         }]
       ]
     }

@@ -33,6 +33,39 @@ export interface ConnectRedirectedOptions {
   signal?: AbortSignal;
   /** The records from `queryRedirectRecords` of the connection being proxied. Windows only. */
   redirectRecords?: Uint8Array;
+  /**
+   * Linux: `SO_MARK` on the socket before it connects (0 to 2^32 - 1), for
+   * firewall rules that exempt the proxy's own connections (`-m mark ! --mark N`).
+   * Needs CAP_NET_ADMIN. Elsewhere it throws `ERR_WFP_UNSUPPORTED_PLATFORM`.
+   */
+  mark?: number;
+}
+
+/**
+ * Marks a throwaway socket with `mark`: what a program that will mark every
+ * outbound socket checks once at start-up, so that a missing CAP_NET_ADMIN is
+ * one clear error, not one per connection.
+ */
+export function probeMark(mark: number): void {
+  checkMark(mark);
+  const osSocket = binding.createTcpSocket(4);
+  try {
+    binding.setSocketMark(osSocket, mark);
+  } finally {
+    binding.closeSocket(osSocket);
+  }
+}
+
+/** Checks a socket mark; throws where the platform has none. */
+export function checkMark(mark: unknown, name = 'options.mark'): number {
+  if (typeof mark !== 'number') throw invalidArgType(name, 'of type number', mark);
+  if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) throw outOfRange('ERR_OUT_OF_RANGE', `${name} must be an integer from 0 to 4294967295. Received ${mark}`);
+  if (!binding.hasSocketMark) {
+    throw new WfpRedirectError(`${name}: SO_MARK is Linux's; ${process.platform} has none (on Windows the redirect records keep a proxy's own connections from being redirected)`, {
+      code: 'ERR_WFP_UNSUPPORTED_PLATFORM',
+    });
+  }
+  return mark;
 }
 
 function validatePort(port: unknown): number {
@@ -47,7 +80,7 @@ function validatePort(port: unknown): number {
  * Creates the OS socket for `family`, gives it the records, and has `handle`
  * adopt it. Returns the failure, if any; nothing is left open after one.
  */
-function adoptNewSocket(handle: TcpHandle, family: number, records: Uint8Array | undefined): Error | undefined {
+function adoptNewSocket(handle: TcpHandle, family: number, records: Uint8Array | undefined, mark: number | undefined): Error | undefined {
   let osSocket: number;
   try {
     osSocket = binding.createTcpSocket(family === 6 ? 6 : 4);
@@ -56,6 +89,7 @@ function adoptNewSocket(handle: TcpHandle, family: number, records: Uint8Array |
   }
   try {
     if (records) binding.setRedirectRecords(osSocket, records);
+    if (mark !== undefined) binding.setSocketMark(osSocket, mark);
     const status = handle.open(osSocket);
     if (status !== 0) {
       const name = getSystemErrorName(status);
@@ -85,6 +119,7 @@ export function connectRedirected(options: ConnectRedirectedOptions, connectList
   const port = validatePort(options.port);
   const records = options.redirectRecords;
   if (records !== undefined) checkRecords(records);
+  const mark = options.mark === undefined ? undefined : checkMark(options.mark);
   if (connectListener !== undefined && typeof connectListener !== 'function') {
     throw invalidArgType('connectListener', 'a function', connectListener);
   }
@@ -132,7 +167,7 @@ export function connectRedirected(options: ConnectRedirectedOptions, connectList
   try {
     const literalFamily = net.isIP(host);
     if (literalFamily !== 0) {
-      const failure = adoptNewSocket(handle, literalFamily, records);
+      const failure = adoptNewSocket(handle, literalFamily, records, mark);
       if (failure) {
         process.nextTick(() => socket.destroy(failure));
         return socket;
@@ -148,7 +183,7 @@ export function connectRedirected(options: ConnectRedirectedOptions, connectList
             if (typeof address !== 'string') {
               return callback(new TypeError('the lookup function returned several addresses; connectRedirected asks for one'), '', 4);
             }
-            callback(adoptNewSocket(handle, family ?? net.isIP(address), records) ?? null, address, family);
+            callback(adoptNewSocket(handle, family ?? net.isIP(address), records, mark) ?? null, address, family);
           });
         },
       });

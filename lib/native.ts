@@ -15,6 +15,10 @@ export interface NativeBinding {
   checkRecords(records: Uint8Array): void;
   /** An unconnected TCP socket (overlapped on Windows), for connectRedirected. */
   createTcpSocket(family: 4 | 6): number;
+  /** SO_MARK on an OS socket (Linux; needs CAP_NET_ADMIN). */
+  setSocketMark(osSocket: number, mark: number): void;
+  /** Whether this build can mark sockets (Linux builds). */
+  readonly hasSocketMark: boolean;
   /** Closes a socket createTcpSocket made that libuv never adopted. */
   closeSocket(osSocket: number): void;
   /** Netfilter's destination before NAT (Linux); null where it keeps no record. */
@@ -55,6 +59,8 @@ export interface NativeUdpSocket {
   address(): { address: string; port: number; family: 'IPv4' | 'IPv6' };
   send(data: Uint8Array, address: string, port: number, records?: Uint8Array, fromAddress?: string, fromPort?: number): void;
   close(): void;
+  /** SO_MARK on the socket (Linux). */
+  setMark(mark: number): void;
   ref(): void;
   unref(): void;
   stats(): { received: number; truncated: number; malformedControl: number };

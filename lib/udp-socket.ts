@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { lookup } from 'node:dns';
 import net from 'node:net';
 import { invalidArgType, outOfRange, WfpRedirectError } from './errors';
+import { checkMark } from './connect';
 import { binding, type NativeUdpSocket } from './native';
 import type { OriginalDestination } from './original-destination';
 
@@ -21,6 +22,8 @@ export interface RedirectUdpSocketOptions {
    * `from` that destination.
    */
   transparent?: boolean;
+  /** Linux: `SO_MARK` on the socket, as connectRedirected's `mark` (needs CAP_NET_ADMIN). */
+  mark?: number;
 }
 
 /** Where a datagram came from, as dgram's rinfo, with the redirect data that came with it. */
@@ -84,7 +87,7 @@ export class RedirectUdpSocket extends EventEmitter {
 
   constructor(options: RedirectUdpSocketOptions | UdpSocketType) {
     super();
-    const { type, transparent = false } = typeof options === 'string' ? { type: options } : (options ?? ({} as RedirectUdpSocketOptions));
+    const { type, transparent = false, mark } = typeof options === 'string' ? ({ type: options } as RedirectUdpSocketOptions) : (options ?? ({} as RedirectUdpSocketOptions));
     if (type !== 'udp4' && type !== 'udp6') throw invalidArgType('options.type', "'udp4' or 'udp6'", type);
     if (typeof transparent !== 'boolean') throw invalidArgType('options.transparent', 'a boolean', transparent);
     if (transparent && !binding.udpHasTproxy) {
@@ -92,7 +95,16 @@ export class RedirectUdpSocket extends EventEmitter {
     }
     this.type = type;
     this.transparent = transparent;
+    if (mark !== undefined) checkMark(mark);
     this.native = new binding.UdpSocket(type === 'udp6' ? 6 : 4, transparent, this.onMessage.bind(this), (error) => this.emit('error', error));
+    if (mark !== undefined) {
+      try {
+        this.native.setMark(mark);
+      } catch (error) {
+        this.native.close();
+        throw error;
+      }
+    }
   }
 
   private onMessage(data: Buffer, address: string, port: number, records?: Buffer, context?: Buffer, destinationAddress?: string, destinationPort?: number): void {

@@ -14,6 +14,7 @@
 #include "os_socket.h"
 #include "redirect_ioctl.h"
 #include "socket_lookup.h"
+#include "socket_mark.h"
 #include "udp_binding.h"
 #include "wsa_errors.h"
 
@@ -92,6 +93,21 @@ Napi::Value CreateTcpSocketFn(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   return Napi::Number::New(env, static_cast<double>(socket));
+}
+
+// setSocketMark(osSocket, mark): SO_MARK (Linux), for connectRedirected's `mark`.
+Napi::Value SetSocketMarkFn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  OsSocket socket;
+  if (!ReadOsSocket(info, 0, &socket)) return env.Undefined();
+  uint32_t mark = 0;
+  if (!ReadMark(info, 1, &mark)) return env.Undefined();
+  const int error = SetSocketMark(socket, mark);
+  if (error != 0) {
+    ThrowSystemError(env, error, "setsockopt", "setsockopt(SO_MARK)",
+                     "marking sockets needs CAP_NET_ADMIN (run as root, or setcap cap_net_admin+ep on the node binary)");
+  }
+  return env.Undefined();
 }
 
 // closeSocket(osSocket): for a socket createTcpSocket made that libuv never adopted.
@@ -203,6 +219,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("checkRecords", Napi::Function::New(env, CheckRecords));
   exports.Set("createTcpSocket", Napi::Function::New(env, CreateTcpSocketFn));
   exports.Set("closeSocket", Napi::Function::New(env, CloseSocketFn));
+  exports.Set("setSocketMark", Napi::Function::New(env, SetSocketMarkFn));
+  exports.Set("hasSocketMark", Napi::Boolean::New(env, PlatformHasSocketMark()));
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestination));
   InitUdpSocket(env, exports);
   exports.Set("hasNetfilter", Napi::Boolean::New(env, PlatformHasNetfilter()));

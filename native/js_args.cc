@@ -51,4 +51,15 @@ bool ReadRecords(const Napi::CallbackInfo& info, size_t index,
   return true;
 }
 
+bool ReadMark(const Napi::CallbackInfo& info, size_t index, uint32_t* out) {
+  Napi::Value value = info[index];
+  const double number = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
+  if (!(number >= 0 && number <= 4294967295.0) || number != static_cast<double>(static_cast<uint32_t>(number))) {
+    ThrowArgumentError(info.Env(), !value.IsNumber(), "The mark must be an integer from 0 to 4294967295");
+    return false;
+  }
+  *out = static_cast<uint32_t>(number);
+  return true;
+}
+
 }  // namespace wfp

@@ -14,6 +14,8 @@ constexpr double kMaxSafeInteger = 9007199254740991.0;  // 2^53 - 1
 
 bool ReadOsSocket(const Napi::CallbackInfo& info, size_t index, OsSocket* out);
 bool ReadRecords(const Napi::CallbackInfo& info, size_t index, Napi::Uint8Array* out);
+// A socket mark: an integer from 0 to 2^32 - 1.
+bool ReadMark(const Napi::CallbackInfo& info, size_t index, uint32_t* out);
 
 }  // namespace wfp
 

@@ -8,6 +8,7 @@
 //   address()               { address, port, family }
 //   send(data, address, port, records?, fromAddress?, fromPort?)
 //   close()                 idempotent; the OS socket closes once libuv lets go of it
+//   setMark(mark)           SO_MARK (Linux)
 //   ref() / unref()         whether it keeps the event loop alive
 //   stats()                 { received, truncated, malformedControl }
 //
@@ -23,6 +24,7 @@
 #include "js_args.h"
 #include "js_errors.h"
 #include "socket_lookup.h"
+#include "socket_mark.h"
 #include "udp_socket.h"
 
 namespace wfp {
@@ -82,6 +84,7 @@ class UdpSocketWrap : public Napi::ObjectWrap<UdpSocketWrap> {
                         InstanceMethod("address", &UdpSocketWrap::Address),
                         InstanceMethod("send", &UdpSocketWrap::Send),
                         InstanceMethod("close", &UdpSocketWrap::Close),
+                        InstanceMethod("setMark", &UdpSocketWrap::SetMark),
                         InstanceMethod("ref", &UdpSocketWrap::Ref),
                         InstanceMethod("unref", &UdpSocketWrap::Unref),
                         InstanceMethod("stats", &UdpSocketWrap::Stats)});
@@ -214,6 +217,18 @@ class UdpSocketWrap : public Napi::ObjectWrap<UdpSocketWrap> {
                                    has_records ? records.Data() : nullptr, has_records ? records.ByteLength() : 0,
                                    has_from ? &from : nullptr, &syscall);
     if (error != 0) ThrowSystemError(env, error, syscall, syscall, nullptr);
+    return env.Undefined();
+  }
+
+  Napi::Value SetMark(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t mark = 0;
+    if (!EnsureOpen(env) || !ReadMark(info, 0, &mark)) return env.Undefined();
+    const int error = SetSocketMark(socket_.socket, mark);
+    if (error != 0) {
+      ThrowSystemError(env, error, "setsockopt", "setsockopt(SO_MARK)",
+                       "marking sockets needs CAP_NET_ADMIN (run as root, or setcap cap_net_admin+ep on the node binary)");
+    }
     return env.Undefined();
   }
 

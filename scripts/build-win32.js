@@ -43,6 +43,7 @@ const ARTIFACTS = [
       'native/win/redirect_ioctl.cc',
       'native/win/udp_socket.cc',
       'native/no_netfilter/original_destination.cc',
+      'native/no_netfilter/socket_mark.cc',
       'native/no_netfilter/udp_tproxy.cc',
     ],
     flags: ['-DWFP_REDIRECT_BUILD="mingw"'],

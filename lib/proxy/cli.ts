@@ -38,6 +38,9 @@ Options:
   --shutdown-timeout MS        on Ctrl+C or SIGTERM (Windows: also Ctrl+Break and
                                closing the console), let open connections finish
                                for this long, then close them (default 10000)
+  --mark N                     Linux: SO_MARK N on every outbound connection and UDP
+                               socket, so a rule like "-m mark ! --mark N" exempts
+                               them from the redirect (needs CAP_NET_ADMIN)
   --udp                        relay UDP too, on the same address and port
   --udp-idle-timeout MS        end a UDP flow idle this long (default 60000; at least 1)
   --max-udp-flows N            UDP flows at once; beyond it the one idle longest
@@ -152,6 +155,7 @@ export async function main(argv: string[]): Promise<number> {
         'max-connections': { type: 'string' },
         'shutdown-timeout': { type: 'string' },
         udp: { type: 'boolean' },
+        mark: { type: 'string' },
         'udp-idle-timeout': { type: 'string' },
         'max-udp-flows': { type: 'string' },
         log: { type: 'string', default: 'text' },
@@ -173,6 +177,12 @@ export async function main(argv: string[]): Promise<number> {
     const listen = endpoint(values.listen, '--listen');
     const destination = destinationSource(values);
     const log = logger(values.log!);
+    const mark = values.mark === undefined ? undefined : count(values.mark, '--mark', 0);
+    if (mark !== undefined && mark > 0xffffffff) throw new UsageError(`--mark wants a number from 0 to 4294967295, not "${values.mark}"`);
+    if (mark !== undefined && process.platform !== 'linux') {
+      throw new UsageError('--mark sets SO_MARK, which is Linux\'s; on Windows the redirect records keep the proxy\'s own connections from being redirected');
+    }
+    const warn = (message: string) => process.stderr.write(`wfp-redirect-proxy: ${message}\n`);
     proxy = new TransparentProxy({
       listen,
       destination,
@@ -181,6 +191,8 @@ export async function main(argv: string[]): Promise<number> {
       // At least 1: a proxy that refuses every connection is a mistake, and 0 would not even mean that to Node.
       maxConnections: count(values['max-connections'], '--max-connections', 1024, 1),
       log,
+      mark,
+      warn,
     });
     const udpIdle = count(values['udp-idle-timeout'], '--udp-idle-timeout', 60_000, 1);
     const maxFlows = count(values['max-udp-flows'], '--max-udp-flows', 1024, 1);
@@ -189,7 +201,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (values.udp) {
       if (net.isIP(listen.host) === 0) throw new UsageError(`--udp needs --listen with an IP address, not "${listen.host}"`);
-      udp = new UdpRelay({ listen, destination: udpDestinationSource(destination, values), idleTimeout: udpIdle, maxFlows, log });
+      udp = new UdpRelay({ listen, destination: udpDestinationSource(destination, values), idleTimeout: udpIdle, maxFlows, log, mark });
     }
   } catch (error) {
     const known = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
@@ -206,7 +218,7 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`wfp-redirect-proxy: relaying UDP on ${formatEndpoint(bound.address, bound.port)}\n`);
     }
   } catch (error) {
-    process.stderr.write(`wfp-redirect-proxy: cannot listen: ${(error as Error).message}\n`);
+    process.stderr.write(`wfp-redirect-proxy: cannot start: ${(error as Error).message}\n`);
     return 1;
   }
 

@@ -4,7 +4,8 @@
 // connection that carries the redirect records, and relay both ways with
 // backpressure and half-close.
 import net from 'node:net';
-import { connectRedirected } from '../connect';
+import { networkInterfaces } from 'node:os';
+import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
 import { isSupported, queryRedirectRecords } from '../redirect';
 
@@ -35,6 +36,13 @@ export interface ProxyOptions {
    * `ERR_PROXY_REFUSED`), or nothing to go on as planned.
    */
   route?: (connection: RouteRequest) => RouteAnswer | Promise<RouteAnswer>;
+  /** Linux: SO_MARK on every outbound connection (connectRedirected's `mark`), for firewall exemptions. */
+  mark?: number;
+  /**
+   * Conditions of the proxy as a whole, as one line of text: at most one per
+   * kind every 10 s (running out of file descriptors, refused loops).
+   */
+  warn?: (message: string) => void;
 }
 
 export interface RouteRequest {
@@ -56,6 +64,62 @@ export interface ConnectionLog {
   bytesDown: number;
   durationMs: number;
   error?: string;
+}
+
+/** How often a repeated condition (EMFILE, a loop) is reported, at most. */
+const REPORT_INTERVAL_MS = 10_000;
+
+/** The file-descriptor (socket) limit, as each OS names it. */
+const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE', 'WSAEMFILE', 'WSAENOBUFS', 'ENOBUFS']);
+
+/**
+ * Counts occurrences of a condition and reports the first at once, then at
+ * most one summary per interval, so that a flood makes a few lines, not one
+ * per event.
+ */
+class RateLimitedReport {
+  private suppressed = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly report: (count: number, first: boolean) => void) {}
+
+  /** Returns whether this occurrence was reported on its own (else it is counted for the summary). */
+  note(): boolean {
+    if (this.timer) {
+      ++this.suppressed;
+      return false;
+    }
+    this.report(1, true);
+    this.timer = setTimeout(() => this.flush(), REPORT_INTERVAL_MS).unref();
+    return true;
+  }
+
+  private flush(): void {
+    this.timer = undefined;
+    if (this.suppressed === 0) return;
+    const count = this.suppressed;
+    this.suppressed = 0;
+    this.report(count, false);
+    this.timer = setTimeout(() => this.flush(), REPORT_INTERVAL_MS).unref();
+  }
+
+  /** Reports what is still counted, and stops. */
+  stop(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    if (this.suppressed > 0) this.report(this.suppressed, false);
+    this.suppressed = 0;
+  }
+}
+
+/** '::ffff:10.0.0.1' and '10.0.0.1' are one IPv4 endpoint. */
+function endpointKey(address: string | undefined, port: number | undefined): string {
+  const plain = address?.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+  return `${plain} ${port}`;
+}
+
+function loopError(detail: string): Error {
+  return Object.assign(new Error(`a redirect loop: ${detail}`), { code: 'ERR_PROXY_LOOP' });
 }
 
 export function formatEndpoint(host: string | undefined, port: number | undefined): string {
@@ -88,7 +152,13 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  private readonly options: Required<Omit<ProxyOptions, 'route'>> & Pick<ProxyOptions, 'route'>;
+  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark'>> & Pick<ProxyOptions, 'route' | 'mark'>;
+  /** Local endpoints of this proxy's outbound connections: one coming back in is a loop. */
+  private readonly ownEndpoints = new Set<string>();
+  /** Outbound connections not connected yet, whose local endpoints are not known yet. */
+  private readonly connecting = new Set<Promise<void>>();
+  private readonly loops: RateLimitedReport;
+  private readonly descriptors: RateLimitedReport;
 
   constructor(options: ProxyOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
@@ -99,23 +169,46 @@ export class TransparentProxy {
       connectTimeout: options.connectTimeout ?? 10_000,
       maxConnections: options.maxConnections ?? 1024,
       log: options.log ?? (() => {}),
+      warn: options.warn ?? (() => {}),
     };
+    if (options.mark !== undefined) checkMark(options.mark);
+    this.loops = new RateLimitedReport((count, first) =>
+      this.options.warn(
+        first
+          ? 'refused a connection that is this proxy\'s own (ERR_PROXY_LOOP): a redirect rule sends the proxy\'s outbound connections back to it. Exempt them (Linux: --mark with "-m mark ! --mark N", or an owner match; Windows: the callout must honour the records)'
+          : `refused ${count} more looping connection(s) (ERR_PROXY_LOOP) in the last ${REPORT_INTERVAL_MS / 1000} s`,
+      ),
+    );
+    this.descriptors = new RateLimitedReport((count, first) =>
+      this.options.warn(
+        first
+          ? 'out of file descriptors (EMFILE/ENFILE): new connections are refused until some close; raise the limit (ulimit -n) or lower --max-connections'
+          : `still at the file-descriptor limit: ${count} more connection(s) refused in the last ${REPORT_INTERVAL_MS / 1000} s`,
+      ),
+    );
     for (const name of ['idleTimeout', 'connectTimeout', 'maxConnections'] as const) {
       const value = this.options[name];
       if (!Number.isSafeInteger(value) || value < (name === 'maxConnections' ? 1 : 0)) {
         throw outOfRange('ERR_OUT_OF_RANGE', `options.${name} must be a whole number${name === 'maxConnections' ? ' of at least 1' : ''}. Received ${String(value)}`);
       }
     }
-    for (const name of ['log', 'route'] as const) {
+    for (const name of ['log', 'route', 'warn'] as const) {
       if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
     }
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (inbound) => {
       this.relay(inbound).catch(() => inbound.destroy());
     });
     this.server.maxConnections = this.options.maxConnections;
+    // An accept that fails (EMFILE, ...) must not end the proxy: libuv refuses
+    // the connection and goes on accepting once descriptors are free again.
+    this.server.on('error', (error: NodeJS.ErrnoException) => {
+      if (OUT_OF_DESCRIPTORS.has(error.code ?? '')) this.descriptors.note();
+      else this.options.warn(`accepting a connection failed: ${error.code ?? error.message}`);
+    });
   }
 
   async listen(): Promise<net.AddressInfo> {
+    if (this.options.mark !== undefined) probeMark(this.options.mark);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
       this.server.listen(this.options.listen.port, this.options.listen.host, () => {
@@ -133,6 +226,8 @@ export class TransparentProxy {
 
   /** Stops accepting; open connections may finish until `deadlineMs`, then are cut. Resolves to how many connections were cut. */
   async shutdown(deadlineMs: number): Promise<number> {
+    this.loops.stop();
+    this.descriptors.stop();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     const timer = new Promise<'deadline'>((resolve) => setTimeout(resolve, deadlineMs, 'deadline').unref());
     if ((await Promise.race([closed, timer])) !== 'deadline') return 0;
@@ -140,6 +235,49 @@ export class TransparentProxy {
     for (const socket of this.open) socket.destroy();
     await closed;
     return cut;
+  }
+
+  /** Remembers an outbound connection's local endpoint while it is open, as soon as it has one. */
+  private track(out: net.Socket): void {
+    let key: string | undefined;
+    const connected = new Promise<void>((resolve) => {
+      out.once('connect', () => {
+        key = endpointKey(out.localAddress, out.localPort);
+        this.ownEndpoints.add(key);
+        resolve();
+      });
+      out.once('close', () => resolve());
+    });
+    this.connecting.add(connected);
+    connected.then(() => this.connecting.delete(connected));
+    out.once('close', () => {
+      if (key !== undefined) this.ownEndpoints.delete(key);
+    });
+  }
+
+  /**
+   * Whether a new connection comes from one of this proxy's own outbound
+   * connections. A looped connection can be accepted before its outbound end
+   * has reported 'connect' (both happen in one turn of the loop), so when any
+   * outbound connection is still connecting, it waits for those (briefly).
+   */
+  private async isOwnConnection(inbound: net.Socket): Promise<boolean> {
+    const key = endpointKey(inbound.remoteAddress, inbound.remotePort);
+    if (this.ownEndpoints.has(key)) return true;
+    if (this.connecting.size === 0) return false;
+    await Promise.race([Promise.all([...this.connecting]), new Promise((resolve) => setTimeout(resolve, 250).unref())]);
+    return this.ownEndpoints.has(key);
+  }
+
+  /** Whether a destination is this proxy's own listening endpoint. */
+  private isOwnListener(destination: Destination): boolean {
+    const listening = this.server.address() as net.AddressInfo | null;
+    if (!listening || destination.port !== listening.port) return false;
+    const host = endpointKey(destination.host, 0);
+    if (host === endpointKey(listening.address, 0)) return true;
+    const wildcard = listening.address === '0.0.0.0' || listening.address === '::';
+    const address = host.slice(0, -2);
+    return wildcard && (address === 'localhost' || Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === address)));
   }
 
   private async destinationOf(inbound: net.Socket): Promise<Destination> {
@@ -181,8 +319,14 @@ export class TransparentProxy {
     };
     inbound.on('error', fail);
     const inboundClosed = new Promise<void>((resolve) => inbound.once('close', () => resolve()));
+    // A refused loop after the first in an interval is counted in the warning, not logged on its own.
+    let unlogged = false;
 
     try {
+      if (await this.isOwnConnection(inbound)) {
+        unlogged = !this.loops.note();
+        throw loopError(`${client} is one of this proxy's own outbound connections`);
+      }
       const records = await this.recordsOf(inbound);
       entry.records = records?.length ?? 0;
       let destination = await this.destinationOf(inbound);
@@ -191,10 +335,22 @@ export class TransparentProxy {
         destination = routed(await this.options.route({ socket: inbound, destination, records }), destination);
         entry.destination = formatEndpoint(destination.host, destination.port);
       }
+      if (this.isOwnListener(destination)) {
+        unlogged = !this.loops.note();
+        throw loopError(`the destination ${entry.destination} is this proxy itself`);
+      }
       if (inbound.destroyed) throw Object.assign(new Error('client went away'), { code: 'ECONNRESET' });
-      const out = connectRedirected({ host: destination.host, port: destination.port, redirectRecords: records, allowHalfOpen: true, timeout: this.options.connectTimeout });
+      const out = connectRedirected({
+        host: destination.host,
+        port: destination.port,
+        redirectRecords: records,
+        allowHalfOpen: true,
+        timeout: this.options.connectTimeout,
+        mark: this.options.mark,
+      });
       outbound = out;
       this.open.add(out);
+      this.track(out);
       out.on('error', fail);
       out.once('timeout', () => fail(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
       await new Promise<void>((resolve, reject) => {
@@ -213,6 +369,7 @@ export class TransparentProxy {
       inbound.resume();
       await Promise.all([inboundClosed, new Promise((resolve) => out.once('close', resolve))]);
     } catch (error) {
+      if (OUT_OF_DESCRIPTORS.has(code(error))) this.descriptors.note();
       fail(error);
       await inboundClosed;
     } finally {
@@ -222,7 +379,7 @@ export class TransparentProxy {
       this.clients.delete(inbound);
       this.open.delete(inbound);
       if (outbound) this.open.delete(outbound);
-      this.options.log(entry);
+      if (!unlogged) this.options.log(entry);
     }
   }
 }

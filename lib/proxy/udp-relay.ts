@@ -27,6 +27,8 @@ export interface UdpRelayOptions {
   maxFlows?: number;
   /** One call per ended flow, and per dropped datagram. */
   log?: (entry: FlowLog) => void;
+  /** Linux: SO_MARK on every outbound socket (see connectRedirected's `mark`). */
+  mark?: number;
 }
 
 export type FlowEnd = 'idle' | 'evicted' | 'replaced' | 'shutdown' | 'error' | 'dropped';
@@ -79,7 +81,7 @@ const unmapped = (address: string) => (address.startsWith('::ffff:') && net.isIP
 
 export class UdpRelay {
   readonly socket: RedirectUdpSocket;
-  private readonly options: Required<Omit<UdpRelayOptions, 'destination'>> & Pick<UdpRelayOptions, 'destination'>;
+  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark'>> & Pick<UdpRelayOptions, 'destination' | 'mark'>;
   /** Oldest activity first: a flow moves to the end on each datagram. */
   private readonly flows = new Map<string, Flow>();
   /** Windows: a redirected flow's context comes with its first datagram only; later ones are known by their client. */
@@ -103,7 +105,14 @@ export class UdpRelay {
     // Linux learns the original destination from TPROXY, which needs a transparent socket.
     this.tproxy = options.destination.kind === 'original' && process.platform !== 'win32';
     this.socket = new RedirectUdpSocket({ type: family === 6 ? 'udp6' : 'udp4', transparent: this.tproxy });
-    this.socket.on('message', (data, rinfo) => this.inbound(data, rinfo));
+    this.socket.on('message', (data, rinfo) => {
+      try {
+        this.inbound(data, rinfo);
+      } catch (error) {
+        // No outbound socket (EMFILE, a mark refused, ...): this datagram alone is lost.
+        this.drop(rinfo, errorCode(error));
+      }
+    });
     // A failed receive is the OS's (e.g. out of buffers): counted, never fatal.
     this.socket.on('error', () => ++this.dropped);
   }
@@ -198,7 +207,7 @@ export class UdpRelay {
     if (previous) this.end(previous, 'replaced');
     const id = ++this.nextId;
     const records = rinfo.redirectRecords;
-    const outbound = new RedirectUdpSocket(net.isIPv6(destination.address) ? 'udp6' : 'udp4');
+    const outbound = new RedirectUdpSocket({ type: net.isIPv6(destination.address) ? 'udp6' : 'udp4', mark: this.options.mark });
     // The listening socket keeps the process alive; a flow, like its idle timer, does not.
     outbound.unref();
     const log: FlowLog = {

@@ -1,0 +1,59 @@
+// The proxy's own connections coming back to it (Linux, in a network
+// namespace of the test's own): with an iptables REDIRECT that does not exempt
+// the proxy, one client connection must make exactly one refused loop
+// (ERR_PROXY_LOOP), not a flood until EMFILE; with the rule exempting a mark
+// and the proxy started with --mark, the connection reaches its original
+// destination intact. Needs Linux, root, iproute2 and iptables; without them it
+// says so loudly and is reported pending.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { addNetworkNamespace } from './helpers';
+
+const NAMESPACE = `wfp-redirect-loop-${process.pid}`;
+const SERVER = '10.78.0.2';
+const SERVER_PORT = 7070;
+const PROXY_PORT = 7171;
+const MARK = 119;
+
+describe('redirect loops and --mark, through an unexempted iptables REDIRECT in a network namespace (Linux)', function () {
+  this.timeout(120_000);
+
+  before(function () {
+    const reason = addNetworkNamespace(NAMESPACE, ['iptables']);
+    if (reason) {
+      console.warn(`    !!! THE REDIRECT-LOOP TEST WAS NOT RUN: ${reason}`);
+      this.skip();
+    }
+    const run = (command: string[]) => execFileSync('ip', ['netns', 'exec', NAMESPACE, ...command]);
+    run(['ip', 'link', 'set', 'lo', 'up']);
+    // The server's address, on the namespace's loopback.
+    run(['ip', 'addr', 'add', `${SERVER}/32`, 'dev', 'lo']);
+  });
+
+  after(function () {
+    spawnSync('ip', ['netns', 'del', NAMESPACE]);
+  });
+
+  it('one client connection makes exactly one refused loop; exempted by --mark, the next reaches the server intact', function () {
+    const run = spawnSync('ip', ['netns', 'exec', NAMESPACE, process.execPath, join(__dirname, 'fixtures', 'loop-e2e.js'), SERVER, String(SERVER_PORT), String(PROXY_PORT), String(MARK)], {
+      encoding: 'utf8',
+      timeout: 100_000,
+    });
+    const line = run.stdout.trim().split('\n').pop() ?? '';
+    assert.ok(line.startsWith('{'), `no result from the namespace: ${run.stdout}\n${run.stderr}`);
+    const result = JSON.parse(line);
+    assert.equal(result.ok, true, result.error);
+    const { phase1, phase2 } = result;
+    const loops = phase1.logs.filter((entry: { error?: string }) => entry.error === 'ERR_PROXY_LOOP');
+    assert.equal(loops.length, 1, `exactly one refused loop: ${JSON.stringify(phase1.logs)}`);
+    assert.equal(phase1.logs.length, 2, `the client's connection and its one loop, nothing more: ${JSON.stringify(phase1.logs)}`);
+    assert.equal(phase1.originConnections, 0, 'nothing reached the server while the proxy looped');
+    assert.equal(phase1.stderr.filter((text: string) => text.includes('ERR_PROXY_LOOP')).length, 1, phase1.stderr.join('\n'));
+    const [relayed] = phase2.logs;
+    assert.equal(relayed.error, undefined, JSON.stringify(relayed));
+    assert.equal(relayed.destination, `${SERVER}:${SERVER_PORT}`);
+    assert.equal(relayed.bytesUp, 1024 * 1024);
+    assert.equal(relayed.bytesDown, 1024 * 1024);
+  });
+});
