@@ -153,8 +153,14 @@ export class TransparentProxy {
   private nextId = 0;
 
   private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark'>> & Pick<ProxyOptions, 'route' | 'mark'>;
-  /** Local endpoints of this proxy's outbound connections: one coming back in is a loop. */
-  private readonly ownEndpoints = new Set<string>();
+  /**
+   * This proxy's open outbound connections, as "local -> remote" endpoint
+   * pairs: an inbound connection from such a local endpoint, going to that
+   * remote endpoint (its original destination) or straight to this proxy, is
+   * one of them come back: a loop. (The local endpoint alone would not do: a
+   * client on this host can have the same local port towards the proxy.)
+   */
+  private readonly ownConnections = new Set<string>();
   /** Outbound connections not connected yet, whose local endpoints are not known yet. */
   private readonly connecting = new Set<Promise<void>>();
   private readonly loops: RateLimitedReport;
@@ -237,13 +243,13 @@ export class TransparentProxy {
     return cut;
   }
 
-  /** Remembers an outbound connection's local endpoint while it is open, as soon as it has one. */
+  /** Remembers an outbound connection's endpoints while it is open, as soon as it has them. */
   private track(out: net.Socket): void {
     let key: string | undefined;
     const connected = new Promise<void>((resolve) => {
       out.once('connect', () => {
-        key = endpointKey(out.localAddress, out.localPort);
-        this.ownEndpoints.add(key);
+        key = `${endpointKey(out.localAddress, out.localPort)} -> ${endpointKey(out.remoteAddress, out.remotePort)}`;
+        this.ownConnections.add(key);
         resolve();
       });
       out.once('close', () => resolve());
@@ -251,22 +257,27 @@ export class TransparentProxy {
     this.connecting.add(connected);
     connected.then(() => this.connecting.delete(connected));
     out.once('close', () => {
-      if (key !== undefined) this.ownEndpoints.delete(key);
+      if (key !== undefined) this.ownConnections.delete(key);
     });
   }
 
   /**
-   * Whether a new connection comes from one of this proxy's own outbound
-   * connections. A looped connection can be accepted before its outbound end
+   * Whether a new connection is one of this proxy's own outbound connections
+   * come back (`destination`: where it was going, before any route hook). A looped connection can be accepted before its outbound end
    * has reported 'connect' (both happen in one turn of the loop), so when any
    * outbound connection is still connecting, it waits for those (briefly).
    */
-  private async isOwnConnection(inbound: net.Socket): Promise<boolean> {
-    const key = endpointKey(inbound.remoteAddress, inbound.remotePort);
-    if (this.ownEndpoints.has(key)) return true;
+  private async isOwnConnection(inbound: net.Socket, destination: Destination): Promise<boolean> {
+    const from = endpointKey(inbound.remoteAddress, inbound.remotePort);
+    // Straight to this proxy; or, where the destination is the connection's
+    // original one (not a fixed upstream, which every connection shares), redirected here.
+    const keys = [`${from} -> ${endpointKey(inbound.localAddress, inbound.localPort)}`];
+    if (this.options.destination.kind === 'resolver') keys.push(`${from} -> ${endpointKey(destination.host, destination.port)}`);
+    const known = () => keys.some((key) => this.ownConnections.has(key));
+    if (known()) return true;
     if (this.connecting.size === 0) return false;
     await Promise.race([Promise.all([...this.connecting]), new Promise((resolve) => setTimeout(resolve, 250).unref())]);
-    return this.ownEndpoints.has(key);
+    return known();
   }
 
   /** Whether a destination is this proxy's own listening endpoint. */
@@ -323,14 +334,14 @@ export class TransparentProxy {
     let unlogged = false;
 
     try {
-      if (await this.isOwnConnection(inbound)) {
-        unlogged = !this.loops.note();
-        throw loopError(`${client} is one of this proxy's own outbound connections`);
-      }
       const records = await this.recordsOf(inbound);
       entry.records = records?.length ?? 0;
       let destination = await this.destinationOf(inbound);
       entry.destination = formatEndpoint(destination.host, destination.port);
+      if (await this.isOwnConnection(inbound, destination)) {
+        unlogged = !this.loops.note();
+        throw loopError(`${client} is one of this proxy's own outbound connections`);
+      }
       if (this.options.route) {
         destination = routed(await this.options.route({ socket: inbound, destination, records }), destination);
         entry.destination = formatEndpoint(destination.host, destination.port);
