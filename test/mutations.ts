@@ -502,4 +502,12 @@ export const MUTATIONS: Mutation[] = [
     specs: ['fd-limit.test.js'],
     runtime: 'linux',
   },
+  {
+    name: 'proxy-keeps-outbound-after-failure',
+    intent: "a connection that fails on the client's side leaves its outbound connection open",
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: '      inbound.destroy();\n      outbound?.destroy();\n', replace: '      inbound.destroy();\n' }],
+    specs: ['soak.test.js'],
+    runtime: 'linux',
+  },
 ];
