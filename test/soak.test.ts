@@ -27,9 +27,12 @@ const OPCODE = new Map<Kind, number>(KINDS.map((kind, index) => [kind, 0x41 + in
 
 const sha = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
 
-/** The upstream: behaves as the connection's first byte says. */
+/** The upstream: behaves as the connection's first byte says. `close()` also ends the connections still open. */
 function faultServer(): Promise<net.Server> {
+  const open = new Set<net.Socket>();
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    open.add(socket);
+    socket.on('close', () => open.delete(socket));
     socket.on('error', () => {});
     socket.once('data', (first: Buffer) => {
       const kind = KINDS[first[0] - 0x41];
@@ -71,6 +74,11 @@ function faultServer(): Promise<net.Server> {
       }
     });
   });
+  const close = server.close.bind(server);
+  server.close = (callback) => {
+    for (const socket of open) socket.destroy();
+    return close(callback);
+  };
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
