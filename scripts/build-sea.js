@@ -52,7 +52,10 @@ function load(name) {
   modules[name].call(module.exports, module.exports, requireFromBundle, module, name + '.js', __dirname);
   return module.exports;
 }
-load('proxy/cli').main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+load('proxy/cli').main(process.argv.slice(2)).then((code) => {
+  process.exitCode = code;
+  setTimeout(() => process.exit(code), 2000).unref();
+});
 `;
 }
 

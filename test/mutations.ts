@@ -510,4 +510,15 @@ export const MUTATIONS: Mutation[] = [
     specs: ['soak.test.js'],
     runtime: 'linux',
   },
+  {
+    name: 'udp-one-flow-per-client-linux',
+    intent: "a client socket's new destination ends its flow to the other (TPROXY datagrams each name their own)",
+    file: 'lib/proxy/udp-relay.ts',
+    edits: [
+      { find: 'const previous = this.byClient ? this.flowOfClient.get(client) : undefined;', replace: 'const previous = this.flowOfClient.get(client);' },
+      { find: 'if (this.byClient) this.flowOfClient.set(client, flow);', replace: 'this.flowOfClient.set(client, flow);' },
+    ],
+    specs: ['udp-tproxy.test.js'],
+    runtime: 'linux',
+  },
 ];

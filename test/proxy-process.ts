@@ -67,11 +67,14 @@ export function askProxy<T>(proxy: Running, message: object): Promise<T> {
   });
 }
 
+/** SIGTERM, and SIGKILL if the process has not exited 20 s later (a test must end even when the proxy does not). */
 export async function stop(running: Running): Promise<void> {
-  if (running.child.exitCode === null) {
-    running.child.kill();
-    await once(running.child, 'exit');
-  }
+  if (running.child.exitCode !== null || running.child.signalCode !== null) return;
+  const exited = once(running.child, 'exit');
+  running.child.kill();
+  const timer = setTimeout(() => running.child.kill('SIGKILL'), 20_000);
+  await exited;
+  clearTimeout(timer);
 }
 
 export function connect(port: number): Promise<net.Socket> {

@@ -52,16 +52,20 @@ describe('UDP end to end through an iptables TPROXY in network namespaces (Linux
       // Marked datagrams are delivered locally: back in through lo, where TPROXY sees them.
       run(CLIENT_NS, [...setup.ip, 'rule', 'add', 'fwmark', '1', 'lookup', '100']);
       run(CLIENT_NS, [...setup.ip, 'route', 'add', 'local', setup.any, 'dev', 'lo', 'table', '100']);
+      // The server's port and the one after it: one client talks to both at once.
+      const ports = `${SERVER_PORT}:${SERVER_PORT + 1}`;
       run(CLIENT_NS, [setup.iptables, '-t', 'mangle', '-A', 'OUTPUT', '-p', 'udp', '-s', setup.client, '-d', setup.server,
-        '--dport', String(SERVER_PORT), '-j', 'MARK', '--set-mark', '1']);
+        '--dport', ports, '-j', 'MARK', '--set-mark', '1']);
       run(CLIENT_NS, [setup.iptables, '-t', 'mangle', '-A', 'PREROUTING', '-i', 'lo', '-p', 'udp', '-d', setup.server,
-        '--dport', String(SERVER_PORT), '-j', 'TPROXY', '--on-port', String(PROXY_PORT), '--tproxy-mark', '1']);
-      const server = spawn('ip', ['netns', 'exec', SERVER_NS, process.execPath, join(__dirname, 'fixtures', 'udp-reverse-server.js'), setup.server, String(SERVER_PORT)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      servers.push(server);
-      await new Promise<void>((resolve, reject) => {
-        server.stdout!.once('data', () => resolve());
-        server.once('exit', (code) => reject(new Error(`the server in ${SERVER_NS} exited with ${code}`)));
-      });
+        '--dport', ports, '-j', 'TPROXY', '--on-port', String(PROXY_PORT), '--tproxy-mark', '1']);
+      for (const port of [SERVER_PORT, SERVER_PORT + 1]) {
+        const server = spawn('ip', ['netns', 'exec', SERVER_NS, process.execPath, join(__dirname, 'fixtures', 'udp-reverse-server.js'), setup.server, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+        servers.push(server);
+        await new Promise<void>((resolve, reject) => {
+          server.stdout!.once('data', () => resolve());
+          server.once('exit', (code) => reject(new Error(`the server in ${SERVER_NS} exited with ${code}`)));
+        });
+      }
     }
   });
 
@@ -72,7 +76,7 @@ describe('UDP end to end through an iptables TPROXY in network namespaces (Linux
   });
 
   for (const [family, setup] of Object.entries(SETUPS)) {
-    it(`${family}: ${FLOWS} flows x ${DATAGRAMS} datagrams relayed, every reply intact and from the original destination; a datagram nobody redirected is dropped and logged`, function () {
+    it(`${family}: ${FLOWS} flows x ${DATAGRAMS} datagrams relayed, every reply intact and from the original destination; one client socket with two destinations at once is two flows; a datagram nobody redirected is dropped and logged`, function () {
       const fixture = join(__dirname, 'fixtures', 'udp-tproxy-e2e.js');
       const result = spawnSync('ip', ['netns', 'exec', CLIENT_NS, process.execPath, fixture, setup.server, String(SERVER_PORT), setup.proxyListen, String(PROXY_PORT), setup.client, String(FLOWS), String(DATAGRAMS)], {
         encoding: 'utf8',
@@ -93,8 +97,12 @@ describe('UDP end to end through an iptables TPROXY in network namespaces (Linux
         assert.equal(flow.intact, DATAGRAMS, 'every reply, byte for byte');
         assert.deepEqual(flow.repliesFrom, [origin], 'replies come from the original destination');
       }
-      const relayed = outcome.logs.filter((entry: { end: string }) => entry.end !== 'dropped');
+      const second = `${bracket(setup.server)}:${SERVER_PORT + 1}`;
+      assert.deepEqual(outcome.both, { sent: 20, intact: 20, repliesFrom: [origin, second] }, 'one socket, two destinations: each reply from its own');
+      const relayed = outcome.logs.filter((entry: { end: string; client: string }) => entry.end !== 'dropped' && entry.client !== outcome.bothClient);
       const dropped = outcome.logs.filter((entry: { end: string }) => entry.end === 'dropped');
+      const dual = outcome.logs.filter((entry: { client: string }) => entry.client === outcome.bothClient);
+      assert.deepEqual(dual.map((entry: { destination: string; end: string; datagramsUp: number }) => [entry.destination, entry.end, entry.datagramsUp]).sort(), [[origin, 'idle', 10], [second, 'idle', 10]]);
       assert.equal(relayed.length, FLOWS, JSON.stringify(outcome.logs));
       for (const entry of relayed) {
         assert.equal(entry.destination, origin);

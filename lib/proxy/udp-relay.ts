@@ -86,7 +86,10 @@ export class UdpRelay {
   private readonly flows = new Map<string, Flow>();
   /** Windows: a redirected flow's context comes with its first datagram only; later ones are known by their client. */
   private readonly flowOfClient = new Map<string, Flow>();
+  /** Linux: each datagram names its original destination (TPROXY). */
   private readonly tproxy: boolean;
+  /** Windows, original destinations: only a flow's first datagram names its destination (the WFP context). */
+  private readonly byClient: boolean;
   private upstream: { address: string; port: number } | undefined;
   private nextId = 0;
   private dropped = 0;
@@ -104,6 +107,7 @@ export class UdpRelay {
     if (family === 0) throw invalidArgType('options.listen.host', 'an IP address', options.listen?.host);
     // Linux learns the original destination from TPROXY, which needs a transparent socket.
     this.tproxy = options.destination.kind === 'original' && process.platform !== 'win32';
+    this.byClient = options.destination.kind === 'original' && process.platform === 'win32';
     this.socket = new RedirectUdpSocket({ type: family === 6 ? 'udp6' : 'udp4', transparent: this.tproxy });
     this.socket.on('message', (data, rinfo) => {
       try {
@@ -179,7 +183,7 @@ export class UdpRelay {
   private inbound(data: Buffer, rinfo: RedirectedRemoteInfo): void {
     const client = formatEndpoint(rinfo.address, rinfo.port);
     let flow: Flow | undefined;
-    if (!this.tproxy && this.options.destination.kind === 'original' && !rinfo.redirectContext) {
+    if (this.byClient && !rinfo.redirectContext) {
       flow = this.flowOfClient.get(client);
       if (!flow) return this.drop(rinfo, 'ERR_NOT_REDIRECTED');
     } else {
@@ -203,7 +207,8 @@ export class UdpRelay {
   private open(key: string, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }): Flow {
     if (this.flows.size >= this.options.maxFlows) this.end(this.flows.values().next().value!, 'evicted');
     const client = formatEndpoint(rinfo.address, rinfo.port);
-    const previous = this.flowOfClient.get(client);
+    // A new redirect from a client whose later datagrams are known by the client alone replaces its flow.
+    const previous = this.byClient ? this.flowOfClient.get(client) : undefined;
     if (previous) this.end(previous, 'replaced');
     const id = ++this.nextId;
     const records = rinfo.redirectRecords;
@@ -231,7 +236,7 @@ export class UdpRelay {
     });
     outbound.on('error', (error) => this.end(flow, 'error', errorCode(error)));
     this.flows.set(key, flow);
-    this.flowOfClient.set(client, flow);
+    if (this.byClient) this.flowOfClient.set(client, flow);
     return flow;
   }
 
