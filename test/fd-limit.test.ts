@@ -1,12 +1,12 @@
 // The proxy CLI at its file-descriptor limit (POSIX: a low `ulimit -n` for
 // the proxy's process alone): connections beyond what the limit allows are
-// refused, the condition is reported once (not per connection), the process
+// refused, the condition is reported at most once (not per connection), the process
 // keeps running, and it serves again as soon as descriptors are free.
 // Windows' socket limit (WSAEMFILE / WSAENOBUFS) cannot be reached under
 // Wine: there the test is pending, with a notice.
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { readdirSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { isWindows } from './helpers';
 import { CLI, echoServer, roundTrip, start, stop } from './proxy-process';
 
@@ -52,11 +52,13 @@ describe('the proxy CLI at its file-descriptor limit', function () {
       );
       const served = relayed.filter(Boolean).length;
       assert.ok(served > 0 && served < CLIENTS, `${served} of ${CLIENTS} relayed: the limit must have been reached, and not at once`);
-      const fds = readdirSync(`/proc/${proxy.child.pid}/fd`).length;
-      assert.ok(fds <= LIMIT, `${fds} descriptors open`);
+      assert.match(readFileSync(`/proc/${proxy.child.pid}/limits`, 'utf8'), new RegExp(`Max open files\\s+${LIMIT}\\s`), 'the limit applies to the proxy');
       assert.equal(proxy.child.exitCode, null, 'the proxy is still running');
+      // Reported at most once: when an outbound socket cannot be created. A
+      // connection libuv cannot accept is refused by libuv itself (it closes the
+      // pending ones to make room), and some Node lines never tell the program.
       const warnings = proxy.stderr.filter((line) => line.includes('out of file descriptors'));
-      assert.equal(warnings.length, 1, proxy.stderr.join('\n'));
+      assert.ok(warnings.length <= 1, proxy.stderr.join('\n'));
 
       for (const socket of clients) socket.destroy();
       const deadline = Date.now() + 10_000;
