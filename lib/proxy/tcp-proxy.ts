@@ -4,10 +4,11 @@
 // connection that carries the redirect records, and relay both ways with
 // backpressure and half-close.
 import net from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
 import { isSupported, queryRedirectRecords } from '../redirect';
+import { endpointKey, isListeningEndpoint } from './endpoints';
+import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 
 export interface Destination {
   host: string;
@@ -66,57 +67,8 @@ export interface ConnectionLog {
   error?: string;
 }
 
-/** How often a repeated condition (EMFILE, a loop) is reported, at most. */
-const REPORT_INTERVAL_MS = 10_000;
-
 /** The file-descriptor (socket) limit, as each OS names it. */
 const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE', 'WSAEMFILE', 'WSAENOBUFS', 'ENOBUFS']);
-
-/**
- * Counts occurrences of a condition and reports the first at once, then at
- * most one summary per interval, so that a flood makes a few lines, not one
- * per event.
- */
-class RateLimitedReport {
-  private suppressed = 0;
-  private timer: NodeJS.Timeout | undefined;
-
-  constructor(private readonly report: (count: number, first: boolean) => void) {}
-
-  /** Returns whether this occurrence was reported on its own (else it is counted for the summary). */
-  note(): boolean {
-    if (this.timer) {
-      ++this.suppressed;
-      return false;
-    }
-    this.report(1, true);
-    this.timer = setTimeout(() => this.flush(), REPORT_INTERVAL_MS).unref();
-    return true;
-  }
-
-  private flush(): void {
-    this.timer = undefined;
-    if (this.suppressed === 0) return;
-    const count = this.suppressed;
-    this.suppressed = 0;
-    this.report(count, false);
-    this.timer = setTimeout(() => this.flush(), REPORT_INTERVAL_MS).unref();
-  }
-
-  /** Reports what is still counted, and stops. */
-  stop(): void {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    if (this.suppressed > 0) this.report(this.suppressed, false);
-    this.suppressed = 0;
-  }
-}
-
-/** '::ffff:10.0.0.1' and '10.0.0.1' are one IPv4 endpoint. */
-function endpointKey(address: string | undefined, port: number | undefined): string {
-  const plain = address?.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
-  return `${plain} ${port}`;
-}
 
 function loopError(detail: string): Error {
   return Object.assign(new Error(`a redirect loop: ${detail}`), { code: 'ERR_PROXY_LOOP' });
@@ -283,12 +235,7 @@ export class TransparentProxy {
   /** Whether a destination is this proxy's own listening endpoint. */
   private isOwnListener(destination: Destination): boolean {
     const listening = this.server.address() as net.AddressInfo | null;
-    if (!listening || destination.port !== listening.port) return false;
-    const host = endpointKey(destination.host, 0);
-    if (host === endpointKey(listening.address, 0)) return true;
-    const wildcard = listening.address === '0.0.0.0' || listening.address === '::';
-    const address = host.slice(0, -2);
-    return wildcard && (address === 'localhost' || Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === address)));
+    return listening !== null && isListeningEndpoint(destination.host, destination.port, listening);
   }
 
   private async destinationOf(inbound: net.Socket): Promise<Destination> {

@@ -6,10 +6,10 @@
 // end when idle, or oldest idle first when there are too many.
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { invalidArgType, outOfRange } from '../errors';
 import { originalDestinationFromContext, type OriginalDestinationOptions } from '../original-destination';
 import { RedirectUdpSocket, type RedirectedRemoteInfo } from '../udp-socket';
+import { isListeningEndpoint, unmapped } from './endpoints';
 import { type Destination, formatEndpoint } from './tcp-proxy';
 
 /** Where a flow goes: a fixed upstream, or where its datagrams were going (TPROXY on Linux, the WFP context on Windows). */
@@ -77,7 +77,6 @@ function positive(value: number, name: string): number {
 }
 
 const errorCode = (error: unknown) => String((error as { code?: unknown }).code ?? (error as Error).message ?? error);
-const unmapped = (address: string) => (address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address);
 
 export class UdpRelay {
   readonly socket: RedirectUdpSocket;
@@ -173,11 +172,7 @@ export class UdpRelay {
 
   /** The listening socket's own address and port: where a datagram nobody redirected was going. */
   private isOwnEndpoint(address: string, port: number): boolean {
-    const local = this.socket.address();
-    if (port !== local.port) return false;
-    if (address === local.address) return true;
-    const wildcard = local.address === '0.0.0.0' || local.address === '::';
-    return wildcard && Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === unmapped(address)));
+    return isListeningEndpoint(address, port, this.socket.address());
   }
 
   private inbound(data: Buffer, rinfo: RedirectedRemoteInfo): void {

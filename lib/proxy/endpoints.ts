@@ -1,0 +1,27 @@
+// Comparing endpoints the way the proxy's checks need: one spelling for an
+// IPv4 address whether or not a dual-stack socket mapped it, and whether an
+// address and port are a listening socket's own.
+import net from 'node:net';
+import { networkInterfaces } from 'node:os';
+
+/** '::ffff:10.0.0.1' -> '10.0.0.1', as a dual-stack socket reports an IPv4 peer. */
+export function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+/** One string per endpoint, however the address was spelt. */
+export function endpointKey(address: string | undefined, port: number | undefined): string {
+  return `${address === undefined ? address : unmapped(address)} ${port}`;
+}
+
+/**
+ * Whether `address`:`port` is where `listening` accepts: its own address, or
+ * for a wildcard listener any address of this host (`localhost` included).
+ */
+export function isListeningEndpoint(address: string, port: number, listening: net.AddressInfo): boolean {
+  if (port !== listening.port) return false;
+  const plain = unmapped(address);
+  if (plain === unmapped(listening.address)) return true;
+  const wildcard = listening.address === '0.0.0.0' || listening.address === '::';
+  return wildcard && (plain === 'localhost' || Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === plain)));
+}
