@@ -113,8 +113,8 @@ export class TransparentProxy {
    * client on this host can have the same local port towards the proxy.)
    */
   private readonly ownConnections = new Set<string>();
-  /** Outbound connections not connected yet, whose local endpoints are not known yet. */
-  private readonly connecting = new Set<Promise<void>>();
+  /** Outbound connections not connected yet, and the endpoint each is dialling. */
+  private readonly connecting = new Map<net.Socket, string>();
   private readonly loops: RateLimitedReport;
   private readonly descriptors: RateLimitedReport;
 
@@ -195,41 +195,40 @@ export class TransparentProxy {
     return cut;
   }
 
-  /** Remembers an outbound connection's endpoints while it is open, as soon as it has them. */
-  private track(out: net.Socket): void {
+  /** Remembers an outbound connection's endpoints while it is open. */
+  private track(out: net.Socket, destination: Destination): void {
     let key: string | undefined;
-    const connected = new Promise<void>((resolve) => {
-      out.once('connect', () => {
-        key = `${endpointKey(out.localAddress, out.localPort)} -> ${endpointKey(out.remoteAddress, out.remotePort)}`;
-        this.ownConnections.add(key);
-        resolve();
-      });
-      out.once('close', () => resolve());
+    this.connecting.set(out, endpointKey(destination.host, destination.port));
+    out.once('connect', () => {
+      this.connecting.delete(out);
+      key = `${endpointKey(out.localAddress, out.localPort)} -> ${endpointKey(out.remoteAddress, out.remotePort)}`;
+      this.ownConnections.add(key);
     });
-    this.connecting.add(connected);
-    connected.then(() => this.connecting.delete(connected));
     out.once('close', () => {
+      this.connecting.delete(out);
       if (key !== undefined) this.ownConnections.delete(key);
     });
   }
 
   /**
    * Whether a new connection is one of this proxy's own outbound connections
-   * come back (`destination`: where it was going, before any route hook). A looped connection can be accepted before its outbound end
-   * has reported 'connect' (both happen in one turn of the loop), so when any
-   * outbound connection is still connecting, it waits for those (briefly).
+   * come back (`destination`: where it was going, before any route hook): from
+   * an outbound connection's local endpoint, to this proxy or (where the
+   * destination is the connection's original one, not a fixed upstream every
+   * connection shares) to where that connection is going. A looped connection
+   * can be accepted before its outbound end has reported 'connect', so the
+   * ones still connecting are checked too: their local endpoint exists from
+   * the moment they dialled.
    */
-  private async isOwnConnection(inbound: net.Socket, destination: Destination): Promise<boolean> {
+  private isOwnConnection(inbound: net.Socket, destination: Destination): boolean {
     const from = endpointKey(inbound.remoteAddress, inbound.remotePort);
-    // Straight to this proxy; or, where the destination is the connection's
-    // original one (not a fixed upstream, which every connection shares), redirected here.
-    const keys = [`${from} -> ${endpointKey(inbound.localAddress, inbound.localPort)}`];
-    if (this.options.destination.kind === 'resolver') keys.push(`${from} -> ${endpointKey(destination.host, destination.port)}`);
-    const known = () => keys.some((key) => this.ownConnections.has(key));
-    if (known()) return true;
-    if (this.connecting.size === 0) return false;
-    await Promise.race([Promise.all([...this.connecting]), new Promise((resolve) => setTimeout(resolve, 250).unref())]);
-    return known();
+    const targets = [endpointKey(inbound.localAddress, inbound.localPort)];
+    if (this.options.destination.kind === 'resolver') targets.push(endpointKey(destination.host, destination.port));
+    if (targets.some((target) => this.ownConnections.has(`${from} -> ${target}`))) return true;
+    for (const [out, target] of this.connecting) {
+      if (targets.includes(target) && endpointKey(out.localAddress, out.localPort) === from) return true;
+    }
+    return false;
   }
 
   /** Whether a destination is this proxy's own listening endpoint. */
@@ -285,7 +284,7 @@ export class TransparentProxy {
       entry.records = records?.length ?? 0;
       let destination = await this.destinationOf(inbound);
       entry.destination = formatEndpoint(destination.host, destination.port);
-      if (await this.isOwnConnection(inbound, destination)) {
+      if (this.isOwnConnection(inbound, destination)) {
         unlogged = !this.loops.note();
         throw loopError(`${client} is one of this proxy's own outbound connections`);
       }
@@ -308,7 +307,7 @@ export class TransparentProxy {
       });
       outbound = out;
       this.open.add(out);
-      this.track(out);
+      this.track(out, destination);
       out.on('error', fail);
       out.once('timeout', () => fail(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
       await new Promise<void>((resolve, reject) => {
