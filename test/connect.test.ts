@@ -164,6 +164,11 @@ describe('connectRedirected, like net.connect', function () {
       assert.throws(() => connectRedirected({ port: 1, redirectRecords: 'x' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
       assert.throws(() => connectRedirected({ port: 1, redirectRecords: new Uint8Array(0) }), { code: 'ERR_WFP_RECORDS_EMPTY' });
       assert.throws(() => connectRedirected({ port: 1 }, 'listener' as never), { code: 'ERR_INVALID_ARG_TYPE' });
+      assert.throws(() => connectRedirected({ port: 1, mark: '7' as never }), { code: 'ERR_INVALID_ARG_TYPE' });
+      assert.throws(() => connectRedirected({ port: 1, mark: -1 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      assert.throws(() => connectRedirected({ port: 1, mark: 2 ** 32 }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      // SO_MARK is Linux's: elsewhere a mark is refused before anything is created.
+      if (!binding.hasSocketMark) assert.throws(() => connectRedirected({ port: 1, mark: 7 }), { code: 'ERR_WFP_UNSUPPORTED_PLATFORM' });
     } finally {
       created.restore();
     }

@@ -53,7 +53,25 @@ describe('bin/wfp-redirect-proxy', function () {
     });
   }
 
+  if (isWindows) {
+    it('refuses --mark on Windows, where the records keep the proxy from being redirected', function () {
+      const run = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--upstream', 'a:1', '--mark', '7'], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(run.status, 2);
+      assert.match(run.stderr, /--mark sets SO_MARK, which is Linux's/);
+    });
+  }
+
   if (!isWindows) {
+    it('--mark without CAP_NET_ADMIN: one clear error at start-up, exit 1 (run as nobody)', function () {
+      if (process.getuid?.() !== 0) {
+        console.warn('    !!! not root: cannot run the proxy as another user, so the --mark permission test is NOT run');
+        this.skip();
+      }
+      const run = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--mark', '7'], { encoding: 'utf8', timeout: 20_000, uid: 65534, gid: 65534 });
+      assert.equal(run.status, 1, run.stderr);
+      assert.match(run.stderr, /cannot start: setsockopt\(SO_MARK\) failed with EPERM: marking sockets needs CAP_NET_ADMIN/);
+    });
+
     it('refuses --context where there is no WFP', function () {
       const run = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--context', 'sockaddr'], { encoding: 'utf8', timeout: 20_000 });
       assert.equal(run.status, 2);

@@ -137,8 +137,10 @@ describe('RedirectUdpSocket', function () {
       assert.equal(thrown(() => fresh.bind(70000)).code, 'ERR_SOCKET_BAD_PORT');
       assert.equal(thrown(() => fresh.address()).code, 'ERR_SOCKET_DGRAM_NOT_BOUND');
       fresh.close();
+      assert.equal(thrown(() => new RedirectUdpSocket({ type: 'udp4', mark: 1.5 })).code, 'ERR_OUT_OF_RANGE');
       if (isWindows) {
         assert.equal(thrown(() => new RedirectUdpSocket({ type: 'udp4', transparent: true })).code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
+        assert.equal(thrown(() => new RedirectUdpSocket({ type: 'udp4', mark: 7 })).code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
       } else {
         assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.from([1]) })).code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
       }
