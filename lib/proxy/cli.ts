@@ -1,12 +1,15 @@
 // bin/wfp-redirect-proxy: a transparent TCP proxy on the command line.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import cluster from 'node:cluster';
 import net from 'node:net';
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { type ConnectionLog, type Destination, type DestinationSource, TransparentProxy, formatEndpoint } from './tcp-proxy';
 import { type FlowLog, type UdpDestinationSource, UdpRelay } from './udp-relay';
 import { getOriginalDestination } from '../original-destination';
 import { isSupported } from '../redirect';
+import { LISTENING, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
 
 const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--transparent | --context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
 
@@ -41,6 +44,11 @@ Options:
   --mark N                     Linux: SO_MARK N on every outbound connection and UDP
                                socket, so a rule like "-m mark ! --mark N" exempts
                                them from the redirect (needs CAP_NET_ADMIN)
+  --workers N|auto             relay in N processes on the same port (auto: one per
+                               core; default 1). Linux: each listens with
+                               SO_REUSEPORT and the kernel spreads connections;
+                               Windows: they share one listening socket. Log lines
+                               name the worker. With --udp, worker 1 relays UDP
   --udp                        relay UDP too, on the same address and port
   --udp-idle-timeout MS        end a UDP flow idle this long (default 60000; at least 1)
   --max-udp-flows N            UDP flows at once; beyond it the one idle longest
@@ -117,11 +125,15 @@ function udpDestinationSource(tcp: DestinationSource, values: { context?: string
   return { kind: 'original', contextOffset: Number(/@(\d+)$/.exec(values.context ?? '')?.[1] ?? 0) };
 }
 
-function logger(format: string): (entry: ConnectionLog | FlowLog) => void {
-  if (format === 'json') return (entry) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...entry })}\n`);
+function logger(format: string, worker: number | undefined): (entry: ConnectionLog | FlowLog) => void {
+  if (format === 'json') {
+    const named = worker === undefined ? {} : { worker };
+    return (entry) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...named, ...entry })}\n`);
+  }
   if (format !== 'text') throw new UsageError(`--log wants text or json, not "${format}"`);
+  const who = worker === undefined ? '' : ` worker ${worker}`;
   return (entry) => {
-    const time = new Date().toISOString();
+    const time = new Date().toISOString() + who;
     if ('protocol' in entry) {
       process.stdout.write(
         `${time} udp#${entry.id} ${entry.client} -> ${entry.destination ?? '?'} up=${entry.datagramsUp}/${entry.bytesUp} ` +
@@ -137,11 +149,34 @@ function logger(format: string): (entry: ConnectionLog | FlowLog) => void {
   };
 }
 
+/** `--workers`: a whole number of at least 1, or auto (the cores this process may use). */
+function workerCount(text: string | undefined): number {
+  if (text === 'auto') return os.availableParallelism();
+  const value = count(text, '--workers', 1, 1);
+  if (value > 1 && isSingleExecutable()) {
+    throw new UsageError('--workers needs the npm package\'s CLI (bin/wfp-redirect-proxy); the single executable relays in one process');
+  }
+  return value;
+}
+
+function isSingleExecutable(): boolean {
+  try {
+    return (require('node:sea') as { isSea(): boolean }).isSea();
+  } catch {
+    return false;
+  }
+}
+
 /** Runs the CLI; resolves to the exit code once the proxy has stopped. */
 export async function main(argv: string[]): Promise<number> {
   let proxy: TransparentProxy;
   let udp: UdpRelay | undefined;
   let shutdownTimeout: number;
+  let workers: number;
+  let listen: Destination;
+  // In a worker of --workers N: its number, in every line it writes.
+  const worker = workerNumber();
+  const name = worker === undefined ? 'wfp-redirect-proxy' : `wfp-redirect-proxy: worker ${worker}`;
   try {
     const { values } = parseArgs({
       args: argv,
@@ -155,6 +190,7 @@ export async function main(argv: string[]): Promise<number> {
         'max-connections': { type: 'string' },
         'shutdown-timeout': { type: 'string' },
         udp: { type: 'boolean' },
+        workers: { type: 'string' },
         mark: { type: 'string' },
         'udp-idle-timeout': { type: 'string' },
         'max-udp-flows': { type: 'string' },
@@ -174,15 +210,18 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (values.listen === undefined) throw new UsageError('--listen HOST:PORT is required');
     shutdownTimeout = count(values['shutdown-timeout'], '--shutdown-timeout', 10_000);
-    const listen = endpoint(values.listen, '--listen');
+    listen = endpoint(values.listen, '--listen');
+    workers = workerCount(values.workers);
+    // The primary chose the port when --listen said 0 (each worker's own socket would get another).
+    if (worker !== undefined && process.env.WFP_REDIRECT_WORKER_PORT) listen.port = Number(process.env.WFP_REDIRECT_WORKER_PORT);
     const destination = destinationSource(values);
-    const log = logger(values.log!);
+    const log = logger(values.log!, worker);
     const mark = values.mark === undefined ? undefined : count(values.mark, '--mark', 0);
     if (mark !== undefined && mark > 0xffffffff) throw new UsageError(`--mark wants a number from 0 to 4294967295, not "${values.mark}"`);
     if (mark !== undefined && process.platform !== 'linux') {
       throw new UsageError('--mark sets SO_MARK, which is Linux\'s; on Windows the redirect records keep the proxy\'s own connections from being redirected');
     }
-    const warn = (message: string) => process.stderr.write(`wfp-redirect-proxy: ${message}\n`);
+    const warn = (message: string) => process.stderr.write(`${name}: ${message}\n`);
     proxy = new TransparentProxy({
       listen,
       destination,
@@ -193,13 +232,15 @@ export async function main(argv: string[]): Promise<number> {
       log,
       mark,
       warn,
+      reusePort: worker !== undefined && REUSE_PORT,
     });
     const udpIdle = count(values['udp-idle-timeout'], '--udp-idle-timeout', 60_000, 1);
     const maxFlows = count(values['max-udp-flows'], '--max-udp-flows', 1024, 1);
     if (!values.udp && (values['udp-idle-timeout'] !== undefined || values['max-udp-flows'] !== undefined)) {
       throw new UsageError('--udp-idle-timeout and --max-udp-flows need --udp');
     }
-    if (values.udp) {
+    // A UDP flow's datagrams must all reach the one process holding its outbound socket: worker 1 relays UDP.
+    if (values.udp && (worker ?? 1) === 1) {
       if (net.isIP(listen.host) === 0) throw new UsageError(`--udp needs --listen with an IP address, not "${listen.host}"`);
       udp = new UdpRelay({ listen, destination: udpDestinationSource(destination, values), idleTimeout: udpIdle, maxFlows, log, mark });
     }
@@ -209,33 +250,49 @@ export async function main(argv: string[]): Promise<number> {
     return 2;
   }
 
+  if (workers > 1 && cluster.isPrimary) {
+    const say = (message: string) => process.stderr.write(`wfp-redirect-proxy: ${message}\n`);
+    return runPrimary({ count: workers, listen, signals: SHUTDOWN_SIGNALS, say });
+  }
+
   try {
     const address = await proxy.listen();
-    process.stderr.write(`wfp-redirect-proxy: listening on ${formatEndpoint(address.address, address.port)}\n`);
+    process.stderr.write(`${name}: listening on ${formatEndpoint(address.address, address.port)}\n`);
     if (udp) {
       // The port TCP got, so that a port of 0 means one port for both.
       const bound = await udp.listen(address.port);
-      process.stderr.write(`wfp-redirect-proxy: relaying UDP on ${formatEndpoint(bound.address, bound.port)}\n`);
+      process.stderr.write(`${name}: relaying UDP on ${formatEndpoint(bound.address, bound.port)}\n`);
     }
   } catch (error) {
-    process.stderr.write(`wfp-redirect-proxy: cannot start: ${(error as Error).message}\n`);
+    process.stderr.write(`${name}: cannot start: ${(error as Error).message}\n`);
     return 1;
+  }
+  if (worker !== undefined) {
+    process.send?.({ type: LISTENING });
+    // The channel to the primary must not keep a stopped worker alive.
+    process.channel?.unref();
   }
 
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     const stop = (received: NodeJS.Signals) => {
       for (const name of SHUTDOWN_SIGNALS) process.off(name, stop);
+      process.off('message', onMessage);
       resolve(received);
     };
+    // A worker stops when the primary says so: the signal may have reached the primary alone.
+    const onMessage = (message: { type?: string; signal?: NodeJS.Signals }) => {
+      if (message?.type === SHUTDOWN) stop(message.signal ?? 'SIGTERM');
+    };
     for (const name of SHUTDOWN_SIGNALS) process.on(name, stop);
+    if (worker !== undefined) process.on('message', onMessage);
   });
-  process.stderr.write(`wfp-redirect-proxy: ${signal}: not accepting; letting ${proxy.connections} open connection(s) finish for up to ${shutdownTimeout} ms\n`);
+  process.stderr.write(`${name}: ${signal}: not accepting; letting ${proxy.connections} open connection(s) finish for up to ${shutdownTimeout} ms\n`);
   // A second signal does not wait for the deadline.
   const forceExit = () => process.exit(130);
   for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);
   try {
     const [cut, flows] = await Promise.all([proxy.shutdown(shutdownTimeout), udp?.shutdown() ?? 0]);
-    process.stderr.write(`wfp-redirect-proxy: stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}\n`);
+    process.stderr.write(`${name}: stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}\n`);
   } finally {
     for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);
   }

@@ -37,6 +37,12 @@ export interface ProxyOptions {
    * `ERR_PROXY_REFUSED`), or nothing to go on as planned.
    */
   route?: (connection: RouteRequest) => RouteAnswer | Promise<RouteAnswer>;
+  /**
+   * Linux: listen with SO_REUSEPORT, so that several processes can each have a
+   * socket on the same port and the kernel spreads connections among them
+   * (what the CLI's --workers does). Default false.
+   */
+  reusePort?: boolean;
   /** Linux: SO_MARK on every outbound connection (connectRedirected's `mark`), for firewall exemptions. */
   mark?: number;
   /**
@@ -104,7 +110,7 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark'>> & Pick<ProxyOptions, 'route' | 'mark'>;
+  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort'>> & Pick<ProxyOptions, 'route' | 'mark' | 'reusePort'>;
   /**
    * This proxy's open outbound connections, as "local -> remote" endpoint
    * pairs: an inbound connection from such a local endpoint, going to that
@@ -160,6 +166,8 @@ export class TransparentProxy {
     // An accept that fails (EMFILE, ...) must not end the proxy: libuv refuses
     // the connection and goes on accepting once descriptors are free again.
     this.server.on('error', (error: NodeJS.ErrnoException) => {
+      // Before it listens, an error is listen()'s own (EADDRINUSE ...), which listen() rejects with.
+      if (!this.server.listening) return;
       if (OUT_OF_DESCRIPTORS.has(error.code ?? '')) this.descriptors.note();
       else this.options.warn(`accepting a connection failed: ${error.code ?? error.message}`);
     });
@@ -169,7 +177,10 @@ export class TransparentProxy {
     if (this.options.mark !== undefined) probeMark(this.options.mark);
     await new Promise<void>((resolve, reject) => {
       this.server.once('error', reject);
-      this.server.listen(this.options.listen.port, this.options.listen.host, () => {
+      const { port, host } = this.options.listen;
+      // exclusive: in a cluster worker, a socket of its own rather than the primary's.
+      const reuse = this.options.reusePort ? { reusePort: true, exclusive: true } : {};
+      this.server.listen({ port, host, ...reuse }, () => {
         this.server.off('error', reject);
         resolve();
       });

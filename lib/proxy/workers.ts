@@ -1,0 +1,118 @@
+// --workers N: N relay processes on one port, through Node's `cluster`. The
+// primary relays nothing: it starts the workers, replaces one that dies after
+// it started listening, and on a shutdown signal tells each to stop as the
+// single-process proxy would, then waits for them.
+//
+// How connections reach the workers: on Linux each worker listens on its own
+// socket with SO_REUSEPORT (net's `reusePort`) and the kernel spreads the
+// connections among them; no connection passes through the primary. On
+// Windows (no SO_REUSEPORT) the workers share one listening socket that the
+// primary opened (cluster's default there) and each accepts from it. Either
+// way each worker looks up and queries its own accepted sockets.
+import cluster, { type Worker } from 'node:cluster';
+import net from 'node:net';
+
+/** The IPC messages between the primary and a worker. */
+export const LISTENING = 'wfp-redirect:listening';
+export const SHUTDOWN = 'wfp-redirect:shutdown';
+
+/** The number (1 to N) of this process among the workers; undefined outside a worker. */
+export function workerNumber(): number | undefined {
+  if (!cluster.isWorker) return undefined;
+  const value = Number(process.env.WFP_REDIRECT_WORKER);
+  return Number.isInteger(value) && value > 0 ? value : undefined;
+}
+
+/** Whether the workers each listen with SO_REUSEPORT (Linux) rather than share the primary's socket. */
+export const REUSE_PORT = process.platform === 'linux';
+
+/** A port the OS has free now, for workers told to listen on port 0: each of their own sockets would get another. */
+async function freePort(host: string): Promise<number> {
+  const server = net.createServer().listen(0, host);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+const MAX_REPLACEMENTS = 5;
+const REPLACEMENT_WINDOW_MS = 60_000;
+
+export interface PrimaryOptions {
+  count: number;
+  listen: { host: string; port: number };
+  signals: readonly NodeJS.Signals[];
+  /** One line about the workers as a whole (stderr). */
+  say(message: string): void;
+}
+
+/**
+ * Runs the primary of `count` workers (each runs this same program); resolves
+ * to the exit code once all have stopped: 0 after a shutdown signal, 1 when a
+ * worker could not start (the others are stopped then), 130 after a second signal.
+ */
+export async function runPrimary({ count, listen, signals, say }: PrimaryOptions): Promise<number> {
+  const port = REUSE_PORT && listen.port === 0 ? await freePort(listen.host) : listen.port;
+  const live = new Map<Worker, number>();
+  const started = new Set<Worker>();
+  /** When workers were replaced: a worker that keeps dying is a fault to report, not to retry forever. */
+  const replaced: number[] = [];
+  let stopping = false;
+  let code = 0;
+  let finish: () => void = () => {};
+  const finished = new Promise<void>((resolve) => (finish = resolve));
+
+  const stopAll = (signal: string) => {
+    stopping = true;
+    for (const worker of live.keys()) if (worker.isConnected()) worker.send({ type: SHUTDOWN, signal });
+  };
+  const fork = (number: number) => {
+    const worker = cluster.fork({ WFP_REDIRECT_WORKER: String(number), WFP_REDIRECT_WORKER_PORT: String(port) });
+    live.set(worker, number);
+    worker.on('message', (message: { type?: string }) => {
+      if (message?.type === LISTENING) started.add(worker);
+    });
+    worker.on('exit', (exitCode, signal) => {
+      live.delete(worker);
+      if (!stopping) {
+        const now = Date.now();
+        while (replaced.length && replaced[0] < now - REPLACEMENT_WINDOW_MS) replaced.shift();
+        if (started.has(worker) && replaced.length < MAX_REPLACEMENTS) {
+          replaced.push(now);
+          say(`worker ${number} (pid ${worker.process.pid}) stopped (${signal ?? `exit code ${exitCode}`}); starting another`);
+          fork(number);
+        } else if (started.has(worker)) {
+          say(`worker ${number} stopped (${signal ?? `exit code ${exitCode}`}), the ${MAX_REPLACEMENTS + 1}th worker to in a minute; stopping the others`);
+          code = 1;
+          stopAll('SIGTERM');
+        } else {
+          say(`worker ${number} could not start (${signal ?? `exit code ${exitCode}`}); stopping the others`);
+          code = 1;
+          stopAll('SIGTERM');
+        }
+      }
+      started.delete(worker);
+      if (live.size === 0) finish();
+    });
+  };
+  for (let number = 1; number <= count; number++) fork(number);
+  say(`${count} workers on port ${port}${REUSE_PORT ? ' (SO_REUSEPORT: the kernel spreads the connections)' : ' (one shared listening socket)'}`);
+
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      // A second signal does not wait for the workers' deadlines.
+      code = 130;
+      for (const worker of live.keys()) worker.process.kill('SIGKILL');
+      return;
+    }
+    say(`${signal}: stopping ${live.size} worker(s)`);
+    stopAll(signal);
+  };
+  for (const name of signals) process.on(name, onSignal);
+  await finished;
+  for (const name of signals) process.off(name, onSignal);
+  return code;
+}
