@@ -154,13 +154,18 @@ function ensureWine() {
   ensurePrefix();
 }
 
+/** The [file, argv] that run `exe <args>` (a Windows executable) under Wine, in the chroot, with the extra environment. */
+function windowsCommand(exe, args, extraEnv = {}) {
+  return inChroot([WINE, exe, ...args], wineEnv({ WFP_REDIRECT_UNDER_WINE: '1', ...extraEnv }));
+}
+
 /**
  * Starts `exe <args>` (a Windows executable) under Wine with the extra
  * environment and its stdout and stderr on `logFd`: a file, since with a pipe
  * console.log in node.exe fails with EBADF. Returns spawnSync's result.
  */
 function spawnWindows(exe, args, extraEnv, logFd) {
-  const [file, argv] = inChroot([WINE, exe, ...args], wineEnv({ WFP_REDIRECT_UNDER_WINE: '1', ...extraEnv }));
+  const [file, argv] = windowsCommand(exe, args, extraEnv);
   return spawnSync(file, argv, { stdio: ['ignore', logFd, logFd], timeout: RUN_TIMEOUT_MS });
 }
 
@@ -175,4 +180,4 @@ function wineVersion() {
   return execFileSync(file, args, { encoding: 'utf8' }).trim();
 }
 
-module.exports = { INSTALL_HINT, missingTools, ensureWine, spawnWindows, runWindows, stopWineserver, wineVersion };
+module.exports = { INSTALL_HINT, missingTools, ensureWine, windowsCommand, spawnWindows, runWindows, stopWineserver, wineVersion };

@@ -1,0 +1,397 @@
+// npm run bench (second part): relay speed, side by side. The proxy CLI and
+// what users would use instead, each in its own process, with the load
+// (bench/relay-load.ts) and the server (bench/relay-server.ts) in two more,
+// all on this machine's loopback:
+//   - bulk MB/s over 1 and 8 streams, connections/s, and p50/p99 of the time
+//     from connect to a 32-byte echo with 32 connections in flight;
+//   - the CLI with --upstream, --workers auto, and (Linux, as root, with
+//     iproute2 and iptables) --transparent behind an iptables REDIRECT in a
+//     network namespace of its own; a plain Node `net` pipe proxy (the floor);
+//     socat and HAProxy (one thread, and as many threads as cores) when installed.
+// Runs are interleaved (each run goes through every proxy) and each figure is
+// the median over the runs. Goal: the CLI (--upstream) at least 1.0x the Node
+// pipe on all three figures; aim: --workers auto at least HAProxy's with the
+// same number of threads.
+//
+// --windows (npm run bench:win32): the proxies are Windows node.exe under
+// Wine (the load and the server stay native), the CLI with --upstream and with
+// --transparent against the simulated WFP service (test/native/wfp_sim.cc),
+// which redirects every connection: the per-connection cost of the WFP path
+// (lookup, two queries, records set before connect). Goal: transparent /
+// upstream connections/s >= 0.9.
+// --quick: small counts and one run, judging nothing (CI).
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import { join } from 'node:path';
+
+const root = join(__dirname, '..');
+const logs = join(root, 'dist-bench', 'relay-logs');
+const quick = process.argv.includes('--quick');
+const windows = process.argv.includes('--windows');
+const NAMESPACE = 'wfp-redirect-bench';
+const HOST = '127.0.0.1';
+const MARK = 0x5750;
+const cores = os.availableParallelism();
+
+const SCALE = quick
+  ? { runs: 1, bytes: 16 * 2 ** 20, connections: 300, warmupConnections: 50 }
+  : windows
+    ? { runs: 3, bytes: 64 * 2 ** 20, connections: 1_000, warmupConnections: 100 }
+    : { runs: 3, bytes: 256 * 2 ** 20, connections: 5_000, warmupConnections: 500 };
+const IN_FLIGHT = 32;
+
+interface Figures {
+  mbps1: number;
+  mbps8: number;
+  perSecond: number;
+  p50: number;
+  p99: number;
+}
+
+interface Contender {
+  name: string;
+  /** Starts the proxy towards the server's port; resolves once it accepts, to the port it listens on. */
+  start(serverPort: number): Promise<{ port: number; stop(): Promise<void> }>;
+  /**
+   * A transparent proxy: the load dials the server itself and a rule, set up
+   * around the measurement, sends its connections to the proxy.
+   */
+  redirect?: { before(serverPort: number, proxyPort: number): void; after(): void };
+}
+
+const children = new Set<ChildProcess>();
+
+/** Starts a process, its output into `log` (a file: node.exe under Wine cannot write to a pipe). */
+function launch(command: string, args: string[], log: string, env: NodeJS.ProcessEnv = {}): ChildProcess {
+  const fd = openSync(log, 'w');
+  const child = spawn(command, args, { stdio: ['ignore', fd, fd], env: { ...process.env, ...env } });
+  closeSync(fd);
+  child.once('exit', (code, signal) => {
+    children.delete(child);
+    if (!child.killed) process.stderr.write(`relay: ${command} ${args[0] ?? ''} exited (${code ?? signal}); its output is in ${log}\n`);
+  });
+  children.add(child);
+  return child;
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGKILL');
+  await exited;
+}
+
+/** A port nothing listens on now (the OS's pick for port 0). */
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, HOST);
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Resolves once `port` accepts a connection (which it closes at once); throws after `ms`. */
+async function accepting(port: number, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, HOST, () => {
+        socket.end();
+        resolve(true);
+      });
+      socket.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing accepted on port ${port} within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function found(command: string): boolean {
+  return !spawnSync(command, ['-v'], { stdio: 'ignore' }).error;
+}
+
+/** A contender that is one process listening on a port chosen for it. */
+function processContender(name: string, command: (port: number, serverPort: number) => { file: string; args: string[]; env?: NodeJS.ProcessEnv }, readyMs = 10_000): Contender {
+  return {
+    name,
+    async start(serverPort) {
+      const port = await freePort();
+      const { file, args, env } = command(port, serverPort);
+      const child = launch(file, args, join(logs, `${name.replace(/[^\w]+/g, '-')}.log`), env);
+      await accepting(port, readyMs);
+      return { port, stop: () => stopChild(child) };
+    },
+  };
+}
+
+const cli = join(root, 'bin', 'wfp-redirect-proxy');
+const nodePipe = join(root, 'dist-bench', 'node-pipe-proxy.js');
+
+function haproxy(threads: number): Contender {
+  return processContender(`HAProxy, ${threads} thread${threads > 1 ? 's' : ''}`, (port, serverPort) => {
+    const config = join(logs, `haproxy-${threads}.cfg`);
+    writeFileSync(
+      config,
+      [
+        'global',
+        `  nbthread ${threads}`,
+        '  maxconn 4096',
+        'defaults',
+        '  mode tcp',
+        '  timeout connect 10s',
+        '  timeout client 300s',
+        '  timeout server 300s',
+        'listen relay',
+        `  bind ${HOST}:${port}`,
+        `  server upstream ${HOST}:${serverPort}`,
+        '',
+      ].join('\n'),
+    );
+    return { file: 'haproxy', args: ['-db', '-f', config] };
+  });
+}
+
+/** The Linux contenders; `transparent` when the iptables REDIRECT can be set up here (inside the namespace). */
+function linuxContenders(transparent: boolean): Contender[] {
+  const node = process.execPath;
+  const list: Contender[] = [
+    processContender('wfp-redirect-proxy --upstream', (port, serverPort) => ({
+      file: node,
+      args: [cli, '--listen', `${HOST}:${port}`, '--upstream', `${HOST}:${serverPort}`],
+    })),
+  ];
+  if (transparent) {
+    let rule: string[] = [];
+    list.push({
+      ...processContender('wfp-redirect-proxy --transparent', (port) => ({
+        file: node,
+        args: [cli, '--listen', `${HOST}:${port}`, '--transparent', '--mark', String(MARK)],
+      })),
+      // The proxy's own connections carry the mark and pass.
+      redirect: {
+        before(serverPort, proxyPort) {
+          rule = ['OUTPUT', '-p', 'tcp', '-d', HOST, '--dport', String(serverPort), '-m', 'mark', '!', '--mark', String(MARK), '-j', 'REDIRECT', '--to-ports', String(proxyPort)];
+          execFileSync('iptables', ['-t', 'nat', '-A', ...rule]);
+        },
+        after() {
+          execFileSync('iptables', ['-t', 'nat', '-D', ...rule]);
+        },
+      },
+    });
+  }
+  list.push(
+    processContender(`wfp-redirect-proxy --upstream --workers auto (${cores})`, (port, serverPort) => ({
+      file: node,
+      args: [cli, '--listen', `${HOST}:${port}`, '--upstream', `${HOST}:${serverPort}`, '--workers', 'auto'],
+    })),
+    processContender('Node net pipe proxy', (port, serverPort) => ({ file: node, args: [nodePipe, HOST, String(port), HOST, String(serverPort)] })),
+  );
+  if (found('socat')) {
+    list.push(
+      processContender('socat (fork)', (port, serverPort) => ({
+        file: 'socat',
+        args: [`TCP-LISTEN:${port},bind=${HOST},fork,reuseaddr,backlog=1024`, `TCP:${HOST}:${serverPort}`],
+      })),
+    );
+  }
+  if (found('haproxy')) list.push(haproxy(1), ...(cores > 1 ? [haproxy(cores)] : []));
+  return list;
+}
+
+/** The Windows contenders: node.exe under Wine 10 (scripts/wine.js), the simulated service preloaded in each. */
+function windowsContenders(): Contender[] {
+  const { officialNode, WIN_VERSIONS } = require(join(root, 'scripts', 'node-builds.js'));
+  const { windowsCommand } = require(join(root, 'scripts', 'wine.js'));
+  const exe = officialNode('win32', WIN_VERSIONS[WIN_VERSIONS.length - 1]);
+  // Paths relative to the project, where Wine's node.exe starts (scripts/wine.js).
+  const preload = 'dist-bench/wfp-sim-every-connection.js';
+  const cliMain = 'bin/wfp-redirect-proxy';
+  const wine = (args: string[], env: NodeJS.ProcessEnv = {}) => {
+    const [file, argv] = windowsCommand(exe, args, env);
+    return { file, args: argv };
+  };
+  return [
+    processContender(
+      'node.exe: wfp-redirect-proxy --upstream',
+      (port, serverPort) => wine(['--require', preload, cliMain, '--listen', `${HOST}:${port}`, '--upstream', `${HOST}:${serverPort}`]),
+      60_000,
+    ),
+    processContender(
+      'node.exe: wfp-redirect-proxy --transparent (simulated WFP)',
+      (port, serverPort) =>
+        wine(['--require', preload, cliMain, '--listen', `${HOST}:${port}`, '--transparent'], {
+          WFP_SIM_REDIRECT_EVERY_CONNECTION_TO: `${HOST}:${serverPort}`,
+        }),
+      60_000,
+    ),
+    processContender('node.exe: Node net pipe proxy', (port, serverPort) => wine(['dist-bench/node-pipe-proxy.js', HOST, String(port), HOST, String(serverPort)]), 60_000),
+  ];
+}
+
+async function measure(port: number, warmup: boolean): Promise<Figures> {
+  const plan = warmup
+    ? { host: HOST, port, bulk: [{ streams: 1, bytes: SCALE.bytes / 8 }], connections: { count: SCALE.warmupConnections, inFlight: IN_FLIGHT } }
+    : {
+        host: HOST,
+        port,
+        bulk: [
+          { streams: 1, bytes: SCALE.bytes },
+          { streams: 8, bytes: SCALE.bytes },
+        ],
+        connections: { count: SCALE.connections, inFlight: IN_FLIGHT },
+      };
+  const run = spawn(process.execPath, [join(__dirname, 'relay-load.js'), JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  run.stdout!.on('data', (chunk) => (out += chunk));
+  const [code] = await once(run, 'exit');
+  if (code !== 0) throw new Error(`the load exited ${code}`);
+  const result = JSON.parse(out) as { mbps: number[]; perSecond: number; p50: number; p99: number };
+  return { mbps1: result.mbps[0], mbps8: result.mbps[1] ?? NaN, perSecond: result.perSecond, p50: result.p50, p99: result.p99 };
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted.length % 2 ? sorted[(sorted.length - 1) / 2] : (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]) / 2;
+}
+
+/** The Linux run outside a namespace of its own re-runs itself inside one when it can, for the --transparent row. */
+function namespaceUnavailable(): string | undefined {
+  if (process.platform !== 'linux') return 'not Linux';
+  if (process.getuid?.() !== 0) return 'not root';
+  for (const tool of ['ip', 'iptables']) if (spawnSync(tool, ['-V'], { stdio: 'ignore' }).error) return `${tool} is not installed (apt-get install iproute2 iptables)`;
+  return undefined;
+}
+
+function inNamespace(): number {
+  spawnSync('ip', ['netns', 'del', NAMESPACE], { stdio: 'ignore' });
+  execFileSync('ip', ['netns', 'add', NAMESPACE]);
+  try {
+    execFileSync('ip', ['netns', 'exec', NAMESPACE, 'ip', 'link', 'set', 'lo', 'up']);
+    const run = spawnSync('ip', ['netns', 'exec', NAMESPACE, process.execPath, ...process.execArgv, __filename, '--in-namespace', ...process.argv.slice(2)], { stdio: 'inherit' });
+    return run.status ?? 1;
+  } finally {
+    spawnSync('ip', ['netns', 'del', NAMESPACE]);
+  }
+}
+
+const fixed = (n: number, digits = 0) => n.toLocaleString('en', { minimumFractionDigits: digits, maximumFractionDigits: digits });
+
+async function main(): Promise<void> {
+  if (!windows && !process.argv.includes('--in-namespace')) {
+    const why = namespaceUnavailable();
+    if (why === undefined) process.exit(inNamespace());
+    console.log(`relay: NOT measuring --transparent (${why}: it needs an iptables REDIRECT in a network namespace of its own)`);
+  }
+  const transparent = process.argv.includes('--in-namespace');
+  const contenders = windows ? windowsContenders() : linuxContenders(transparent);
+  if (!windows) {
+    for (const [tool, pkg] of [['socat', 'socat'], ['haproxy', 'haproxy']]) {
+      if (!found(tool)) console.log(`relay: NOT measuring ${tool}: not installed (apt-get install ${pkg})`);
+    }
+  }
+  mkdirSync(logs, { recursive: true });
+  const serverPort = await freePort();
+  const server = launch(process.execPath, [join(__dirname, 'relay-server.js'), HOST, String(serverPort)], join(logs, 'server.log'));
+  await accepting(serverPort, 10_000);
+
+  const figures = new Map<string, Figures[]>(contenders.map((c) => [c.name, []]));
+  for (let run = 1; run <= SCALE.runs; run++) {
+    for (const contender of contenders) {
+      const started = await contender.start(serverPort);
+      contender.redirect?.before(serverPort, started.port);
+      const dial = contender.redirect ? serverPort : started.port;
+      try {
+        await measure(dial, true);
+        const result = await measure(dial, false);
+        figures.get(contender.name)!.push(result);
+        process.stderr.write(`relay: run ${run}/${SCALE.runs} ${contender.name}: ${fixed(result.mbps1)} / ${fixed(result.mbps8)} MB/s, ${fixed(result.perSecond)} conn/s\n`);
+      } finally {
+        contender.redirect?.after();
+        await started.stop();
+      }
+    }
+  }
+  await stopChild(server);
+
+  const rows = contenders.map((c) => {
+    const list = figures.get(c.name)!;
+    const pick = (key: keyof Figures) => median(list.map((f) => f[key]));
+    return { name: c.name, mbps1: pick('mbps1'), mbps8: pick('mbps8'), perSecond: pick('perSecond'), p50: pick('p50'), p99: pick('p99'), runs: list };
+  });
+  report(rows);
+}
+
+type Row = Figures & { name: string; runs: Figures[] };
+
+function report(rows: Row[]): void {
+  const machine = {
+    platform: `${process.platform} ${os.release()}`,
+    cpu: os.cpus()[0]?.model ?? 'unknown',
+    cores,
+    node: process.version,
+    proxies: windows ? 'Windows node.exe under Wine 10; load and server native' : 'all native',
+  };
+  const byName = (prefix: string) => rows.find((r) => r.name.startsWith(prefix));
+  const floor = windows ? byName('node.exe: Node net pipe') : byName('Node net pipe');
+  const ha1 = byName('HAProxy, 1 thread');
+  const haN = rows.find((r) => r.name.startsWith('HAProxy') && r !== ha1);
+  const ratio = (row: Row, against: Row | undefined) =>
+    against ? `${(row.mbps1 / against.mbps1).toFixed(2)} / ${(row.mbps8 / against.mbps8).toFixed(2)} / ${(row.perSecond / against.perSecond).toFixed(2)}` : 'n/a';
+  console.log(
+    `\nrelay speed${quick ? ' (quick)' : ''}: ${machine.platform}, ${machine.cpu}, ${cores} cores, Node ${machine.node}; ${machine.proxies}; ` +
+      `median of ${SCALE.runs} run(s); bulk ${SCALE.bytes / 2 ** 20} MiB, ${fixed(SCALE.connections)} echo connections with ${IN_FLIGHT} in flight`,
+  );
+  console.log('| proxy | 1 stream MB/s | 8 streams MB/s | connections/s | p50 ms | p99 ms | vs Node pipe (1 / 8 / conn) | vs HAProxy 1 thread |');
+  console.log('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  for (const row of rows) {
+    console.log(
+      `| ${row.name} | ${fixed(row.mbps1)} | ${fixed(row.mbps8)} | ${fixed(row.perSecond)} | ${fixed(row.p50, 2)} | ${fixed(row.p99, 2)} | ${ratio(row, floor)} | ${ratio(row, ha1)} |`,
+    );
+  }
+  const verdict = (met: boolean) => (quick ? 'not judged in a quick run' : met ? 'met' : 'MISSED');
+  const goals: Record<string, unknown> = {};
+  if (windows) {
+    const upstream = byName('node.exe: wfp-redirect-proxy --upstream')!;
+    const transparentRow = byName('node.exe: wfp-redirect-proxy --transparent')!;
+    const value = transparentRow.perSecond / upstream.perSecond;
+    goals.transparentOverUpstream = value;
+    console.log(`--transparent / --upstream connections/s = ${value.toFixed(2)} (goal >= 0.9: ${verdict(value >= 0.9)})`);
+  } else {
+    const upstream = byName('wfp-redirect-proxy --upstream')!;
+    const workers = byName('wfp-redirect-proxy --upstream --workers');
+    const lowest = Math.min(upstream.mbps1 / floor!.mbps1, upstream.mbps8 / floor!.mbps8, upstream.perSecond / floor!.perSecond);
+    goals.upstreamOverNodePipeLowest = lowest;
+    console.log(`--upstream / Node pipe, lowest of the three = ${lowest.toFixed(2)} (goal >= 1.0: ${verdict(lowest >= 1)})`);
+    const transparentRow = byName('wfp-redirect-proxy --transparent');
+    if (transparentRow) {
+      goals.transparentOverUpstream = transparentRow.perSecond / upstream.perSecond;
+      console.log(`--transparent / --upstream connections/s = ${(transparentRow.perSecond / upstream.perSecond).toFixed(2)} (not a goal: netfilter's lookup, on Linux)`);
+    }
+    if (workers && haN) {
+      const conn = workers.perSecond / haN.perSecond;
+      const bulk = workers.mbps8 / haN.mbps8;
+      goals.workersOverHaproxy = { connections: conn, mbps8: bulk };
+      console.log(
+        `--workers auto / ${haN.name}: connections/s ${conn.toFixed(2)}, 8 streams ${bulk.toFixed(2)} ` +
+          `(aim >= 1.0: ${quick ? 'not judged in a quick run' : conn >= 1 && bulk >= 1 ? 'reached' : 'not reached'})`,
+      );
+    }
+  }
+  const file = quick ? join(root, 'dist-bench', `results-relay${windows ? '-win32' : ''}-quick.json`) : join(root, 'bench', `results-relay${windows ? '-win32' : ''}.json`);
+  writeFileSync(file, `${JSON.stringify({ date: new Date().toISOString(), quick, machine, scale: SCALE, inFlight: IN_FLIGHT, rows, goals }, null, 2)}\n`);
+  console.log(`written to ${file}`);
+}
+
+const cleanUp = () => {
+  for (const child of children) child.kill('SIGKILL');
+};
+process.on('exit', cleanUp);
+for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
+main().catch((error) => {
+  console.error(error);
+  process.exitCode = 1;
+});
