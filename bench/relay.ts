@@ -93,10 +93,11 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** Resolves once `port` accepts a connection (which it closes at once); throws after `ms`. */
-async function accepting(port: number, ms: number): Promise<void> {
+/** Resolves once `port` accepts a connection (which it closes at once); throws after `ms` or once `child` has exited. */
+async function accepting(port: number, ms: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + ms;
   for (;;) {
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${child.spawnargs.join(' ')} exited before it accepted on port ${port}`);
     const ok = await new Promise<boolean>((resolve) => {
       const socket = net.connect(port, HOST, () => {
         socket.end();
@@ -122,7 +123,7 @@ function processContender(name: string, command: (port: number, serverPort: numb
       const port = await freePort();
       const { file, args, env } = command(port, serverPort);
       const child = launch(file, args, join(logs, `${name.replace(/[^\w]+/g, '-')}.log`), env);
-      await accepting(port, readyMs);
+      await accepting(port, readyMs, child);
       return { port, stop: () => stopChild(child) };
     },
   };
@@ -208,7 +209,7 @@ function windowsContenders(): Contender[] {
   const { windowsCommand } = require(join(root, 'scripts', 'wine.js'));
   const exe = officialNode('win32', WIN_VERSIONS[WIN_VERSIONS.length - 1]);
   // Paths relative to the project, where Wine's node.exe starts (scripts/wine.js).
-  const preload = 'dist-bench/wfp-sim-every-connection.js';
+  const preload = './dist-bench/wfp-sim-every-connection.js';
   const cliMain = 'bin/wfp-redirect-proxy';
   const wine = (args: string[], env: NodeJS.ProcessEnv = {}) => {
     const [file, argv] = windowsCommand(exe, args, env);
@@ -296,7 +297,7 @@ async function main(): Promise<void> {
   mkdirSync(logs, { recursive: true });
   const serverPort = await freePort();
   const server = launch(process.execPath, [join(__dirname, 'relay-server.js'), HOST, String(serverPort)], join(logs, 'server.log'));
-  await accepting(serverPort, 10_000);
+  await accepting(serverPort, 10_000, server);
 
   const figures = new Map<string, Figures[]>(contenders.map((c) => [c.name, []]));
   for (let run = 1; run <= SCALE.runs; run++) {

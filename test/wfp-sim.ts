@@ -37,6 +37,8 @@ export interface UdpSendCall {
 export interface WfpSim {
   /** A redirected connection, named by the client's end: what getpeername reports for its accepted socket. */
   redirect(peerAddress: string, peerPort: number, records: Uint8Array, context: Uint8Array): void;
+  /** Every connection redirected with these (the relay benchmark): no lookup by peer; set calls counted, not kept. */
+  redirectEvery(records: Uint8Array, context: Uint8Array): void;
   /** How a query with a buffer too small for the blob is answered. */
   tooSmall(mode: TooSmall): void;
   /** Forgets redirects, set calls and counts. */

@@ -14,6 +14,10 @@
 //   redirect(peerAddress, peerPort, records, context)
 //                         a redirected connection, named by what getpeername
 //                         reports for its accepted socket (the client's end)
+//   redirectEvery(records, context)
+//                         every connection is redirected with these (the relay
+//                         benchmark): no lookup by peer, and set calls are
+//                         counted, not kept
 //   tooSmall(mode)        how a query with a short buffer is answered:
 //                         'ERROR_INSUFFICIENT_BUFFER' (with the size, the default),
 //                         'WSAEINVAL' (0 bytes) or 'WSAEFAULT' (with the size)
@@ -104,6 +108,8 @@ struct Simulation {
   void** send_msg_slot = nullptr;
   LPFN_WSARECVMSG real_receive_msg = nullptr;
   std::map<PeerKey, Redirect> redirects;
+  bool redirect_every = false;
+  Redirect every;
   std::vector<SetCall> sets;
   std::map<PeerKey, UdpRedirect> udp_redirects;
   std::vector<UdpSend> udp_sends;
@@ -281,19 +287,24 @@ int WSAAPI SimulatedIoctl(SOCKET socket, DWORD code, LPVOID in, DWORD in_size, L
   if (code == kSetRecords) {
     ++sim.set_records;
     if (in == nullptr || in_size == 0) return Fail(WSAEINVAL, returned, 0);
+    if (returned != nullptr) *returned = 0;
+    if (sim.redirect_every) return 0;
     const uint8_t* bytes = static_cast<const uint8_t*>(in);
     std::string ignored;
     uint16_t port = 0;
     sim.sets.push_back({socket, std::vector<uint8_t>(bytes, bytes + in_size), EndpointOf(socket, true, &ignored, &port)});
-    if (returned != nullptr) *returned = 0;
     return 0;
   }
   (code == kQueryRecords ? sim.query_records : sim.query_context) += 1;
-  PeerKey key;
-  if (!EndpointOf(socket, true, &key.address, &key.port)) return Fail(WSAENOTCONN, returned, 0);
-  const auto found = sim.redirects.find(key);
-  if (found == sim.redirects.end()) return Fail(WSAEINVAL, returned, 0);
-  const std::vector<uint8_t>& blob = code == kQueryRecords ? found->second.records : found->second.context;
+  const Redirect* redirect = &sim.every;
+  if (!sim.redirect_every) {
+    PeerKey key;
+    if (!EndpointOf(socket, true, &key.address, &key.port)) return Fail(WSAENOTCONN, returned, 0);
+    const auto found = sim.redirects.find(key);
+    if (found == sim.redirects.end()) return Fail(WSAEINVAL, returned, 0);
+    redirect = &found->second;
+  }
+  const std::vector<uint8_t>& blob = code == kQueryRecords ? redirect->records : redirect->context;
   const DWORD size = static_cast<DWORD>(blob.size());
   if (out == nullptr || out_size < size) {
     ++sim.short_buffer;
@@ -397,6 +408,14 @@ Napi::Value AddRedirect(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+Napi::Value RedirectEvery(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) return Throw(env, "redirectEvery(records, context)");
+  sim.every = {BytesOf(info[0]), BytesOf(info[1])};
+  sim.redirect_every = true;
+  return env.Undefined();
+}
+
 Napi::Value AddUdpRedirect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsTypedArray() || !info[3].IsTypedArray() || !info[4].IsString()) {
@@ -444,6 +463,8 @@ Napi::Value SetTooSmall(const Napi::CallbackInfo& info) {
 
 Napi::Value Reset(const Napi::CallbackInfo& info) {
   sim.redirects.clear();
+  sim.redirect_every = false;
+  sim.every = {};
   sim.sets.clear();
   sim.udp_redirects.clear();
   sim.udp_sends.clear();
@@ -493,6 +514,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("install", Napi::Function::New(env, Install));
   exports.Set("uninstall", Napi::Function::New(env, Uninstall));
   exports.Set("redirect", Napi::Function::New(env, AddRedirect));
+  exports.Set("redirectEvery", Napi::Function::New(env, RedirectEvery));
   exports.Set("tooSmall", Napi::Function::New(env, SetTooSmall));
   exports.Set("reset", Napi::Function::New(env, Reset));
   exports.Set("sets", Napi::Function::New(env, Sets));
