@@ -9,6 +9,7 @@ import { type ConnectionLog, type Destination, type DestinationSource, Transpare
 import { type FlowLog, type UdpDestinationSource, UdpRelay } from './udp-relay';
 import { getOriginalDestination } from '../original-destination';
 import { isSupported } from '../redirect';
+import { LineWriter } from './line-writer';
 import { LISTENING, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
 
 const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--transparent | --context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
@@ -125,24 +126,24 @@ function udpDestinationSource(tcp: DestinationSource, values: { context?: string
   return { kind: 'original', contextOffset: Number(/@(\d+)$/.exec(values.context ?? '')?.[1] ?? 0) };
 }
 
-function logger(format: string, worker: number | undefined): (entry: ConnectionLog | FlowLog) => void {
+function logger(format: string, worker: number | undefined, out: LineWriter): (entry: ConnectionLog | FlowLog) => void {
   if (format === 'json') {
     const named = worker === undefined ? {} : { worker };
-    return (entry) => process.stdout.write(`${JSON.stringify({ time: new Date().toISOString(), ...named, ...entry })}\n`);
+    return (entry) => out.write(`${JSON.stringify({ time: new Date().toISOString(), ...named, ...entry })}\n`);
   }
   if (format !== 'text') throw new UsageError(`--log wants text or json, not "${format}"`);
   const who = worker === undefined ? '' : ` worker ${worker}`;
   return (entry) => {
     const time = new Date().toISOString() + who;
     if ('protocol' in entry) {
-      process.stdout.write(
+      out.write(
         `${time} udp#${entry.id} ${entry.client} -> ${entry.destination ?? '?'} up=${entry.datagramsUp}/${entry.bytesUp} ` +
           `down=${entry.datagramsDown}/${entry.bytesDown} records=${entry.records} ms=${entry.durationMs} end=${entry.end}` +
           `${entry.error ? ` error=${entry.error}` : ''}\n`,
       );
       return;
     }
-    process.stdout.write(
+    out.write(
       `${time} #${entry.id} ${entry.client} -> ${entry.destination ?? '?'} up=${entry.bytesUp} down=${entry.bytesDown} ` +
         `records=${entry.records} ms=${entry.durationMs} ${entry.error ? `error=${entry.error}` : 'ok'}\n`,
     );
@@ -177,6 +178,7 @@ export async function main(argv: string[]): Promise<number> {
   // In a worker of --workers N: its number, in every line it writes.
   const worker = workerNumber();
   const name = worker === undefined ? 'wfp-redirect-proxy' : `wfp-redirect-proxy: worker ${worker}`;
+  const lines = new LineWriter(process.stdout);
   try {
     const { values } = parseArgs({
       args: argv,
@@ -215,7 +217,7 @@ export async function main(argv: string[]): Promise<number> {
     // The primary chose the port when --listen said 0 (each worker's own socket would get another).
     if (worker !== undefined && process.env.WFP_REDIRECT_WORKER_PORT) listen.port = Number(process.env.WFP_REDIRECT_WORKER_PORT);
     const destination = destinationSource(values);
-    const log = logger(values.log!, worker);
+    const log = logger(values.log!, worker, lines);
     const mark = values.mark === undefined ? undefined : count(values.mark, '--mark', 0);
     if (mark !== undefined && mark > 0xffffffff) throw new UsageError(`--mark wants a number from 0 to 4294967295, not "${values.mark}"`);
     if (mark !== undefined && process.platform !== 'linux') {
@@ -292,6 +294,7 @@ export async function main(argv: string[]): Promise<number> {
   for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);
   try {
     const [cut, flows] = await Promise.all([proxy.shutdown(shutdownTimeout), udp?.shutdown() ?? 0]);
+    lines.flush();
     process.stderr.write(`${name}: stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}\n`);
   } finally {
     for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);
