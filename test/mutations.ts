@@ -478,6 +478,22 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'workers-not-told-to-stop',
+    intent: 'the primary of --workers stops on SIGTERM without telling its workers, which then run on',
+    file: 'lib/proxy/workers.ts',
+    edits: [{ find: 'if (worker.isConnected()) worker.send({ type: SHUTDOWN, signal });', replace: 'if (worker.isConnected()) void signal;' }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'workers-share-a-port-without-reuseport',
+    intent: 'each worker listens on the port without SO_REUSEPORT, so all but one fail to start (Linux)',
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: "const reuse = this.options.reusePort ? { reusePort: true, exclusive: true } : {};", replace: "const reuse = this.options.reusePort ? { exclusive: true } : {};" }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'proxy-loop-not-refused',
     intent: "the proxy does not recognise its own outbound connection coming back to it",
     file: 'lib/proxy/tcp-proxy.ts',

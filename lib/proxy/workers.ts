@@ -99,7 +99,8 @@ export async function runPrimary({ count, listen, signals, say }: PrimaryOptions
     });
   };
   for (let number = 1; number <= count; number++) fork(number);
-  say(`${count} workers on port ${port}${REUSE_PORT ? ' (SO_REUSEPORT: the kernel spreads the connections)' : ' (one shared listening socket)'}`);
+  const pids = [...live.keys()].map((worker) => worker.process.pid).join(', ');
+  say(`${count} workers (pids ${pids}) on port ${port}${REUSE_PORT ? ' (SO_REUSEPORT: the kernel spreads the connections)' : ' (one shared listening socket)'}`);
 
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
