@@ -20,6 +20,7 @@
 // (lookup, two queries, records set before connect). Goal: transparent /
 // upstream connections/s >= 0.9.
 // --quick: small counts and one run, judging nothing (CI).
+// --only=PART[,PART]: only the proxies whose names contain one of the parts.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
@@ -288,7 +289,8 @@ async function main(): Promise<void> {
     console.log(`relay: NOT measuring --transparent (${why}: it needs an iptables REDIRECT in a network namespace of its own)`);
   }
   const transparent = process.argv.includes('--in-namespace');
-  const contenders = windows ? windowsContenders() : linuxContenders(transparent);
+  const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length).split(',');
+  const contenders = (windows ? windowsContenders() : linuxContenders(transparent)).filter((c) => !only || only.some((part) => c.name.includes(part)));
   if (!windows) {
     for (const [tool, pkg] of [['socat', 'socat'], ['haproxy', 'haproxy']]) {
       if (!found(tool)) console.log(`relay: NOT measuring ${tool}: not installed (apt-get install ${pkg})`);
@@ -355,20 +357,25 @@ function report(rows: Row[]): void {
   }
   const verdict = (met: boolean) => (quick ? 'not judged in a quick run' : met ? 'met' : 'MISSED');
   const goals: Record<string, unknown> = {};
+  const exactly = (name: string) => rows.find((r) => r.name === name);
   if (windows) {
-    const upstream = byName('node.exe: wfp-redirect-proxy --upstream')!;
-    const transparentRow = byName('node.exe: wfp-redirect-proxy --transparent')!;
-    const value = transparentRow.perSecond / upstream.perSecond;
-    goals.transparentOverUpstream = value;
-    console.log(`--transparent / --upstream connections/s = ${value.toFixed(2)} (goal >= 0.9: ${verdict(value >= 0.9)})`);
+    const upstream = exactly('node.exe: wfp-redirect-proxy --upstream');
+    const transparentRow = byName('node.exe: wfp-redirect-proxy --transparent');
+    if (upstream && transparentRow) {
+      const value = transparentRow.perSecond / upstream.perSecond;
+      goals.transparentOverUpstream = value;
+      console.log(`--transparent / --upstream connections/s = ${value.toFixed(2)} (goal >= 0.9: ${verdict(value >= 0.9)})`);
+    }
   } else {
-    const upstream = byName('wfp-redirect-proxy --upstream')!;
+    const upstream = exactly('wfp-redirect-proxy --upstream');
     const workers = byName('wfp-redirect-proxy --upstream --workers');
-    const lowest = Math.min(upstream.mbps1 / floor!.mbps1, upstream.mbps8 / floor!.mbps8, upstream.perSecond / floor!.perSecond);
-    goals.upstreamOverNodePipeLowest = lowest;
-    console.log(`--upstream / Node pipe, lowest of the three = ${lowest.toFixed(2)} (goal >= 1.0: ${verdict(lowest >= 1)})`);
+    if (upstream && floor) {
+      const lowest = Math.min(upstream.mbps1 / floor.mbps1, upstream.mbps8 / floor.mbps8, upstream.perSecond / floor.perSecond);
+      goals.upstreamOverNodePipeLowest = lowest;
+      console.log(`--upstream / Node pipe, lowest of the three = ${lowest.toFixed(2)} (goal >= 1.0: ${verdict(lowest >= 1)})`);
+    }
     const transparentRow = byName('wfp-redirect-proxy --transparent');
-    if (transparentRow) {
+    if (upstream && transparentRow) {
       goals.transparentOverUpstream = transparentRow.perSecond / upstream.perSecond;
       console.log(`--transparent / --upstream connections/s = ${(transparentRow.perSecond / upstream.perSecond).toFixed(2)} (not a goal: netfilter's lookup, on Linux)`);
     }
