@@ -170,6 +170,15 @@ function isSingleExecutable(): boolean {
 
 /** Runs the CLI; resolves to the exit code once the proxy has stopped. */
 export async function main(argv: string[]): Promise<number> {
+  const lines = new LineWriter(process.stdout);
+  try {
+    return await run(argv, lines);
+  } finally {
+    lines.close();
+  }
+}
+
+async function run(argv: string[], lines: LineWriter): Promise<number> {
   let proxy: TransparentProxy;
   let udp: UdpRelay | undefined;
   let shutdownTimeout: number;
@@ -178,7 +187,6 @@ export async function main(argv: string[]): Promise<number> {
   // In a worker of --workers N: its number, in every line it writes.
   const worker = workerNumber();
   const name = worker === undefined ? 'wfp-redirect-proxy' : `wfp-redirect-proxy: worker ${worker}`;
-  const lines = new LineWriter(process.stdout);
   try {
     const { values } = parseArgs({
       args: argv,

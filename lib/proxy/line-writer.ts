@@ -11,10 +11,17 @@ export class LineWriter {
   private pending: string[] = [];
   private size = 0;
   private timer: NodeJS.Timeout | undefined;
+  private readonly onExit = () => this.flushSync();
 
   constructor(private readonly stream: NodeJS.WritableStream & { fd?: number }) {
     // Whatever is still gathered when the process exits (process.exit included) goes out synchronously.
-    process.on('exit', () => this.flushSync());
+    process.on('exit', this.onExit);
+  }
+
+  /** Writes what is gathered and stops watching for the process's exit. */
+  close(): void {
+    this.flush();
+    process.off('exit', this.onExit);
   }
 
   write(line: string): void {
