@@ -235,14 +235,22 @@ describe('the UDP relay: 1,000 flows opened and expired', function () {
     // 50 batches of 20 new clients: 1,000 flows, one datagram each way. Kept
     // to 20 at once: a larger burst can overflow a socket's receive buffer,
     // and UDP is allowed to drop.
+    let sent = 0;
+    let resent = 0;
     const round = async () => {
       for (let batch = 0; batch < 50; batch++) {
         const clients = await Promise.all(Array.from({ length: 20 }, client));
         await Promise.all(
           clients.map(async (socket, index) => {
             const reply = new Promise((resolve) => socket.once('message', resolve));
-            socket.send(Buffer.alloc(1000, index), port, '127.0.0.1');
-            await reply;
+            // UDP may drop (under Wine's load it did, and the test hung): send again after 2 s, up to 5 times.
+            for (let attempt = 0; attempt < 5; attempt++) {
+              socket.send(Buffer.alloc(1000, index), port, '127.0.0.1');
+              sent++;
+              if (await Promise.race([reply.then(() => true), new Promise((resolve) => setTimeout(resolve, 2_000, false))])) return;
+              resent++;
+            }
+            throw new Error('no reply to 5 datagrams');
           }),
         );
         for (const socket of clients) socket.close();
@@ -259,8 +267,11 @@ describe('the UDP relay: 1,000 flows opened and expired', function () {
       // A new client can get the port of one that closed while its flow was
       // still open: that is the same flow (same endpoints), so count datagrams.
       const total = (key: 'datagramsUp' | 'datagramsDown') => logs.reduce((sum, entry) => sum + entry[key], 0);
-      assert.equal(total('datagramsUp'), 2000);
-      assert.equal(total('datagramsDown'), 2000);
+      if (resent > 0) console.warn(`      !!! ${resent} datagram(s) got no reply within 2 s and were sent again (UDP dropped them)`);
+      // Every reply came through the relay; every datagram it relayed up was one sent. Without drops, both are 2,000.
+      assert.ok(total('datagramsUp') >= 2000 && total('datagramsUp') <= sent, `${total('datagramsUp')} up of ${sent} sent`);
+      assert.ok(total('datagramsDown') >= 2000 && total('datagramsDown') <= total('datagramsUp'), `${total('datagramsDown')} down, ${total('datagramsUp')} up`);
+      if (resent === 0) assert.equal(total('datagramsUp'), 2000);
       assert.ok(logs.length > 1000, `${logs.length} flows`);
       assert.ok(logs.every((entry) => entry.end === 'idle'), JSON.stringify(logs.find((entry) => entry.end !== 'idle')));
       // A handle being closed is listed until its close callback has run, in a
