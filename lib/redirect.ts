@@ -84,3 +84,23 @@ export async function queryRedirectContext(socket: Socket): Promise<Buffer> {
 export async function setRedirectRecords(osSocket: number, records: Uint8Array): Promise<void> {
   setRedirectRecordsSync(osSocket, records);
 }
+
+/**
+ * How this system's Winsock answers the records query on a fresh socket that
+ * nobody redirected: the error code (`WSAEINVAL` where the IOCTLs exist;
+ * `WSAEOPNOTSUPP` where the provider lacks them, as under Wine), or undefined
+ * off Windows 8+. What a proxy checks once at start-up, so that "every
+ * connection fails" has one clear reason instead of one per connection.
+ */
+export function probeRedirectIoctls(): string | undefined {
+  if (!isSupported()) return undefined;
+  const osSocket = binding.createTcpSocket(4);
+  try {
+    binding.queryRedirectRecords(osSocket);
+    return undefined;
+  } catch (error) {
+    return (error as { code?: string }).code;
+  } finally {
+    binding.closeSocket(osSocket);
+  }
+}

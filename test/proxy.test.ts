@@ -40,7 +40,7 @@ describe('bin/wfp-redirect-proxy', function () {
     ['an unknown option', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--frobnicate'], /frobnicate/],
     ['--max-connections 0', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--max-connections', '0'], /--max-connections wants a whole number of at least 1, not "0"/],
     ['an empty --idle-timeout', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--idle-timeout', ''], /--idle-timeout wants a whole number, not ""/],
-    ['--udp-idle-timeout without --udp', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--udp-idle-timeout', '5'], /--udp-idle-timeout and --max-udp-flows need --udp/],
+    ['--udp-idle-timeout without --udp', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--udp-idle-timeout', '5'], /--udp-idle-timeout, --max-udp-flows and --max-udp-flows-per-source need --udp/],
     ['--max-udp-flows 0', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--udp', '--max-udp-flows', '0'], /--max-udp-flows wants a whole number of at least 1, not "0"/],
     ['--udp on a host name', ['--listen', 'localhost:0', '--upstream', 'a:1', '--udp'], /--udp needs --listen with an IP address/],
   ];

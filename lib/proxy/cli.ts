@@ -9,7 +9,7 @@ import { type ConnectionLog, type Destination, type DestinationSource, Transpare
 import { type FlowLog, type UdpDestinationSource, UdpRelay } from './udp-relay';
 import { getOriginalDestination } from '../original-destination';
 import { isSupported } from '../redirect';
-import { LineWriter } from './line-writer';
+import { LineWriter, survivesItsReader } from './line-writer';
 import { LISTENING, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
 
 const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--transparent | --context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
@@ -38,6 +38,12 @@ Options:
   --listen HOST:PORT           where to accept connections (IPv6 as [::1]:8888)
   --idle-timeout MS            close a connection idle this long (default 300000; 0: never)
   --connect-timeout MS         give up on a destination after this long (default 10000)
+  --route-timeout MS           close a connection whose destination is not decided
+                               (records, original destination, route) after this
+                               long (default 10000; at least 1)
+  --half-close-timeout MS      once one side has ended its half, close the
+                               connection after this long with nothing moving
+                               (default 30000; 0: only --idle-timeout applies)
   --max-connections N          refuse connections beyond N at once (default 1024; at least 1)
   --shutdown-timeout MS        on Ctrl+C or SIGTERM (Windows: also Ctrl+Break and
                                closing the console), let open connections finish
@@ -54,6 +60,11 @@ Options:
   --udp-idle-timeout MS        end a UDP flow idle this long (default 60000; at least 1)
   --max-udp-flows N            UDP flows at once; beyond it the one idle longest
                                ends (default 1024; at least 1)
+  --max-udp-flows-per-source N UDP flows at once from one client address; beyond
+                               it that address's flow idle longest ends, so one
+                               host cannot end everyone's flows (default: a
+                               quarter of --max-udp-flows; clients on this host
+                               share one address)
   --log text|json              one line per connection, UDP flow and dropped
                                datagram on stdout (default text)
   --help                       this text
@@ -170,12 +181,21 @@ function isSingleExecutable(): boolean {
 
 /** Runs the CLI; resolves to the exit code once the proxy has stopped. */
 export async function main(argv: string[]): Promise<number> {
-  const lines = new LineWriter(process.stdout);
+  // A reader of stderr that goes away must not end the proxy either; there is nowhere left to say so.
+  const stopWatchingStderr = survivesItsReader(process.stderr, () => {});
+  const lines = new LineWriter(process.stdout, (message) => process.stderr.write(`${processName()}: ${message}\n`));
   try {
     return await run(argv, lines);
   } finally {
     lines.close();
+    stopWatchingStderr();
   }
+}
+
+/** How this process names itself on stderr: the CLI, or one worker of it. */
+function processName(): string {
+  const worker = workerNumber();
+  return worker === undefined ? 'wfp-redirect-proxy' : `wfp-redirect-proxy: worker ${worker}`;
 }
 
 async function run(argv: string[], lines: LineWriter): Promise<number> {
@@ -186,7 +206,7 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
   let listen: Destination;
   // In a worker of --workers N: its number, in every line it writes.
   const worker = workerNumber();
-  const name = worker === undefined ? 'wfp-redirect-proxy' : `wfp-redirect-proxy: worker ${worker}`;
+  const name = processName();
   try {
     const { values } = parseArgs({
       args: argv,
@@ -197,6 +217,8 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
         transparent: { type: 'boolean' },
         'idle-timeout': { type: 'string' },
         'connect-timeout': { type: 'string' },
+        'route-timeout': { type: 'string' },
+        'half-close-timeout': { type: 'string' },
         'max-connections': { type: 'string' },
         'shutdown-timeout': { type: 'string' },
         udp: { type: 'boolean' },
@@ -204,6 +226,7 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
         mark: { type: 'string' },
         'udp-idle-timeout': { type: 'string' },
         'max-udp-flows': { type: 'string' },
+        'max-udp-flows-per-source': { type: 'string' },
         log: { type: 'string', default: 'text' },
         help: { type: 'boolean' },
         version: { type: 'boolean' },
@@ -237,6 +260,8 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
       destination,
       idleTimeout: count(values['idle-timeout'], '--idle-timeout', 300_000),
       connectTimeout: count(values['connect-timeout'], '--connect-timeout', 10_000),
+      routeTimeout: count(values['route-timeout'], '--route-timeout', 10_000, 1),
+      halfCloseTimeout: count(values['half-close-timeout'], '--half-close-timeout', 30_000),
       // At least 1: a proxy that refuses every connection is a mistake, and 0 would not even mean that to Node.
       maxConnections: count(values['max-connections'], '--max-connections', 1024, 1),
       log,
@@ -246,13 +271,14 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
     });
     const udpIdle = count(values['udp-idle-timeout'], '--udp-idle-timeout', 60_000, 1);
     const maxFlows = count(values['max-udp-flows'], '--max-udp-flows', 1024, 1);
-    if (!values.udp && (values['udp-idle-timeout'] !== undefined || values['max-udp-flows'] !== undefined)) {
-      throw new UsageError('--udp-idle-timeout and --max-udp-flows need --udp');
+    const maxFlowsPerSource = count(values['max-udp-flows-per-source'], '--max-udp-flows-per-source', Math.max(1, Math.floor(maxFlows / 4)), 1);
+    if (!values.udp && (['udp-idle-timeout', 'max-udp-flows', 'max-udp-flows-per-source'] as const).some((name) => values[name] !== undefined)) {
+      throw new UsageError('--udp-idle-timeout, --max-udp-flows and --max-udp-flows-per-source need --udp');
     }
     // A UDP flow's datagrams must all reach the one process holding its outbound socket: worker 1 relays UDP.
     if (values.udp && (worker ?? 1) === 1) {
       if (net.isIP(listen.host) === 0) throw new UsageError(`--udp needs --listen with an IP address, not "${listen.host}"`);
-      udp = new UdpRelay({ listen, destination: udpDestinationSource(destination, values), idleTimeout: udpIdle, maxFlows, log, mark });
+      udp = new UdpRelay({ listen, destination: udpDestinationSource(destination, values), idleTimeout: udpIdle, maxFlows, maxFlowsPerSource, log, mark, warn });
     }
   } catch (error) {
     const known = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');

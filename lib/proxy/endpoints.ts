@@ -1,8 +1,23 @@
-// Comparing endpoints the way the proxy's checks need: one spelling for an
-// IPv4 address whether or not a dual-stack socket mapped it, and whether an
-// address and port are a listening socket's own.
+// Endpoints as the proxy writes and compares them: one spelling for an IPv4
+// address whether or not a dual-stack socket mapped it, whether an address and
+// port are a listening socket's own; and the coded errors its checks raise.
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
+
+/** An error with a `code`, for the log line of a connection or flow that failed. */
+export function coded(message: string, code: string): Error {
+  return Object.assign(new Error(message), { code });
+}
+
+/** `ERR_PROXY_LOOP`: the proxy's own traffic came back to it. */
+export function loopError(detail: string): Error {
+  return coded(`a redirect loop: ${detail}`, 'ERR_PROXY_LOOP');
+}
+
+/** host:port, IPv6 in brackets. */
+export function formatEndpoint(host: string | undefined, port: number | undefined): string {
+  return host?.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
 
 /** '::ffff:10.0.0.1' -> '10.0.0.1', as a dual-stack socket reports an IPv4 peer. */
 export function unmapped(address: string): string {

@@ -1,30 +1,80 @@
 // The connection log's output: lines gathered for a moment and written
 // together. One write per connection was the CLI's largest cost per connection
-// beyond a plain relay (a system call each; see README "Relay speed"), and a
+// beyond a plain relay (a system call each; see docs/benchmarks.md), and a
 // log line may well arrive 20 ms late.
+//
+// The log is never worth a connection: when whatever reads it goes away
+// (`| head`, a restarted journald, a killed tee) writing stops, once, and the
+// proxy goes on relaying; when the reader is slower than the log, lines beyond
+// a bound are dropped and counted instead of piling up in memory.
 import { writeSync } from 'node:fs';
 
 const FLUSH_AFTER_MS = 20;
 const FLUSH_AT_BYTES = 64 * 1024;
+/** Log text the stream may hold unwritten (its writableLength) before new lines are dropped. */
+export const MAX_UNWRITTEN_BYTES = 1024 * 1024;
+
+type LogStream = NodeJS.WritableStream & { fd?: number; writableLength?: number };
+
+/**
+ * Keeps a write error on `stream` (EPIPE when its reader has gone) from
+ * ending the process; `onError` hears of the first one. Returns a function
+ * that stops listening.
+ */
+export function survivesItsReader(stream: NodeJS.WritableStream, onError: (error: NodeJS.ErrnoException) => void): () => void {
+  let told = false;
+  const listener = (error: NodeJS.ErrnoException) => {
+    if (told) return;
+    told = true;
+    onError(error);
+  };
+  stream.on('error', listener);
+  return () => stream.off('error', listener);
+}
 
 export class LineWriter {
   private pending: string[] = [];
   private size = 0;
   private timer: NodeJS.Timeout | undefined;
+  /** Set once a write has failed: the reader is gone and nothing more is written. */
+  private failed: string | undefined;
+  /** Lines not written because the reader was not keeping up, since the last that were. */
+  private dropped = 0;
   private readonly onExit = () => this.flushSync();
+  private readonly stopWatching: () => void;
 
-  constructor(private readonly stream: NodeJS.WritableStream & { fd?: number }) {
+  /** `said`: one line about the log itself (stderr), e.g. that it stopped. */
+  constructor(
+    private readonly stream: LogStream,
+    private readonly said: (message: string) => void = () => {},
+  ) {
     // Whatever is still gathered when the process exits (process.exit included) goes out synchronously.
     process.on('exit', this.onExit);
+    this.stopWatching = survivesItsReader(stream, (error) => this.stop(error));
   }
 
   /** Writes what is gathered and stops watching for the process's exit. */
   close(): void {
     this.flush();
     process.off('exit', this.onExit);
+    this.stopWatching();
+  }
+
+  /** Lines dropped so far because the reader was not keeping up (reset when a line about them is written). */
+  get droppedLines(): number {
+    return this.dropped;
   }
 
   write(line: string): void {
+    if (this.failed !== undefined) return;
+    if ((this.stream.writableLength ?? 0) + this.size >= MAX_UNWRITTEN_BYTES) {
+      if (this.dropped++ === 0) this.said(`the log's reader is not keeping up: dropping log lines until it catches up (more than ${MAX_UNWRITTEN_BYTES / 1024} KiB unwritten)`);
+      return;
+    }
+    if (this.dropped > 0) {
+      this.pending.push(`${new Date().toISOString()} log: ${this.dropped} line(s) dropped: the log's reader was not keeping up\n`);
+      this.dropped = 0;
+    }
     this.pending.push(line);
     this.size += line.length;
     if (this.size >= FLUSH_AT_BYTES) this.flush();
@@ -34,17 +84,34 @@ export class LineWriter {
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.pending.length === 0) return;
+    const text = this.take();
+    if (text === undefined) return;
+    try {
+      this.stream.write(text);
+    } catch (error) {
+      this.stop(error as NodeJS.ErrnoException);
+    }
+  }
+
+  private take(): string | undefined {
+    if (this.pending.length === 0 || this.failed !== undefined) return undefined;
     const text = this.pending.join('');
     this.pending = [];
     this.size = 0;
-    this.stream.write(text);
+    return text;
+  }
+
+  private stop(error: NodeJS.ErrnoException): void {
+    if (this.failed !== undefined) return;
+    this.failed = error.code ?? error.message;
+    this.pending = [];
+    this.size = 0;
+    this.said(`writing the log failed (${this.failed}): its reader has gone; no more log lines, relaying goes on`);
   }
 
   private flushSync(): void {
-    if (this.pending.length === 0) return;
-    const text = this.pending.join('');
-    this.pending = [];
+    const text = this.take();
+    if (text === undefined) return;
     try {
       if (typeof this.stream.fd === 'number') writeSync(this.stream.fd, text);
       else this.stream.write(text);

@@ -6,9 +6,12 @@
 import net from 'node:net';
 import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
-import { isSupported, queryRedirectRecords } from '../redirect';
-import { endpointKey, isListeningEndpoint } from './endpoints';
+import { isSupported, probeRedirectIoctls, queryRedirectRecords } from '../redirect';
+import { coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
+import { checkUpstream } from './upstream-check';
+
+export { formatEndpoint } from './endpoints';
 
 export interface Destination {
   host: string;
@@ -27,6 +30,21 @@ export interface ProxyOptions {
   idleTimeout?: number;
   /** Time, in ms, the outbound connection may take. Default 10000. */
   connectTimeout?: number;
+  /**
+   * Time, in ms, from accepting a connection until its destination is decided:
+   * the redirect records and original destination looked up, the `route` hook
+   * answered. Past it the connection is closed (`ERR_PROXY_ROUTE_TIMEOUT`).
+   * With `connectTimeout` it bounds how long a client waits before its bytes
+   * can go anywhere. Default 10000; at least 1.
+   */
+  routeTimeout?: number;
+  /**
+   * Once one side has ended its half (sent FIN), the connection is closed
+   * after this long, in ms, with nothing moving the other way
+   * (`ERR_HALF_CLOSE_TIMEOUT`), in place of `idleTimeout`; 0 for none.
+   * Default 30000.
+   */
+  halfCloseTimeout?: number;
   /** Connections relayed at once; more are refused. Default 1024. */
   maxConnections?: number;
   /** One call per finished connection. */
@@ -73,16 +91,23 @@ export interface ConnectionLog {
   error?: string;
 }
 
+
+/** `promise`, or a rejection with `code` once `ms` have passed: a hook or lookup that never answers must not hold a connection. */
+async function within<T>(promise: Promise<T>, ms: number, code: string, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(coded(`${what} took more than ${ms} ms`, code)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** The file-descriptor (socket) limit, as each OS names it. */
 const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE', 'WSAEMFILE', 'WSAENOBUFS', 'ENOBUFS']);
 
-function loopError(detail: string): Error {
-  return Object.assign(new Error(`a redirect loop: ${detail}`), { code: 'ERR_PROXY_LOOP' });
-}
-
-export function formatEndpoint(host: string | undefined, port: number | undefined): string {
-  return host?.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
 
 const NO_RECORDS = new Set<string>(['WSAEINVAL', 'WSAEOPNOTSUPP', 'WSAENOPROTOOPT']);
 
@@ -133,6 +158,8 @@ export class TransparentProxy {
       ...options,
       idleTimeout: options.idleTimeout ?? 300_000,
       connectTimeout: options.connectTimeout ?? 10_000,
+      routeTimeout: options.routeTimeout ?? 10_000,
+      halfCloseTimeout: options.halfCloseTimeout ?? 30_000,
       maxConnections: options.maxConnections ?? 1024,
       log: options.log ?? (() => {}),
       warn: options.warn ?? (() => {}),
@@ -152,10 +179,10 @@ export class TransparentProxy {
           : `still at the file-descriptor limit: ${count} more connection(s) refused in the last ${REPORT_INTERVAL_MS / 1000} s`,
       ),
     );
-    for (const name of ['idleTimeout', 'connectTimeout', 'maxConnections'] as const) {
+    for (const [name, least] of [['idleTimeout', 0], ['connectTimeout', 0], ['routeTimeout', 1], ['halfCloseTimeout', 0], ['maxConnections', 1]] as const) {
       const value = this.options[name];
-      if (!Number.isSafeInteger(value) || value < (name === 'maxConnections' ? 1 : 0)) {
-        throw outOfRange('ERR_OUT_OF_RANGE', `options.${name} must be a whole number${name === 'maxConnections' ? ' of at least 1' : ''}. Received ${String(value)}`);
+      if (!Number.isSafeInteger(value) || value < least) {
+        throw outOfRange('ERR_OUT_OF_RANGE', `options.${name} must be a whole number${least ? ` of at least ${least}` : ''}. Received ${String(value)}`);
       }
     }
     for (const name of ['log', 'route', 'warn'] as const) {
@@ -188,6 +215,19 @@ export class TransparentProxy {
       });
     });
     this.listening = this.server.address() as net.AddressInfo;
+    try {
+      if (this.options.destination.kind === 'upstream') await checkUpstream(this.options.destination.upstream, this.listening, this.options.warn);
+    } catch (error) {
+      await new Promise((resolve) => this.server.close(resolve));
+      throw error;
+    }
+    const ioctls = probeRedirectIoctls();
+    if (ioctls === 'WSAEOPNOTSUPP' || ioctls === 'WSAENOPROTOOPT') {
+      this.options.warn(
+        `this system's Winsock answers the WFP redirect IOCTLs with ${ioctls}: it has no support for them (Wine has none), so no connection will have ` +
+          `redirect records or a context${this.options.destination.kind === 'upstream' ? '' : ', and every connection will fail with ERR_NOT_REDIRECTED'}`,
+      );
+    }
     return this.listening;
   }
 
@@ -272,10 +312,78 @@ export class TransparentProxy {
     } catch (error) {
       if (!(error instanceof WfpRedirectError) || !NO_RECORDS.has(error.code)) throw error;
       if (this.options.destination.kind === 'upstream') return undefined;
-      // As on Linux, where netfilter has no record of such a connection.
+      // As on Linux, where netfilter has no record of such a connection, and as UDP says of a datagram without them.
       if (error.code === 'WSAEINVAL') throw notRedirected('the socket has no WFP redirect records (no callout redirected it to this process)', error);
-      throw error;
+      throw notRedirected(`this system's Winsock has no WFP redirect IOCTLs (${error.code})`, error);
     }
+  }
+
+  /**
+   * Where a connection goes and the records it carries there: the redirect
+   * records, the destination and the route hook's answer, refusing loops.
+   * `refused` hears of a refused loop: false when it is counted rather than
+   * logged on its own.
+   */
+  private async decide(inbound: net.Socket, entry: ConnectionLog, refused: (logged: boolean) => void): Promise<{ records: Buffer | undefined; destination: Destination }> {
+    const records = await this.recordsOf(inbound);
+    entry.records = records?.length ?? 0;
+    let destination = await this.destinationOf(inbound);
+    entry.destination = formatEndpoint(destination.host, destination.port);
+    if (this.isOwnConnection(inbound, destination)) {
+      refused(this.loops.note());
+      throw loopError(`${entry.client} is one of this proxy's own outbound connections`);
+    }
+    if (this.options.route) {
+      destination = routed(await this.options.route({ socket: inbound, destination, records }), destination);
+      entry.destination = formatEndpoint(destination.host, destination.port);
+    }
+    if (this.isOwnListener(destination)) {
+      refused(this.loops.note());
+      throw loopError(`the destination ${entry.destination} is this proxy itself`);
+    }
+    return { records, destination };
+  }
+
+  /** Opens the outbound connection, carrying `records` (and the mark) where there are any. */
+  private connectOut(destination: Destination, records: Buffer | undefined): net.Socket {
+    const target = { host: destination.host, port: destination.port, allowHalfOpen: true, timeout: this.options.connectTimeout };
+    // Nothing to set on the socket before it connects (no records, no mark): Node's own connect, a few system calls fewer.
+    const out =
+      records === undefined && this.options.mark === undefined
+        ? net.connect(target)
+        : connectRedirected({ ...target, redirectRecords: records, mark: this.options.mark });
+    this.open.add(out);
+    this.track(out, destination);
+    return out;
+  }
+
+  /**
+   * The timers of a relay: the connect timeout until the outbound side
+   * connects, then the idle timeout on both sides, and once either side has
+   * ended its half, the (shorter) half-close timeout.
+   */
+  private time(inbound: net.Socket, out: net.Socket, fail: (error: unknown) => void): void {
+    const { idleTimeout, halfCloseTimeout } = this.options;
+    const connectTimedOut = () => fail(coded('timed out', 'ETIMEDOUT'));
+    out.once('timeout', connectTimedOut);
+    out.once('connect', () => {
+      out.off('timeout', connectTimedOut);
+      let code = 'ERR_IDLE_TIMEOUT';
+      const expired = () => fail(coded(code === 'ERR_IDLE_TIMEOUT' ? 'idle' : 'half-closed and idle', code));
+      out.setTimeout(idleTimeout);
+      inbound.setTimeout(idleTimeout);
+      out.on('timeout', expired);
+      inbound.on('timeout', expired);
+      const halfClosed = () => {
+        if (halfCloseTimeout === 0 || code !== 'ERR_IDLE_TIMEOUT') return;
+        code = 'ERR_HALF_CLOSE_TIMEOUT';
+        const ms = idleTimeout === 0 ? halfCloseTimeout : Math.min(idleTimeout, halfCloseTimeout);
+        out.setTimeout(ms);
+        inbound.setTimeout(ms);
+      };
+      out.once('end', halfClosed);
+      inbound.once('end', halfClosed);
+    });
   }
 
   private async relay(inbound: net.Socket): Promise<void> {
@@ -298,44 +406,17 @@ export class TransparentProxy {
     let unlogged = false;
 
     try {
-      const records = await this.recordsOf(inbound);
-      entry.records = records?.length ?? 0;
-      let destination = await this.destinationOf(inbound);
-      entry.destination = formatEndpoint(destination.host, destination.port);
-      if (this.isOwnConnection(inbound, destination)) {
-        unlogged = !this.loops.note();
-        throw loopError(`${client} is one of this proxy's own outbound connections`);
-      }
-      if (this.options.route) {
-        destination = routed(await this.options.route({ socket: inbound, destination, records }), destination);
-        entry.destination = formatEndpoint(destination.host, destination.port);
-      }
-      if (this.isOwnListener(destination)) {
-        unlogged = !this.loops.note();
-        throw loopError(`the destination ${entry.destination} is this proxy itself`);
-      }
-      if (inbound.destroyed) throw Object.assign(new Error('client went away'), { code: 'ECONNRESET' });
-      const target = { host: destination.host, port: destination.port, allowHalfOpen: true, timeout: this.options.connectTimeout };
-      // Nothing to set on the socket before it connects (no records, no mark): Node's own connect, a few system calls fewer.
-      const out =
-        records === undefined && this.options.mark === undefined
-          ? net.connect(target)
-          : connectRedirected({ ...target, redirectRecords: records, mark: this.options.mark });
-      outbound = out;
-      this.open.add(out);
-      this.track(out, destination);
+      const { records, destination } = await within(
+        this.decide(inbound, entry, (logged) => (unlogged = !logged)),
+        this.options.routeTimeout,
+        'ERR_PROXY_ROUTE_TIMEOUT',
+        'deciding where the connection goes (redirect records, destination, route hook)',
+      );
+      if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
+      const out = (outbound = this.connectOut(destination, records));
       out.on('error', fail);
       const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
-      const connectTimedOut = () => fail(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' }));
-      out.once('timeout', connectTimedOut);
-      out.once('connect', () => {
-        out.off('timeout', connectTimedOut);
-        const idle = () => fail(Object.assign(new Error('idle'), { code: 'ERR_IDLE_TIMEOUT' }));
-        out.setTimeout(this.options.idleTimeout);
-        inbound.setTimeout(this.options.idleTimeout);
-        out.on('timeout', idle);
-        inbound.on('timeout', idle);
-      });
+      this.time(inbound, out, fail);
       // Relay at once, not after 'connect': what the client sends meanwhile waits in
       // the outbound socket (pipe() keeps to its high-water mark), and the first bytes
       // go out as the connection completes instead of one event-loop turn later.
