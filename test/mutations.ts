@@ -409,7 +409,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'udp-reply-not-from-destination',
     intent: "the UDP relay answers a TPROXY'd client from its own address instead of the original destination",
     file: 'lib/proxy/udp-relay.ts',
-    edits: [{ find: 'const options = this.tproxy ? { from: destination } : {};', replace: 'const options = {};' }],
+    edits: [{ find: 'const options = this.tproxy ? { from: flow.destination } : {};', replace: 'const options = {};' }],
     specs: ['udp-tproxy.test.js'],
     runtime: 'linux',
   },

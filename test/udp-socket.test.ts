@@ -225,7 +225,8 @@ describe('the UDP relay: 1,000 flows opened and expired', function () {
     server.on('message', (data, rinfo) => server.send(data, rinfo.port, rinfo.address));
     await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
     const logs: FlowLog[] = [];
-    const relay = new UdpRelay({ listen: { host: '127.0.0.1', port: 0 }, destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: server.address().port } }, idleTimeout: 300, log: (entry) => logs.push(entry) });
+    // Every client is 127.0.0.1 and hundreds of flows overlap: one source may hold them all (no per-source eviction).
+    const relay = new UdpRelay({ listen: { host: '127.0.0.1', port: 0 }, destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: server.address().port } }, idleTimeout: 300, maxFlowsPerSource: 1024, log: (entry) => logs.push(entry) });
     const { port } = await relay.listen();
     const client = async () => {
       const socket = dgram.createSocket('udp4');

@@ -3,14 +3,23 @@
 // whose first datagram carries the flow's WFP redirect records (Windows), so
 // WFP does not redirect the proxy's own datagrams again; replies go back to
 // the client (Linux TPROXY: from the original destination's address). Flows
-// end when idle, or oldest idle first when there are too many.
+// end when idle, or oldest idle first when there are too many (overall, or
+// from one source address).
+//
+// UDP has no handshake, so everything here is bounded against a peer that
+// floods: a datagram that starts no flow is counted and reported at most once
+// per interval per reason, and the relay's own datagrams coming back to it (a
+// redirect rule that catches them) are refused as loops, not relayed again.
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { invalidArgType, outOfRange } from '../errors';
 import { originalDestinationFromContext, type OriginalDestinationOptions } from '../original-destination';
 import { RedirectUdpSocket, type RedirectedRemoteInfo } from '../udp-socket';
-import { isListeningEndpoint, unmapped } from './endpoints';
-import { type Destination, formatEndpoint } from './tcp-proxy';
+import { formatEndpoint, isListeningEndpoint, unmapped } from './endpoints';
+import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
+import type { Destination } from './tcp-proxy';
+import { checkUpstream } from './upstream-check';
 
 /** Where a flow goes: a fixed upstream, or where its datagrams were going (TPROXY on Linux, the WFP context on Windows). */
 export type UdpDestinationSource =
@@ -25,10 +34,23 @@ export interface UdpRelayOptions {
   idleTimeout?: number;
   /** Flows at once; a new one beyond it ends the one idle longest. Default 1024. */
   maxFlows?: number;
-  /** One call per ended flow, and per dropped datagram. */
+  /**
+   * Flows at once from one client address (any port); a new one beyond it
+   * ends that address's flow idle longest, so that one host spraying source
+   * ports cannot end everyone else's flows. Clients on this host share one
+   * address: where they are all there is, raise it to `maxFlows`. Default: a
+   * quarter of `maxFlows` (256).
+   */
+  maxFlowsPerSource?: number;
+  /**
+   * One call per ended flow; for datagrams that started no flow, the first
+   * of each reason in an interval (the rest are counted in `warn`).
+   */
   log?: (entry: FlowLog) => void;
   /** Linux: SO_MARK on every outbound socket (see connectRedirected's `mark`). */
   mark?: number;
+  /** Conditions of the relay as a whole, as one line of text, at most one per kind every 10 s. */
+  warn?: (message: string) => void;
 }
 
 export type FlowEnd = 'idle' | 'evicted' | 'replaced' | 'shutdown' | 'error' | 'dropped';
@@ -52,8 +74,10 @@ export interface FlowLog {
 
 export interface UdpRelayStats {
   flows: number;
-  /** Datagrams dropped because nobody redirected them, or their redirect data could not be read. */
+  /** Datagrams dropped: nobody redirected them, their redirect data could not be read, or they were the relay's own (a loop). */
   dropped: number;
+  /** Of those, the relay's own datagrams that came back to it (ERR_PROXY_LOOP). */
+  loops: number;
   /** Datagrams whose control data was malformed or cut short (the listening socket's count). */
   malformedControl: number;
 }
@@ -61,11 +85,15 @@ export interface UdpRelayStats {
 interface Flow {
   id: number;
   key: string;
+  /** The client's address, unmapped: what the per-source cap counts by. */
+  source: string;
   client: { address: string; port: number };
   /** An IP address: replies are taken from it alone. */
   destination: { address: string; port: number };
   records: Buffer | undefined;
   outbound: RedirectUdpSocket;
+  /** The outbound socket's local port, as `ownPorts` keys it, once bound. */
+  ownPort: string | undefined;
   log: FlowLog;
   started: number;
   timer: NodeJS.Timeout;
@@ -78,20 +106,43 @@ function positive(value: number, name: string): number {
 
 const errorCode = (error: unknown) => String((error as { code?: unknown }).code ?? (error as Error).message ?? error);
 
+/** Whether `address` is one of this host's own (loopback included). */
+function isLocalAddress(address: string): boolean {
+  const plain = unmapped(address);
+  if (plain === '::1' || (net.isIPv4(plain) && plain.startsWith('127.'))) return true;
+  return Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === plain));
+}
+
+/** What a warning adds to the first datagram dropped for a reason. */
+const WHY_DROPPED: Record<string, string> = {
+  ERR_PROXY_LOOP:
+    'the relay\'s own datagrams came back to it: a redirect rule catches them. Exempt them (Linux: --mark N with "-m mark ! --mark N" on the TPROXY rule; Windows: the callout must honour the records)',
+  ENOTFOUND: 'the upstream does not resolve',
+};
+
 export class UdpRelay {
   readonly socket: RedirectUdpSocket;
   private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark'>> & Pick<UdpRelayOptions, 'destination' | 'mark'>;
   /** Oldest activity first: a flow moves to the end on each datagram. */
   private readonly flows = new Map<string, Flow>();
+  /** The same flows by client address, each map oldest activity first: the per-source cap. */
+  private readonly flowsOfSource = new Map<string, Map<string, Flow>>();
   /** Windows: a redirected flow's context comes with its first datagram only; later ones are known by their client. */
   private readonly flowOfClient = new Map<string, Flow>();
+  /** The local ports of the flows' outbound sockets, by family: a datagram from one of them is the relay's own, come back. */
+  private readonly ownPorts = new Set<string>();
   /** Linux: each datagram names its original destination (TPROXY). */
   private readonly tproxy: boolean;
   /** Windows, original destinations: only a flow's first datagram names its destination (the WFP context). */
   private readonly byClient: boolean;
   private upstream: { address: string; port: number } | undefined;
+  /** A lookup of an upstream that did not resolve at start-up, while one is in flight. */
+  private resolving: Promise<void> | undefined;
   private nextId = 0;
   private dropped = 0;
+  private loops = 0;
+  /** Per reason a datagram is dropped or a flow evicted: the first in an interval is logged, the rest counted. */
+  private readonly reports = new Map<string, RateLimitedReport>();
 
   constructor(options: UdpRelayOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
@@ -99,9 +150,13 @@ export class UdpRelay {
       ...options,
       idleTimeout: positive(options.idleTimeout ?? 60_000, 'idleTimeout'),
       maxFlows: positive(options.maxFlows ?? 1024, 'maxFlows'),
+      maxFlowsPerSource: positive(options.maxFlowsPerSource ?? Math.max(1, Math.floor((options.maxFlows ?? 1024) / 4)), 'maxFlowsPerSource'),
       log: options.log ?? (() => {}),
+      warn: options.warn ?? (() => {}),
     };
-    if (typeof this.options.log !== 'function') throw invalidArgType('options.log', 'a function', this.options.log);
+    for (const name of ['log', 'warn'] as const) {
+      if (typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
+    }
     const family = net.isIP(options.listen?.host ?? '');
     if (family === 0) throw invalidArgType('options.listen.host', 'an IP address', options.listen?.host);
     // Linux learns the original destination from TPROXY, which needs a transparent socket.
@@ -116,45 +171,99 @@ export class UdpRelay {
         this.drop(rinfo, errorCode(error));
       }
     });
-    // A failed receive is the OS's (e.g. out of buffers): counted, never fatal.
-    this.socket.on('error', () => ++this.dropped);
+    // A failed receive is the OS's (e.g. out of buffers): counted and reported, never fatal.
+    this.socket.on('error', (error) => this.report(`receive:${errorCode(error)}`, `receiving failed: ${errorCode(error)}`));
   }
 
   /** Binds and starts relaying; `port` overrides options.listen.port (the CLI passes the port TCP got). */
   async listen(port = this.options.listen.port): Promise<net.AddressInfo> {
+    await new Promise<void>((resolve, reject) => {
+      this.socket.once('error', reject);
+      this.socket.bind(port, this.options.listen.host, () => {
+        this.socket.off('error', reject);
+        resolve();
+      });
+    });
+    const listening = this.socket.address();
     const source = this.options.destination;
     if (source.kind === 'upstream') {
-      const { address } = await lookup(source.upstream.host);
-      this.upstream = { address, port: source.upstream.port };
+      try {
+        const [address] = (await checkUpstream(source.upstream, listening, this.options.warn)) ?? [];
+        if (address !== undefined) this.upstream = { address, port: source.upstream.port };
+      } catch (error) {
+        await new Promise<void>((resolve) => this.socket.close(resolve));
+        throw error;
+      }
+      if (listening.address === '0.0.0.0' || listening.address === '::') {
+        this.options.warn(
+          `relaying UDP from every address to ${formatEndpoint(source.upstream.host, source.upstream.port)}: UDP has no handshake, so anyone who can reach ` +
+            `port ${listening.port} can send through it with any source address, and replies go to that address. Listen on one address, or firewall the port`,
+        );
+      }
     }
-    await new Promise<void>((resolve) => this.socket.bind(port, this.options.listen.host, resolve));
-    return this.socket.address();
+    return listening;
   }
 
   get stats(): UdpRelayStats {
-    return { flows: this.flows.size, dropped: this.dropped, malformedControl: this.socket.stats.malformedControl };
+    return { flows: this.flows.size, dropped: this.dropped, loops: this.loops, malformedControl: this.socket.stats.malformedControl };
   }
 
   /** Stops receiving and ends every flow; resolves to how many there were. */
   async shutdown(): Promise<number> {
     const open = this.flows.size;
     for (const flow of [...this.flows.values()]) this.end(flow, 'shutdown');
+    for (const report of this.reports.values()) report.stop();
     await new Promise<void>((resolve) => this.socket.close(resolve));
     return open;
   }
 
+  /**
+   * Notes one occurrence of `reason`; returns whether it is the first in its
+   * interval (to be logged on its own). The rest are counted, and said in
+   * one `warn` line per interval.
+   */
+  private report(reason: string, summary: string, first?: string): boolean {
+    let report = this.reports.get(reason);
+    if (!report) {
+      report = new RateLimitedReport((count, isFirst) => {
+        if (isFirst) {
+          if (first !== undefined) this.options.warn(first);
+        } else this.options.warn(`${summary}: ${count} more in the last ${REPORT_INTERVAL_MS / 1000} s`);
+      });
+      this.reports.set(reason, report);
+    }
+    return report.note();
+  }
+
   private drop(rinfo: RedirectedRemoteInfo, error: string): void {
     ++this.dropped;
+    const why = WHY_DROPPED[error];
+    if (!this.report(`drop:${error}`, `dropped datagrams (${error})`, why && `dropped a datagram (${error}): ${why}`)) return;
     this.options.log({
       id: ++this.nextId, protocol: 'udp', client: formatEndpoint(rinfo.address, rinfo.port), datagramsUp: 1, bytesUp: rinfo.size,
       datagramsDown: 0, bytesDown: 0, records: rinfo.redirectRecords?.length ?? 0, durationMs: 0, end: 'dropped', error,
     });
   }
 
+  /** Whether a datagram came from one of the flows' own outbound sockets: the relay's own traffic, redirected back to it. */
+  private isOwnDatagram(rinfo: RedirectedRemoteInfo): boolean {
+    return this.ownPorts.has(`${rinfo.family === 'IPv6' ? 6 : 4} ${rinfo.port}`) && isLocalAddress(rinfo.address);
+  }
+
+  /** The upstream's address; when it did not resolve at start-up, one lookup at a time is tried again. */
+  private upstreamAddress(source: { upstream: Destination }): { address: string; port: number } | string {
+    if (this.upstream) return this.upstream;
+    this.resolving ??= lookup(source.upstream.host)
+      .then(({ address }) => void (this.upstream = { address, port: source.upstream.port }))
+      .catch(() => {})
+      .finally(() => setTimeout(() => (this.resolving = undefined), 1000).unref());
+    return 'ENOTFOUND';
+  }
+
   /** Where a datagram goes, or the code it is dropped with. */
   private destinationOf(rinfo: RedirectedRemoteInfo): { address: string; port: number } | string {
     const source = this.options.destination;
-    if (source.kind === 'upstream') return this.upstream!;
+    if (source.kind === 'upstream') return this.upstreamAddress(source);
     if (this.tproxy) {
       const original = rinfo.originalDestination;
       // A datagram sent to the proxy itself has its own address as "original".
@@ -164,7 +273,7 @@ export class UdpRelay {
     if (!rinfo.redirectContext) return 'ERR_NOT_REDIRECTED';
     try {
       const { address, port } = originalDestinationFromContext(rinfo.redirectContext, source);
-      return { address, port };
+      return this.isOwnEndpoint(address, port) ? 'ERR_PROXY_LOOP' : { address, port };
     } catch (error) {
       return errorCode(error);
     }
@@ -176,6 +285,10 @@ export class UdpRelay {
   }
 
   private inbound(data: Buffer, rinfo: RedirectedRemoteInfo): void {
+    if (this.ownPorts.size > 0 && this.isOwnDatagram(rinfo)) {
+      ++this.loops;
+      return this.drop(rinfo, 'ERR_PROXY_LOOP');
+    }
     const client = formatEndpoint(rinfo.address, rinfo.port);
     let flow: Flow | undefined;
     if (this.byClient && !rinfo.redirectContext) {
@@ -200,7 +313,7 @@ export class UdpRelay {
   }
 
   private open(key: string, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }): Flow {
-    if (this.flows.size >= this.options.maxFlows) this.end(this.flows.values().next().value!, 'evicted');
+    this.makeRoom(unmapped(rinfo.address));
     const client = formatEndpoint(rinfo.address, rinfo.port);
     // A new redirect from a client whose later datagrams are known by the client alone replaces its flow.
     const previous = this.byClient ? this.flowOfClient.get(client) : undefined;
@@ -215,36 +328,90 @@ export class UdpRelay {
       datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, records: records?.length ?? 0, durationMs: 0, end: 'idle',
     };
     const flow: Flow = {
-      id, key, client: { address: rinfo.address, port: rinfo.port }, destination, records, outbound, log, started: Date.now(),
-      timer: setTimeout(() => this.end(flow, 'idle'), this.options.idleTimeout).unref(),
+      id, key, source: unmapped(rinfo.address), client: { address: rinfo.address, port: rinfo.port }, destination, records, outbound, ownPort: undefined, log,
+      started: Date.now(), timer: setTimeout(() => this.end(flow, 'idle'), this.options.idleTimeout).unref(),
     };
     outbound.on('message', (reply, from) => {
       if (from.port !== destination.port || unmapped(from.address) !== destination.address) return; // not the destination's
-      this.touch(flow);
-      flow.log.datagramsDown += 1;
-      flow.log.bytesDown += reply.length;
-      // TPROXY: the client expects the reply from where it sent its datagram.
-      const options = this.tproxy ? { from: destination } : {};
-      this.socket.send(reply, flow.client.port, flow.client.address, options, (error) => {
-        if (error) this.end(flow, 'error', errorCode(error));
-      });
+      this.reply(flow, reply);
     });
     outbound.on('error', (error) => this.end(flow, 'error', errorCode(error)));
     this.flows.set(key, flow);
+    this.sourceFlows(flow.source).set(key, flow);
     if (this.byClient) this.flowOfClient.set(client, flow);
+    // Bound now, so that its port is known before its first datagram can come back.
+    outbound.bind();
+    try {
+      flow.ownPort = `${net.isIPv6(destination.address) ? 6 : 4} ${outbound.address().port}`;
+      this.ownPorts.add(flow.ownPort);
+    } catch {
+      // Not bound: its 'error' ends the flow.
+    }
     return flow;
+  }
+
+  /** Ends the flow idle longest of `source` when it is at its cap, or of all when the relay is. */
+  private makeRoom(source: string): void {
+    const ofSource = this.flowsOfSource.get(source);
+    let oldest: Flow | undefined;
+    if (ofSource && ofSource.size >= this.options.maxFlowsPerSource) oldest = ofSource.values().next().value;
+    else if (this.flows.size >= this.options.maxFlows) oldest = this.flows.values().next().value;
+    if (!oldest) return;
+    if (oldest.source === source && ofSource !== undefined && ofSource.size >= this.options.maxFlowsPerSource) {
+      const cap = `${this.options.maxFlowsPerSource} flows from one address (maxFlowsPerSource)`;
+      this.report('evict:source', `flows ended at the cap of ${cap}`, `${source} reached the cap of ${cap}: its flow idle longest ends for each new one`);
+    } else {
+      const cap = `${this.options.maxFlows} flows (maxFlows)`;
+      this.report('evict', `flows ended at the cap of ${cap}`, `the relay reached its cap of ${cap}: the flow idle longest ends for each new one`);
+    }
+    this.end(oldest, 'evicted');
+  }
+
+  private sourceFlows(source: string): Map<string, Flow> {
+    let flows = this.flowsOfSource.get(source);
+    if (!flows) this.flowsOfSource.set(source, (flows = new Map()));
+    return flows;
+  }
+
+  /** Sends a reply from the flow's destination back to its client. */
+  private reply(flow: Flow, reply: Buffer): void {
+    this.touch(flow);
+    flow.log.datagramsDown += 1;
+    flow.log.bytesDown += reply.length;
+    // TPROXY: the client expects the reply from where it sent its datagram.
+    const options = this.tproxy ? { from: flow.destination } : {};
+    this.socket.send(reply, flow.client.port, flow.client.address, options, (error) => {
+      if (!error) return;
+      const code = errorCode(error);
+      if (this.tproxy && code === 'EADDRINUSE') {
+        this.report(
+          'reply:EADDRINUSE',
+          'replies that could not be sent from their original destination (EADDRINUSE)',
+          `a reply cannot be sent from ${formatEndpoint(flow.destination.address, flow.destination.port)}: a socket on this host holds that address and port ` +
+            '(EADDRINUSE), so TPROXY sent this host\'s own server\'s traffic to the relay. Keep the TPROXY rule off destinations on this host (e.g. "-m addrtype ! --dst-type LOCAL")',
+        );
+      }
+      this.end(flow, 'error', code);
+    });
   }
 
   private touch(flow: Flow): void {
     flow.timer.refresh();
     this.flows.delete(flow.key);
     this.flows.set(flow.key, flow);
+    const ofSource = this.flowsOfSource.get(flow.source);
+    ofSource?.delete(flow.key);
+    ofSource?.set(flow.key, flow);
   }
 
   private end(flow: Flow, why: FlowEnd, error?: string): void {
     if (this.flows.get(flow.key) !== flow) return; // already ended
     this.flows.delete(flow.key);
+    const ofSource = this.flowsOfSource.get(flow.source);
+    ofSource?.delete(flow.key);
+    if (ofSource?.size === 0) this.flowsOfSource.delete(flow.source);
     if (this.flowOfClient.get(flow.log.client) === flow) this.flowOfClient.delete(flow.log.client);
+    if (flow.ownPort !== undefined) this.ownPorts.delete(flow.ownPort);
     clearTimeout(flow.timer);
     flow.outbound.close();
     flow.log.end = why;
