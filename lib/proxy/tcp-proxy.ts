@@ -96,7 +96,8 @@ export interface ConnectionLog {
 async function within<T>(promise: Promise<T>, ms: number, code: string, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(coded(`${what} took more than ${ms} ms`, code)), ms);
+    // unref: a deadline alone must not keep the process alive.
+    timer = setTimeout(() => reject(coded(`${what} took more than ${ms} ms`, code)), ms).unref();
   });
   try {
     return await Promise.race([promise, deadline]);
