@@ -28,6 +28,8 @@ namespace {
 // An original destination is 28 bytes (sockaddr_in6); room for a few more
 // messages the kernel may add.
 constexpr size_t kControlCapacity = 512;
+// Queued errors read per poll failure (TakePendingError).
+constexpr int kErrorQueueReadsPerFailure = 256;
 
 int SetFlags(int fd) {
   const int status = fcntl(fd, F_GETFL);
@@ -138,6 +140,31 @@ int SendDatagram(UdpSocket& socket, const uint8_t* data, size_t size,
     sent = sendmsg(static_cast<int>(socket.socket), &message, 0);
   } while (sent < 0 && errno == EINTR);
   return sent < 0 ? errno : 0;
+}
+
+bool SendWouldBlock(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS; }
+
+int TakePendingError(UdpSocket& socket) {
+  const int fd = static_cast<int>(socket.socket);
+  int pending = 0;
+  socklen_t size = sizeof pending;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &size) != 0) pending = errno;
+#ifdef MSG_ERRQUEUE
+  // Each read takes one queued error; bounded, and what is left polls as an
+  // error again (and counts as one more failure).
+  for (int i = 0; i < kErrorQueueReadsPerFailure; ++i) {
+    uint8_t data[1];
+    uint8_t control[kControlCapacity];
+    iovec vector{data, sizeof data};
+    msghdr message{};
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    if (recvmsg(fd, &message, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
+  }
+#endif
+  return pending;
 }
 
 void CloseUdpSocket(UdpSocket& socket) {
