@@ -146,23 +146,26 @@ describe('RedirectUdpSocket: a poll that fails (Linux, ICMP errors queued under 
     let closed = false;
     socket.on('error', (error) => errors.push(error));
     socket.on('close', () => (closed = true));
-    probe.setRecvErr(socket.address().port, 4);
-    const nobody = await freePort('IPv4');
-    // One ICMP error per round, each seen by the poll before the next is caused.
-    for (let round = 0; round < 15 && !closed; round++) {
-      try {
-        socket.send('to nobody', nobody, '127.0.0.1', () => {});
-      } catch (error) {
-        assert.equal((error as { code?: string }).code, 'ERR_SOCKET_DGRAM_NOT_RUNNING');
-        break;
+    try {
+      probe.setRecvErr(socket.address().port, 4);
+      const nobody = await freePort('IPv4');
+      // One ICMP error per round, each seen by the poll before the next is caused.
+      for (let round = 0; round < 15 && !closed; round++) {
+        try {
+          socket.send('to nobody', nobody, '127.0.0.1', () => {});
+        } catch (error) {
+          assert.equal((error as { code?: string }).code, 'ERR_SOCKET_DGRAM_NOT_RUNNING');
+          break;
+        }
+        await until(() => errors.length > round, `poll failure ${round + 1}`, 2_000);
       }
-      await until(() => errors.length > round, `poll failure ${round + 1}`, 2_000);
+      await until(() => closed, "'close'", 2_000);
+      assert.deepEqual(errors.map((error) => error.code), [...Array(9).fill('ECONNREFUSED'), 'ERR_WFP_UDP_POLL_CLOSED']);
+      assert.match(errors[9].message, /failed 10 times within 1000 ms .*the socket was closed; create a new one/);
+      assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1')).code, 'ERR_SOCKET_DGRAM_NOT_RUNNING');
+    } finally {
+      socket.close();
     }
-    await until(() => closed, "'close'", 2_000);
-    assert.deepEqual(errors.map((error) => error.code), [...Array(9).fill('ECONNREFUSED'), 'ERR_WFP_UDP_POLL_CLOSED']);
-    assert.match(errors[9].message, /failed 10 times within 1000 ms .*the socket was closed; create a new one/);
-    assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1')).code, 'ERR_SOCKET_DGRAM_NOT_RUNNING');
-    socket.close();
     await until(() => pollHandles() <= before, 'the poll handle to close', 2_000).catch(() => {});
     assert.equal(pollHandles(), before);
   });
