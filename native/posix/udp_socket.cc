@@ -1,5 +1,6 @@
 // UDP with control messages on POSIX: recvmsg / sendmsg on a non-blocking
-// descriptor. The original destination of a TPROXY'd datagram comes from
+// descriptor; the control messages are walked with the system's CMSG_*
+// macros (received_control.h), whatever this platform's cmsghdr looks like. The original destination of a TPROXY'd datagram comes from
 // native/linux/udp_tproxy.cc (nothing elsewhere).
 #include "../udp_socket.h"
 
@@ -12,16 +13,9 @@
 #include "../control_messages.h"
 #include "../sockaddr_endpoint.h"
 #include "../udp_tproxy.h"
+#include "received_control.h"
 
 namespace wfp {
-
-static_assert(sizeof(cmsghdr) == sizeof(ControlHeader) &&
-                  offsetof(cmsghdr, cmsg_len) == offsetof(ControlHeader, length) &&
-                  offsetof(cmsghdr, cmsg_level) == offsetof(ControlHeader, level) &&
-                  offsetof(cmsghdr, cmsg_type) == offsetof(ControlHeader, type),
-              "struct cmsghdr is not the layout control_messages.h parses");
-static_assert(CMSG_LEN(0) == kControlHeaderSize && CMSG_SPACE(1) == ControlSpace(1),
-              "CMSG_* align differently from control_messages.h");
 
 namespace {
 
@@ -108,14 +102,11 @@ int ReceiveDatagram(UdpSocket& socket, ReceiveBuffers& buffers, ReceivedDatagram
     out->sender = Endpoint{};
   }
   if ((message.msg_flags & MSG_CTRUNC) != 0) ++out->malformed_control;
-  const size_t control_length =
-      message.msg_controllen < buffers.control.size() ? message.msg_controllen : buffers.control.size();
-  out->malformed_control += ForEachControlMessage(
-      buffers.control.data(), control_length, [out](const ControlMessage& control) {
-        if (ReadOriginalDestination(control, &out->original_destination)) {
-          out->has_original_destination = true;
-        }
-      });
+  // Never past the buffer, whatever the call reported.
+  if (message.msg_controllen > buffers.control.size()) message.msg_controllen = buffers.control.size();
+  out->malformed_control += ForEachReceivedControlMessage(message, [out](const ControlMessage& control) {
+    if (ReadOriginalDestination(control, &out->original_destination)) out->has_original_destination = true;
+  });
   return 0;
 }
 
