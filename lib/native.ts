@@ -29,7 +29,17 @@ export interface NativeBinding {
   readonly hasRedirectIoctls: boolean;
   setErrorClass(errorClass: typeof WfpRedirectError): void;
   /** A non-blocking UDP socket on this thread's event loop that reads and sends control messages. */
-  UdpSocket: new (family: 4 | 6, transparent: boolean, onMessage: UdpMessageCallback, onError: (error: Error) => void) => NativeUdpSocket;
+  UdpSocket: new (
+    family: 4 | 6,
+    transparent: boolean,
+    onMessage: UdpMessageCallback,
+    /** `closed`: the socket gave up after repeated poll failures and is closed. */
+    onError: (error: Error, closed: boolean) => void,
+    /** A queued datagram (send() returned false) went, or failed. */
+    onSent: (ticket: number, error?: Error) => void,
+  ) => NativeUdpSocket;
+  /** Throws what a UdpSocket's send() would for these records (type and size), worded for a datagram. */
+  checkDatagramRecords(records: Uint8Array): void;
   /** Whether this build sends redirect records with a datagram (Windows builds). */
   readonly udpSendsRecords: boolean;
   /** Whether this build has TPROXY for UDP (Linux builds). */
@@ -57,13 +67,14 @@ export interface NativeUdpSocket {
   /** Binds and starts receiving. */
   bind(address: string, port: number): void;
   address(): { address: string; port: number; family: 'IPv4' | 'IPv6' };
-  send(data: Uint8Array, address: string, port: number, records?: Uint8Array, fromAddress?: string, fromPort?: number): void;
+  /** true: sent; false: queued until the socket polls writable, answered by onSent(ticket). */
+  send(data: Uint8Array, address: string, port: number, records: Uint8Array | undefined, fromAddress: string | undefined, fromPort: number | undefined, ticket: number): boolean;
   close(): void;
   /** SO_MARK on the socket (Linux). */
   setMark(mark: number): void;
   ref(): void;
   unref(): void;
-  stats(): { received: number; truncated: number; malformedControl: number };
+  stats(): { received: number; truncated: number; malformedControl: number; sendsQueued: number; sendQueueFull: number };
 }
 
 const packageRoot = join(__dirname, '..');

@@ -54,9 +54,19 @@ export interface UdpSocketStats {
   truncated: number;
   /** Datagrams whose control data was cut short or malformed: that part skipped, never read past. */
   malformedControl: number;
+  /** Datagrams that found the socket's send buffer full and waited in its queue to go. */
+  sendsQueued: number;
+  /** Sends refused with ERR_WFP_UDP_SEND_QUEUE_FULL: the queue was at its limit. */
+  sendQueueFull: number;
 }
 
 type SendCallback = (error: Error | null) => void;
+
+/** Errors of the caller's own making, which bind() throws at once (as dgram's does). */
+const isCallerMistake = (error: unknown): boolean =>
+  error instanceof TypeError ||
+  error instanceof RangeError ||
+  ['ERR_SOCKET_ALREADY_BOUND', 'ERR_SOCKET_DGRAM_NOT_RUNNING'].includes((error as { code?: string })?.code ?? '');
 
 const familyOf = (address: string): 'IPv4' | 'IPv6' => (net.isIPv6(address) ? 'IPv6' : 'IPv4');
 
@@ -84,6 +94,9 @@ export class RedirectUdpSocket extends EventEmitter {
   private readonly native: NativeUdpSocket;
   private bound = false;
   private closed = false;
+  /** Callbacks of datagrams the native socket queued (its buffer was full), by ticket. */
+  private readonly waiting = new Map<number, (error: Error | null) => void>();
+  private nextTicket = 1;
 
   constructor(options: RedirectUdpSocketOptions | UdpSocketType) {
     super();
@@ -96,7 +109,7 @@ export class RedirectUdpSocket extends EventEmitter {
     this.type = type;
     this.transparent = transparent;
     if (mark !== undefined) checkMark(mark);
-    this.native = new binding.UdpSocket(type === 'udp6' ? 6 : 4, transparent, this.onMessage.bind(this), (error) => this.emit('error', error));
+    this.native = new binding.UdpSocket(type === 'udp6' ? 6 : 4, transparent, this.onMessage.bind(this), this.onNativeError.bind(this), this.onSent.bind(this));
     if (mark !== undefined) {
       try {
         this.native.setMark(mark);
@@ -117,11 +130,43 @@ export class RedirectUdpSocket extends EventEmitter {
     this.emit('message', data, rinfo);
   }
 
+  /** `closed`: the native socket gave up after repeated poll failures and is closed. */
+  private onNativeError(error: Error, closed: boolean): void {
+    if (closed) this.markClosed();
+    this.emit('error', error);
+  }
+
+  private onSent(ticket: number, error?: Error): void {
+    const done = this.waiting.get(ticket);
+    this.waiting.delete(ticket);
+    done?.(error ?? null);
+  }
+
+  /**
+   * Closed from here on; 'close' follows. Datagrams still queued never go:
+   * their callbacks get ERR_SOCKET_DGRAM_NOT_RUNNING (where dgram's get
+   * ECANCELED), each once, after this call returns.
+   */
+  private markClosed(): void {
+    this.closed = true;
+    const waiting = [...this.waiting.values()];
+    this.waiting.clear();
+    process.nextTick(() => {
+      for (const done of waiting) done(new WfpRedirectError('The UDP socket was closed before the datagram could be sent', { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' }));
+      this.emit('close');
+    });
+  }
+
   private ensureRunning(): void {
     if (this.closed) throw new WfpRedirectError('The UDP socket is closed', { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' });
   }
 
-  /** Binds (default: every address, a free port) and starts receiving; 'listening' follows. */
+  /**
+   * Binds (default: every address, a free port) and starts receiving;
+   * 'listening' follows. As with dgram, a mistake in the arguments throws,
+   * and the OS refusing the bind (EADDRINUSE, ...) is an 'error' event, after
+   * which the callback is not called and the socket can be bound again or closed.
+   */
   bind(port = 0, address?: string, callback?: () => void): this {
     this.ensureRunning();
     checkPort(port, 'port', 0);
@@ -129,11 +174,22 @@ export class RedirectUdpSocket extends EventEmitter {
     if (typeof host !== 'string' || net.isIP(host) !== (this.type === 'udp6' ? 6 : 4)) {
       throw invalidArgType('address', `an ${this.type === 'udp6' ? 'IPv6' : 'IPv4'} address`, address);
     }
-    this.native.bind(host, port);
-    this.bound = true;
+    try {
+      this.bindNow(host, port);
+    } catch (error) {
+      if (isCallerMistake(error)) throw error;
+      process.nextTick(() => this.emit('error', error));
+      return this;
+    }
     if (callback) this.once('listening', callback);
     process.nextTick(() => this.emit('listening'));
     return this;
+  }
+
+  /** Binds at once; throws whatever the native socket throws. */
+  private bindNow(host: string, port: number): void {
+    this.native.bind(host, port);
+    this.bound = true;
   }
 
   address(): net.AddressInfo {
@@ -156,9 +212,9 @@ export class RedirectUdpSocket extends EventEmitter {
     if (typeof address !== 'string' || address === '') throw invalidArgType('address', 'a non-empty string', address);
     const { redirectRecords, from } = options ?? {};
     if (redirectRecords !== undefined) {
-      binding.checkRecords(redirectRecords);
+      binding.checkDatagramRecords(redirectRecords);
       if (!binding.udpSendsRecords) {
-        throw new WfpRedirectError(`WFP redirect records go with datagrams on Windows only; ${process.platform} has none`, { code: 'ERR_WFP_UNSUPPORTED_PLATFORM' });
+        throw new WfpRedirectError(`WFP redirect records go with a datagram (the IP_WFP_REDIRECT_RECORDS control message) on Windows only; ${process.platform} has none`, { code: 'ERR_WFP_UNSUPPORTED_PLATFORM' });
       }
     }
     if (from !== undefined) {
@@ -174,9 +230,14 @@ export class RedirectUdpSocket extends EventEmitter {
     };
     const sendTo = (ip: string) => {
       if (this.closed) return done(new WfpRedirectError('The UDP socket is closed', { code: 'ERR_SOCKET_DGRAM_NOT_RUNNING' }));
+      const ticket = this.nextTicket++;
       try {
-        if (!this.bound) this.bind();
-        this.native.send(data, ip, port, redirectRecords, from?.address, from?.port);
+        if (!this.bound) this.bindNow(this.type === 'udp6' ? '::' : '0.0.0.0', 0);
+        // false: queued until the socket can take it; onSent answers the ticket.
+        if (!this.native.send(data, ip, port, redirectRecords, from?.address, from?.port, ticket)) {
+          this.waiting.set(ticket, done);
+          return;
+        }
       } catch (error) {
         return done(error as Error);
       }
@@ -192,10 +253,9 @@ export class RedirectUdpSocket extends EventEmitter {
   /** Stops receiving and closes the socket; 'close' follows. Safe to call twice. */
   close(callback?: () => void): this {
     if (this.closed) return this;
-    this.closed = true;
     this.native.close();
     if (callback) this.once('close', callback);
-    process.nextTick(() => this.emit('close'));
+    this.markClosed();
     return this;
   }
 

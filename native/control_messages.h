@@ -1,10 +1,11 @@
-// Control messages (ancillary data) of recvmsg / WSARecvMsg, read and written
-// with strict bounds. Linux's struct cmsghdr and 64-bit Windows' WSACMSGHDR
-// share one layout: a size_t length that counts the header, the level, the
-// type, then the data, each message starting at a multiple of sizeof(size_t).
-// Each OS's udp_socket.cc static_asserts that its headers agree, so the parser
-// is written (and fuzzed) once. The system macros (CMSG_NXTHDR) are not used:
-// the bounds are checked here, against the length the call reported.
+// Control messages (ancillary data) of WSARecvMsg / WSASendMsg, read and
+// written with strict bounds, in the layout of 64-bit Windows' WSACMSGHDR: a
+// size_t length that counts the header, the level, the type, then the data,
+// each message starting at a multiple of sizeof(size_t). native/win/
+// udp_socket.cc static_asserts that its headers agree; the parser is fuzzed
+// under ASan on Linux (test/native/control_fuzz.cc). POSIX walks its own
+// cmsghdr with the system's CMSG_* macros instead (posix/received_control.h),
+// which share only ControlMessage with this file.
 #ifndef WFP_REDIRECT_CONTROL_MESSAGES_H_
 #define WFP_REDIRECT_CONTROL_MESSAGES_H_
 

@@ -73,6 +73,14 @@ int ReceiveDatagram(UdpSocket& socket, ReceiveBuffers& buffers, ReceivedDatagram
 int SendDatagram(UdpSocket& socket, const uint8_t* data, size_t size,
                  const Endpoint& to, const uint8_t* records, size_t records_size,
                  const Endpoint* from, const char** syscall);
+// Whether a send failed only because the socket's buffer is full for now
+// (EAGAIN, EWOULDBLOCK, ENOBUFS; WSAEWOULDBLOCK, WSAENOBUFS): the datagram
+// can wait and go when the socket polls writable, as libuv's do.
+bool SendWouldBlock(int error);
+// Reads and clears the socket's pending error (SO_ERROR) and, on Linux, the
+// errors queued for it (MSG_ERRQUEUE, under IP_RECVERR), which otherwise keep
+// its poll failing. Returns the pending error, 0 when there was none.
+int TakePendingError(UdpSocket& socket);
 void CloseUdpSocket(UdpSocket& socket);
 // Where the platform can send redirect records with a datagram (Windows) and
 // reply from an original destination (Linux).

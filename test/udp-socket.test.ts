@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import { once } from 'node:events';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -54,7 +55,7 @@ describe('RedirectUdpSocket', function () {
         assert.equal(got[2][0].length, 0);
         assert.equal(echoed[2].length, 0);
         assert.deepEqual(got[0][1], { address: LOOPBACK[family], family, port: peer.address().port, size: 65_507 });
-        assert.deepEqual(socket.stats, { received: 3, truncated: 0, malformedControl: 0 });
+        assert.deepEqual(socket.stats, { received: 3, truncated: 0, malformedControl: 0, sendsQueued: 0, sendQueueFull: 0 });
       } finally {
         socket.close();
         peer.close();
@@ -127,9 +128,15 @@ describe('RedirectUdpSocket', function () {
       assert.equal(thrown(() => socket.send('x', 65536, '127.0.0.1')).code, 'ERR_SOCKET_BAD_PORT');
       assert.equal(thrown(() => socket.send('x', 9, '')).code, 'ERR_INVALID_ARG_TYPE');
       assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: 'abc' as unknown as Uint8Array })).code, 'ERR_INVALID_ARG_TYPE');
+      // Worded for the datagram's control message, not the TCP IOCTL.
       const tooLarge = thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.alloc(MAX_BLOB_SIZE + 1) }));
       assert.equal(tooLarge.code, 'ERR_WFP_BLOB_TOO_LARGE');
-      assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.alloc(0) })).name, 'RangeError');
+      assert.match(tooLarge.message, /^IP_WFP_REDIRECT_RECORDS: the records for this datagram are larger than the 65536 bytes/);
+      const empty = thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.alloc(0) }));
+      assert.equal(empty.name, 'RangeError');
+      assert.equal(empty.code, 'ERR_WFP_RECORDS_EMPTY');
+      assert.match(empty.message, /^IP_WFP_REDIRECT_RECORDS: the records for this datagram are empty/);
+      for (const error of [tooLarge, empty]) assert.doesNotMatch(`${error.message} ${error.ioctl}`, /SIO_|IOCTL|accepted socket/i);
       assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { from: { address: '127.0.0.1', port: 9 } })).code, 'ERR_INVALID_ARG_VALUE');
       assert.equal(thrown(() => socket.bind(0, '127.0.0.1')).code, 'ERR_SOCKET_ALREADY_BOUND');
       const fresh = new RedirectUdpSocket('udp4');
@@ -142,7 +149,9 @@ describe('RedirectUdpSocket', function () {
         assert.equal(thrown(() => new RedirectUdpSocket({ type: 'udp4', transparent: true })).code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
         assert.equal(thrown(() => new RedirectUdpSocket({ type: 'udp4', mark: 7 })).code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
       } else {
-        assert.equal(thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.from([1]) })).code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
+        const platform = thrown(() => socket.send('x', 9, '127.0.0.1', { redirectRecords: Buffer.from([1]) }));
+        assert.equal(platform.code, 'ERR_WFP_UNSUPPORTED_PLATFORM');
+        assert.match(platform.message, /IP_WFP_REDIRECT_RECORDS control message\) on Windows only/);
       }
       assert.equal(socket.stats.received, 0);
     } finally {
@@ -200,14 +209,22 @@ describe('RedirectUdpSocket', function () {
     assert.deepEqual(JSON.parse(run.stdout.trim().split('\n').pop()!), { messages: 2, caught: ['thrown by the listener'] });
   });
 
-  it('the OS refusing a bind is a WfpRedirectError with its code (EADDRINUSE), and the socket stays usable', async function () {
+  it("the OS refusing a bind is an 'error' event, as dgram's (a WfpRedirectError, EADDRINUSE), not a throw; no callback, no 'listening'; the socket binds again", async function () {
     const taken = await bound('IPv4');
     const second = new RedirectUdpSocket('udp4');
     try {
-      const error = thrown(() => second.bind(taken.address().port, '127.0.0.1'));
+      let listened = false;
+      second.on('listening', () => (listened = true));
+      const failed = once(second, 'error');
+      assert.equal(second.bind(taken.address().port, '127.0.0.1', () => assert.fail('the bind callback was called')), second, 'bind() returned, did not throw');
+      const [error] = (await failed) as [Error & { code?: string; syscall?: string; errno?: number }];
+      assert.equal(error.name, 'WfpRedirectError');
       assert.equal(error.code, 'EADDRINUSE');
       assert.equal(error.syscall, 'bind');
       assert.equal(typeof error.errno, 'number');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(listened, false);
+      assert.equal(thrown(() => second.address()).code, 'ERR_SOCKET_DGRAM_NOT_BOUND');
       await new Promise<void>((resolve) => second.bind(0, '127.0.0.1', resolve));
       assert.ok(second.address().port > 0);
     } finally {

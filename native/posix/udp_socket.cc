@@ -1,5 +1,6 @@
 // UDP with control messages on POSIX: recvmsg / sendmsg on a non-blocking
-// descriptor. The original destination of a TPROXY'd datagram comes from
+// descriptor; the control messages are walked with the system's CMSG_*
+// macros (received_control.h), whatever this platform's cmsghdr looks like. The original destination of a TPROXY'd datagram comes from
 // native/linux/udp_tproxy.cc (nothing elsewhere).
 #include "../udp_socket.h"
 
@@ -12,22 +13,17 @@
 #include "../control_messages.h"
 #include "../sockaddr_endpoint.h"
 #include "../udp_tproxy.h"
+#include "received_control.h"
 
 namespace wfp {
-
-static_assert(sizeof(cmsghdr) == sizeof(ControlHeader) &&
-                  offsetof(cmsghdr, cmsg_len) == offsetof(ControlHeader, length) &&
-                  offsetof(cmsghdr, cmsg_level) == offsetof(ControlHeader, level) &&
-                  offsetof(cmsghdr, cmsg_type) == offsetof(ControlHeader, type),
-              "struct cmsghdr is not the layout control_messages.h parses");
-static_assert(CMSG_LEN(0) == kControlHeaderSize && CMSG_SPACE(1) == ControlSpace(1),
-              "CMSG_* align differently from control_messages.h");
 
 namespace {
 
 // An original destination is 28 bytes (sockaddr_in6); room for a few more
 // messages the kernel may add.
 constexpr size_t kControlCapacity = 512;
+// Queued errors read per poll failure (TakePendingError).
+constexpr int kErrorQueueReadsPerFailure = 256;
 
 int SetFlags(int fd) {
   const int status = fcntl(fd, F_GETFL);
@@ -106,14 +102,11 @@ int ReceiveDatagram(UdpSocket& socket, ReceiveBuffers& buffers, ReceivedDatagram
     out->sender = Endpoint{};
   }
   if ((message.msg_flags & MSG_CTRUNC) != 0) ++out->malformed_control;
-  const size_t control_length =
-      message.msg_controllen < buffers.control.size() ? message.msg_controllen : buffers.control.size();
-  out->malformed_control += ForEachControlMessage(
-      buffers.control.data(), control_length, [out](const ControlMessage& control) {
-        if (ReadOriginalDestination(control, &out->original_destination)) {
-          out->has_original_destination = true;
-        }
-      });
+  // Never past the buffer, whatever the call reported.
+  if (message.msg_controllen > buffers.control.size()) message.msg_controllen = buffers.control.size();
+  out->malformed_control += ForEachReceivedControlMessage(message, [out](const ControlMessage& control) {
+    if (ReadOriginalDestination(control, &out->original_destination)) out->has_original_destination = true;
+  });
   return 0;
 }
 
@@ -138,6 +131,31 @@ int SendDatagram(UdpSocket& socket, const uint8_t* data, size_t size,
     sent = sendmsg(static_cast<int>(socket.socket), &message, 0);
   } while (sent < 0 && errno == EINTR);
   return sent < 0 ? errno : 0;
+}
+
+bool SendWouldBlock(int error) { return error == EAGAIN || error == EWOULDBLOCK || error == ENOBUFS; }
+
+int TakePendingError(UdpSocket& socket) {
+  const int fd = static_cast<int>(socket.socket);
+  int pending = 0;
+  socklen_t size = sizeof pending;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &pending, &size) != 0) pending = errno;
+#ifdef MSG_ERRQUEUE
+  // Each read takes one queued error; bounded, and what is left polls as an
+  // error again (and counts as one more failure).
+  for (int i = 0; i < kErrorQueueReadsPerFailure; ++i) {
+    uint8_t data[1];
+    uint8_t control[kControlCapacity];
+    iovec vector{data, sizeof data};
+    msghdr message{};
+    message.msg_iov = &vector;
+    message.msg_iovlen = 1;
+    message.msg_control = control;
+    message.msg_controllen = sizeof control;
+    if (recvmsg(fd, &message, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) break;
+  }
+#endif
+  return pending;
 }
 
 void CloseUdpSocket(UdpSocket& socket) {

@@ -179,6 +179,17 @@ int SendDatagram(UdpSocket& socket, const uint8_t* data, size_t size,
   return 0;
 }
 
+bool SendWouldBlock(int error) { return error == WSAEWOULDBLOCK || error == WSAENOBUFS; }
+
+int TakePendingError(UdpSocket& socket) {
+  int pending = 0;
+  int size = sizeof pending;
+  if (getsockopt(static_cast<SOCKET>(socket.socket), SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&pending), &size) != 0) {
+    return WSAGetLastError();
+  }
+  return pending;
+}
+
 void CloseUdpSocket(UdpSocket& socket) {
   if (!socket.open) return;
   closesocket(static_cast<SOCKET>(socket.socket));

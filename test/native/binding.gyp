@@ -30,6 +30,10 @@
         "../../native/wsa_errors.cc"
       ],
       "defines": ["WFP_REDIRECT_TEST_MISREAD_QUEUE"]
+    },
+    {
+      "target_name": "wfp_udp_probe",
+      "sources": ["udp_probe.cc"]
     }
   ]
 }
