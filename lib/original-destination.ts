@@ -6,7 +6,7 @@ import net from 'node:net';
 import { notRedirected, WfpRedirectError } from './errors';
 import { binding } from './native';
 import { queryRedirectContextSync } from './redirect';
-import { decodeSockaddr } from './sockaddr';
+import { decodeSockaddr, unmapped } from './sockaddr';
 import { resolveSocketHandle } from './socket-handle';
 
 export interface OriginalDestination {
@@ -51,11 +51,6 @@ function decoded(result: unknown): OriginalDestination {
   return { family: family ?? familyOf(address), address, port };
 }
 
-/** '::ffff:127.0.0.1' -> '127.0.0.1', as the addon spells IPv4 connections on dual-stack sockets. */
-function plain(address: string): string {
-  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
-}
-
 function fromWfpContext(socket: net.Socket, options: OriginalDestinationOptions): OriginalDestination {
   let context: Buffer;
   try {
@@ -88,7 +83,7 @@ export function originalDestinationFromContext(
 }
 
 function fromNetfilter(socket: net.Socket, handle: number, options: OriginalDestinationOptions): OriginalDestination {
-  const local = { address: plain(socket.localAddress!), port: socket.localPort! };
+  const local = { address: unmapped(socket.localAddress!), port: socket.localPort! };
   const found = binding.originalDestination(handle);
   // A connection netfilter did not rewrite is reported with its own local address.
   if (found && !(found.address === local.address && found.port === local.port)) {

@@ -127,3 +127,11 @@ export function encodeSockaddr(info: Pick<SocketAddressInfo, 'address' | 'port' 
   }
   return out;
 }
+
+/**
+ * '::ffff:10.0.0.1' -> '10.0.0.1': an IPv4 address as itself, however a
+ * dual-stack socket (or the addon, for one) spelt it.
+ */
+export function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}

@@ -6,8 +6,9 @@
 import { EventEmitter } from 'node:events';
 import { lookup } from 'node:dns';
 import net from 'node:net';
-import { invalidArgType, outOfRange, WfpRedirectError } from './errors';
+import { invalidArgType, WfpRedirectError } from './errors';
 import { checkMark } from './connect';
+import { checkPort } from './ports';
 import { binding, type NativeUdpSocket } from './native';
 import type { OriginalDestination } from './original-destination';
 
@@ -69,14 +70,6 @@ const isCallerMistake = (error: unknown): boolean =>
   ['ERR_SOCKET_ALREADY_BOUND', 'ERR_SOCKET_DGRAM_NOT_RUNNING'].includes((error as { code?: string })?.code ?? '');
 
 const familyOf = (address: string): 'IPv4' | 'IPv6' => (net.isIPv6(address) ? 'IPv6' : 'IPv4');
-
-function checkPort(port: unknown, name: string, least: number): number {
-  if (typeof port !== 'number') throw invalidArgType(name, 'of type number', port);
-  if (!Number.isInteger(port) || port < least || port > 65535) {
-    throw outOfRange('ERR_SOCKET_BAD_PORT', `${name} must be an integer from ${least} to 65535. Received ${port}`);
-  }
-  return port;
-}
 
 export declare interface RedirectUdpSocket {
   on(event: 'message', listener: (message: Buffer, rinfo: RedirectedRemoteInfo) => void): this;
@@ -169,7 +162,7 @@ export class RedirectUdpSocket extends EventEmitter {
    */
   bind(port = 0, address?: string, callback?: () => void): this {
     this.ensureRunning();
-    checkPort(port, 'port', 0);
+    port = checkPort(port, 'port', 0);
     const host = address ?? (this.type === 'udp6' ? '::' : '0.0.0.0');
     if (typeof host !== 'string' || net.isIP(host) !== (this.type === 'udp6' ? 6 : 4)) {
       throw invalidArgType('address', `an ${this.type === 'udp6' ? 'IPv6' : 'IPv4'} address`, address);
@@ -208,9 +201,10 @@ export class RedirectUdpSocket extends EventEmitter {
     if (typeof options === 'function') [options, callback] = [undefined, options];
     const data = typeof message === 'string' ? Buffer.from(message) : message;
     if (!(data instanceof Uint8Array)) throw invalidArgType('message', 'a Buffer, Uint8Array or string', message);
-    checkPort(port, 'port', 1);
+    port = checkPort(port, 'port', 1);
     if (typeof address !== 'string' || address === '') throw invalidArgType('address', 'a non-empty string', address);
     const { redirectRecords, from } = options ?? {};
+    let fromPort: number | undefined;
     if (redirectRecords !== undefined) {
       binding.checkDatagramRecords(redirectRecords);
       if (!binding.udpSendsRecords) {
@@ -219,7 +213,7 @@ export class RedirectUdpSocket extends EventEmitter {
     }
     if (from !== undefined) {
       if (from === null || typeof from !== 'object' || typeof from.address !== 'string') throw invalidArgType('options.from', 'an { address, port } object', from);
-      checkPort(from.port, 'options.from.port', 1);
+      fromPort = checkPort(from.port, 'options.from.port', 1);
       if (!this.transparent) {
         throw Object.assign(new TypeError('options.from needs a socket created with { transparent: true } (Linux TPROXY)'), { code: 'ERR_INVALID_ARG_VALUE' });
       }
@@ -234,7 +228,7 @@ export class RedirectUdpSocket extends EventEmitter {
       try {
         if (!this.bound) this.bindNow(this.type === 'udp6' ? '::' : '0.0.0.0', 0);
         // false: queued until the socket can take it; onSent answers the ticket.
-        if (!this.native.send(data, ip, port, redirectRecords, from?.address, from?.port, ticket)) {
+        if (!this.native.send(data, ip, port, redirectRecords, from?.address, fromPort, ticket)) {
           this.waiting.set(ticket, done);
           return;
         }

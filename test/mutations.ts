@@ -283,7 +283,7 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'max-connections-zero',
     intent: '--max-connections 0 is taken, silently meaning no limit',
-    file: 'lib/proxy/cli.ts',
+    file: 'lib/proxy/cli-args.ts',
     edits: [{ find: "'--max-connections', 1024, 1)", replace: "'--max-connections', 1024, 0)" }],
     specs: ['proxy.test.js'],
     runtime: 'linux',
@@ -723,6 +723,22 @@ export const MUTATIONS: Mutation[] = [
     file: 'native/posix/received_control.h',
     edits: [{ find: 'if (offset > length || header->cmsg_len < header_size || header->cmsg_len > length - offset) return 1;', replace: 'if (header->cmsg_len < header_size) return 1;' }],
     specs: ['received-control-asan.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'cli-repeated-option-taken',
+    intent: 'an option given twice is taken silently, the last one winning',
+    file: 'lib/proxy/cli-args.ts',
+    edits: [{ find: 'if (seen.has(token.name)) throw', replace: 'if (seen.has(token.name) && seen.size < 0) throw' }],
+    specs: ['proxy.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'cli-negative-value-ambiguous',
+    intent: "a negative value is left to parseArgs, which calls it ambiguous instead of naming the option's range",
+    file: 'lib/proxy/cli-args.ts',
+    edits: [{ find: "const negative = /^--[a-z-]+$/.test(argv[i]) && /^-\\d/.test(argv[i + 1] ?? '');", replace: 'const negative = false;' }],
+    specs: ['proxy.test.js'],
     runtime: 'linux',
   },
 ];

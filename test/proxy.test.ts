@@ -24,11 +24,40 @@ describe('bin/wfp-redirect-proxy', function () {
   });
   after(() => upstream.close());
 
-  it('--help prints the usage and exits 0', function () {
-    const run = spawnSync(process.execPath, [CLI, '--help'], { encoding: 'utf8', timeout: 20_000 });
-    assert.equal(run.status, 0);
-    assert.match(run.stdout, /Usage: wfp-redirect-proxy --listen HOST:PORT/);
-    assert.match(run.stdout, /--upstream HOST:PORT/);
+  for (const flag of ['--help', '-h']) {
+    it(`${flag} prints the usage and exits 0`, function () {
+      const run = spawnSync(process.execPath, [CLI, flag], { encoding: 'utf8', timeout: 20_000 });
+      assert.equal(run.status, 0);
+      assert.match(run.stdout, /Usage: wfp-redirect-proxy --listen HOST:PORT/);
+      assert.match(run.stdout, /--upstream HOST:PORT/);
+    });
+  }
+
+  it('--listen PORT and :PORT listen on 127.0.0.1; the listening line says where connections go', async function () {
+    for (const listen of ['0', ':0']) {
+      const proxy = await start([CLI, '--listen', listen, '--upstream', `127.0.0.1:${upstreamPort}`], /listening on .*:(\d+)$/);
+      try {
+        const line = proxy.stderr.find((text) => text.includes('listening on'))!;
+        assert.match(line, new RegExp(`relaying to the upstream 127\\.0\\.0\\.1:${upstreamPort}; listening on 127\\.0\\.0\\.1:${proxy.port}$`));
+        await roundTrip(proxy.port, 1);
+      } finally {
+        await stop(proxy);
+      }
+    }
+  });
+
+  it('--log-start: a line as each connection starts, then its line as it ends; records only where the platform has them', async function () {
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--log-start'], /listening on .*:(\d+)$/);
+    try {
+      await roundTrip(proxy.port, 1);
+      for (let waited = 0; proxy.stdout.length < 2 && waited < 10_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+      const [started, ended] = proxy.stdout;
+      assert.match(started, /#1 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+ start$/);
+      assert.match(ended, /#1 127\.0\.0\.1:\d+ -> 127\.0\.0\.1:\d+ up=\d+ down=\d+ .*ok$/);
+      assert.equal(/ records=/.test(ended), isWindows, ended);
+    } finally {
+      await stop(proxy);
+    }
   });
 
   const badUsages: Array<[string, string[], RegExp]> = [
@@ -39,10 +68,18 @@ describe('bin/wfp-redirect-proxy', function () {
     ['a bad --log', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--log', 'xml'], /--log wants text or json/],
     ['an unknown option', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--frobnicate'], /frobnicate/],
     ['--max-connections 0', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--max-connections', '0'], /--max-connections wants a whole number of at least 1, not "0"/],
-    ['an empty --idle-timeout', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--idle-timeout', ''], /--idle-timeout wants a whole number, not ""/],
+    ['an empty --idle-timeout', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--idle-timeout', ''], /--idle-timeout wants a whole number of at least 0, not ""/],
     ['--udp-idle-timeout without --udp', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--udp-idle-timeout', '5'], /--udp-idle-timeout, --max-udp-flows and --max-udp-flows-per-source need --udp/],
     ['--max-udp-flows 0', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--udp', '--max-udp-flows', '0'], /--max-udp-flows wants a whole number of at least 1, not "0"/],
     ['--udp on a host name', ['--listen', 'localhost:0', '--upstream', 'a:1', '--udp'], /--udp needs --listen with an IP address/],
+    ['a port out of range', ['--listen', '127.0.0.1:99999', '--upstream', 'a:1'], /--listen: port 99999 is out of range \(0 to 65535\)/],
+    ['a port that is not a number', ['--listen', ':http', '--upstream', 'a:1'], /--listen: "http" is not a port \(a whole number from 0 to 65535\)/],
+    ['a negative timeout, for its value', ['--listen', '0', '--upstream', 'a:1', '--idle-timeout', '-5'], /--idle-timeout wants a whole number of at least 0, not "-5"/],
+    ['--listen given twice', ['--listen', '127.0.0.1:1', '--listen', '127.0.0.1:2', '--upstream', 'a:1'], /--listen was given more than once; give it once/],
+    ['--upstream given twice', ['--listen', '0', '--upstream', 'a:1', '--upstream', 'b:2'], /--upstream was given more than once/],
+    ['--mark out of range', ['--listen', '0', '--upstream', 'a:1', '--mark', '4294967296'], process.platform === 'linux' ? /--mark wants a whole number from 0 to 4294967295, not "4294967296"/ : /--mark sets SO_MARK/],
+    ['--workers 0', ['--listen', '0', '--upstream', 'a:1', '--workers', '0'], /--workers wants a whole number from 1 to 1024, not "0"/],
+    ['--transparent with --upstream', ['--listen', '0', '--transparent', '--upstream', 'a:1'], /exactly one of --transparent, --context and --upstream \(got --transparent and --upstream\)/],
   ];
   for (const [label, args, message] of badUsages) {
     it(`refuses ${label} with exit code 2 and a message`, function () {

@@ -3,10 +3,17 @@
 // port are a listening socket's own; and the coded errors its checks raise.
 import net from 'node:net';
 import { networkInterfaces } from 'node:os';
+import { unmapped } from '../sockaddr';
 
 /** An error with a `code`, for the log line of a connection or flow that failed. */
 export function coded(message: string, code: string): Error {
   return Object.assign(new Error(message), { code });
+}
+
+/** What a log line says of a failure: its `code`, or failing that its message. */
+export function codeOf(error: unknown): string {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return typeof code === 'string' ? code : String(message ?? error);
 }
 
 /** `ERR_PROXY_LOOP`: the proxy's own traffic came back to it. */
@@ -17,11 +24,6 @@ export function loopError(detail: string): Error {
 /** host:port, IPv6 in brackets. */
 export function formatEndpoint(host: string | undefined, port: number | undefined): string {
   return host?.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
-/** '::ffff:10.0.0.1' -> '10.0.0.1', as a dual-stack socket reports an IPv4 peer. */
-export function unmapped(address: string): string {
-  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
 }
 
 /** One string per endpoint, however the address was spelt. */

@@ -7,7 +7,7 @@ import net from 'node:net';
 import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
 import { isSupported, probeRedirectIoctls, queryRedirectRecords } from '../redirect';
-import { coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
+import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
 
@@ -49,6 +49,8 @@ export interface ProxyOptions {
   maxConnections?: number;
   /** One call per finished connection. */
   log?: (entry: ConnectionLog) => void;
+  /** One call per connection once its destination is decided, before it connects (the CLI's --log-start). */
+  logStart?: (entry: ConnectionLog) => void;
   /**
    * Per connection, once its destination is known: return another destination
    * to go there instead, `null` to refuse the connection (logged as
@@ -112,10 +114,6 @@ const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE', 'WSAEMFILE', 'WSAENOBUFS
 
 const NO_RECORDS = new Set<string>(['WSAEINVAL', 'WSAEOPNOTSUPP', 'WSAENOPROTOOPT']);
 
-function code(error: unknown): string {
-  const { code: value, message } = error as { code?: unknown; message?: string };
-  return typeof value === 'string' ? value : String(message ?? error);
-}
 
 /** The destination a route hook's answer means; throws for a refusal or a malformed answer. */
 function routed(answer: unknown, planned: Destination): Destination {
@@ -136,7 +134,7 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort'>> & Pick<ProxyOptions, 'route' | 'mark' | 'reusePort'>;
+  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'>> & Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'>;
   /**
    * This proxy's open outbound connections, as "local -> remote" endpoint
    * pairs: an inbound connection from such a local endpoint, going to that
@@ -186,7 +184,7 @@ export class TransparentProxy {
         throw outOfRange('ERR_OUT_OF_RANGE', `options.${name} must be a whole number${least ? ` of at least ${least}` : ''}. Received ${String(value)}`);
       }
     }
-    for (const name of ['log', 'route', 'warn'] as const) {
+    for (const name of ['log', 'logStart', 'route', 'warn'] as const) {
       if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
     }
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (inbound) => {
@@ -396,8 +394,8 @@ export class TransparentProxy {
     this.open.add(inbound);
     let outbound: net.Socket | undefined;
     const fail = (error: unknown) => {
-      if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(code(error))) this.descriptors.note();
-      entry.error ??= code(error);
+      if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(codeOf(error))) this.descriptors.note();
+      entry.error ??= codeOf(error);
       inbound.destroy();
       outbound?.destroy();
     };
@@ -414,6 +412,7 @@ export class TransparentProxy {
         'deciding where the connection goes (redirect records, destination, route hook)',
       );
       if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
+      this.options.logStart?.({ ...entry });
       const out = (outbound = this.connectOut(destination, records));
       out.on('error', fail);
       const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));

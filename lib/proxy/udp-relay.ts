@@ -16,7 +16,8 @@ import { networkInterfaces } from 'node:os';
 import { invalidArgType, outOfRange } from '../errors';
 import { originalDestinationFromContext, type OriginalDestinationOptions } from '../original-destination';
 import { RedirectUdpSocket, type RedirectedRemoteInfo } from '../udp-socket';
-import { formatEndpoint, isListeningEndpoint, unmapped } from './endpoints';
+import { unmapped } from '../sockaddr';
+import { codeOf, formatEndpoint, isListeningEndpoint } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import type { Destination } from './tcp-proxy';
 import { checkUpstream } from './upstream-check';
@@ -51,6 +52,8 @@ export interface UdpRelayOptions {
   mark?: number;
   /** Conditions of the relay as a whole, as one line of text, at most one per kind every 10 s. */
   warn?: (message: string) => void;
+  /** One call per flow as it opens (the CLI's --log-start). */
+  logStart?: (entry: FlowLog) => void;
 }
 
 export type FlowEnd = 'idle' | 'evicted' | 'replaced' | 'shutdown' | 'error' | 'dropped';
@@ -104,7 +107,6 @@ function positive(value: number, name: string): number {
   return value;
 }
 
-const errorCode = (error: unknown) => String((error as { code?: unknown }).code ?? (error as Error).message ?? error);
 
 /** Whether `address` is one of this host's own (loopback included). */
 function isLocalAddress(address: string): boolean {
@@ -122,7 +124,7 @@ const WHY_DROPPED: Record<string, string> = {
 
 export class UdpRelay {
   readonly socket: RedirectUdpSocket;
-  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark'>> & Pick<UdpRelayOptions, 'destination' | 'mark'>;
+  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark' | 'logStart'>> & Pick<UdpRelayOptions, 'destination' | 'mark' | 'logStart'>;
   /** Oldest activity first: a flow moves to the end on each datagram. */
   private readonly flows = new Map<string, Flow>();
   /** The same flows by client address, each map oldest activity first: the per-source cap. */
@@ -154,8 +156,8 @@ export class UdpRelay {
       log: options.log ?? (() => {}),
       warn: options.warn ?? (() => {}),
     };
-    for (const name of ['log', 'warn'] as const) {
-      if (typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
+    for (const name of ['log', 'warn', 'logStart'] as const) {
+      if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
     }
     const family = net.isIP(options.listen?.host ?? '');
     if (family === 0) throw invalidArgType('options.listen.host', 'an IP address', options.listen?.host);
@@ -168,11 +170,11 @@ export class UdpRelay {
         this.inbound(data, rinfo);
       } catch (error) {
         // No outbound socket (EMFILE, a mark refused, ...): this datagram alone is lost.
-        this.drop(rinfo, errorCode(error));
+        this.drop(rinfo, codeOf(error));
       }
     });
     // A failed receive is the OS's (e.g. out of buffers): counted and reported, never fatal.
-    this.socket.on('error', (error) => this.report(`receive:${errorCode(error)}`, `receiving failed: ${errorCode(error)}`));
+    this.socket.on('error', (error) => this.report(`receive:${codeOf(error)}`, `receiving failed: ${codeOf(error)}`));
   }
 
   /** Binds and starts relaying; `port` overrides options.listen.port (the CLI passes the port TCP got). */
@@ -275,7 +277,7 @@ export class UdpRelay {
       const { address, port } = originalDestinationFromContext(rinfo.redirectContext, source);
       return this.isOwnEndpoint(address, port) ? 'ERR_PROXY_LOOP' : { address, port };
     } catch (error) {
-      return errorCode(error);
+      return codeOf(error);
     }
   }
 
@@ -308,7 +310,7 @@ export class UdpRelay {
     // The records go with the flow's first datagram only, as WFP gave them.
     const options = first && flow.records ? { redirectRecords: flow.records } : {};
     flow.outbound.send(data, flow.destination.port, flow.destination.address, options, (error) => {
-      if (error) this.end(flow!, 'error', errorCode(error));
+      if (error) this.end(flow!, 'error', codeOf(error));
     });
   }
 
@@ -335,7 +337,8 @@ export class UdpRelay {
       if (from.port !== destination.port || unmapped(from.address) !== destination.address) return; // not the destination's
       this.reply(flow, reply);
     });
-    outbound.on('error', (error) => this.end(flow, 'error', errorCode(error)));
+    outbound.on('error', (error) => this.end(flow, 'error', codeOf(error)));
+    this.options.logStart?.({ ...log });
     this.flows.set(key, flow);
     this.sourceFlows(flow.source).set(key, flow);
     if (this.byClient) this.flowOfClient.set(client, flow);
@@ -382,7 +385,7 @@ export class UdpRelay {
     const options = this.tproxy ? { from: flow.destination } : {};
     this.socket.send(reply, flow.client.port, flow.client.address, options, (error) => {
       if (!error) return;
-      const code = errorCode(error);
+      const code = codeOf(error);
       if (this.tproxy && code === 'EADDRINUSE') {
         this.report(
           'reply:EADDRINUSE',

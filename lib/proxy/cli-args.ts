@@ -1,0 +1,247 @@
+// The CLI's arguments: parsed and checked into one configuration, each
+// mistake a UsageError that names the option, the value and what it accepts.
+// Nothing here starts anything.
+import os from 'node:os';
+import net from 'node:net';
+import { parseArgs } from 'node:util';
+import { checkPort } from '../ports';
+import type { Destination } from './tcp-proxy';
+
+export const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--transparent | --context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
+
+A transparent TCP (and, with --udp, UDP) proxy. Each accepted connection is
+relayed, both ways, to its destination over an outbound connection that carries
+the connection's WFP redirect records (Windows 8 / Server 2012 and later), so
+WFP does not redirect the proxy's own connection again. A UDP flow's records
+go with its first outbound datagram.
+
+Where each connection goes:
+  --transparent                its original destination, as the kernel knows it:
+                               Linux: netfilter (iptables REDIRECT or DNAT; UDP:
+                               an iptables TPROXY rule, which needs CAP_NET_ADMIN);
+                               Windows: the WFP redirect context as a SOCKADDR
+                               (UDP: the context of a flow's first datagram).
+  --context sockaddr[@OFFSET]  the original destination, read from the WFP
+                               redirect context as a Windows SOCKADDR_IN/IN6
+                               starting at byte OFFSET (default 0). Windows only.
+  --upstream HOST:PORT         one fixed destination for every connection (any
+                               platform); on Windows the records are still
+                               carried when the connection was redirected, and
+                               a connection nobody redirected goes on without.
+
+Options:
+  --listen HOST:PORT           where to accept connections (IPv6 as [::1]:8888;
+                               a bare PORT or :PORT means 127.0.0.1:PORT)
+  --idle-timeout MS            close a connection idle this long (default 300000; 0: never)
+  --connect-timeout MS         give up on a destination after this long (default 10000)
+  --route-timeout MS           close a connection whose destination is not decided
+                               (records, original destination, route) after this
+                               long (default 10000; at least 1)
+  --half-close-timeout MS      once one side has ended its half, close the
+                               connection after this long with nothing moving
+                               (default 30000; 0: only --idle-timeout applies)
+  --max-connections N          refuse connections beyond N at once (default 1024; at least 1)
+  --shutdown-timeout MS        on Ctrl+C or SIGTERM (Windows: also Ctrl+Break and
+                               closing the console), let open connections finish
+                               for this long, then close them (default 10000)
+  --mark N                     Linux: SO_MARK N on every outbound connection and UDP
+                               socket, so a rule like "-m mark ! --mark N" exempts
+                               them from the redirect (needs CAP_NET_ADMIN)
+  --workers N|auto             relay in N processes on the same port (auto: one per
+                               core; default 1). Linux: each listens with
+                               SO_REUSEPORT and the kernel spreads connections;
+                               Windows: they share one listening socket. Log lines
+                               name the worker. With --udp, worker 1 relays UDP
+  --udp                        relay UDP too, on the same address and port
+  --udp-idle-timeout MS        end a UDP flow idle this long (default 60000; at least 1)
+  --max-udp-flows N            UDP flows at once; beyond it the one idle longest
+                               ends (default 1024; at least 1)
+  --max-udp-flows-per-source N UDP flows at once from one client address; beyond
+                               it that address's flow idle longest ends, so one
+                               host cannot end everyone's flows (default: a
+                               quarter of --max-udp-flows; clients on this host
+                               share one address)
+  --log text|json              one line per connection, UDP flow and dropped
+                               datagram on stdout, as each ends (default text)
+  --log-start                  also a line as each connection's destination is
+                               decided and each UDP flow opens
+  -h, --help                   this text
+  --version                    the package version
+
+Example (Linux, after: iptables -t nat -A OUTPUT -p tcp --dport 80 -m owner ! --uid-owner proxy -j REDIRECT --to-ports 8888):
+  wfp-redirect-proxy --listen 127.0.0.1:8888 --transparent
+Example (Windows, with a WFP callout driver that stores a SOCKADDR in the context):
+  wfp-redirect-proxy --listen 127.0.0.1:8888 --transparent
+Example (any platform): wfp-redirect-proxy --listen 127.0.0.1:8888 --upstream example.com:80
+`;
+
+/** A mistake in the command line: exit code 2, with "Try --help." */
+export class UsageError extends Error {}
+
+const OPTIONS = {
+  listen: { type: 'string' },
+  upstream: { type: 'string' },
+  context: { type: 'string' },
+  transparent: { type: 'boolean' },
+  'idle-timeout': { type: 'string' },
+  'connect-timeout': { type: 'string' },
+  'route-timeout': { type: 'string' },
+  'half-close-timeout': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'shutdown-timeout': { type: 'string' },
+  udp: { type: 'boolean' },
+  workers: { type: 'string' },
+  mark: { type: 'string' },
+  'udp-idle-timeout': { type: 'string' },
+  'max-udp-flows': { type: 'string' },
+  'max-udp-flows-per-source': { type: 'string' },
+  log: { type: 'string' },
+  'log-start': { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+} as const;
+
+type Values = ReturnType<typeof parseOptions>['values'];
+
+/** Where connections go: their original destination (read from the WFP context at an offset on Windows), or one upstream. */
+export type Mode = { kind: 'original'; contextOffset: number; context: boolean } | { kind: 'upstream'; upstream: Destination };
+
+export interface CliConfig {
+  listen: Destination;
+  mode: Mode;
+  idleTimeout: number;
+  connectTimeout: number;
+  routeTimeout: number;
+  halfCloseTimeout: number;
+  maxConnections: number;
+  shutdownTimeout: number;
+  mark: number | undefined;
+  workers: number;
+  /** UDP too, with these bounds; undefined without --udp. */
+  udp: { idleTimeout: number; maxFlows: number; maxFlowsPerSource: number } | undefined;
+  log: 'text' | 'json';
+  logStart: boolean;
+}
+
+export type Parsed = { help: true } | { version: true } | { config: CliConfig };
+
+/**
+ * parseArgs, with two things it does not do: a value that looks like a
+ * negative number is the option's value (so that "--idle-timeout -5" is
+ * refused for its value, not as "ambiguous"), and an option given twice is a
+ * mistake rather than the last one winning.
+ */
+function parseOptions(argv: string[]) {
+  const args: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const negative = /^--[a-z-]+$/.test(argv[i]) && /^-\d/.test(argv[i + 1] ?? '');
+    args.push(negative ? `${argv[i]}=${argv[++i]}` : argv[i]);
+  }
+  const { values, tokens } = parseArgs({ args, options: OPTIONS, strict: true, tokens: true });
+  const seen = new Set<string>();
+  for (const token of tokens) {
+    if (token.kind !== 'option') continue;
+    if (seen.has(token.name)) throw new UsageError(`--${token.name} was given more than once; give it once`);
+    seen.add(token.name);
+  }
+  return { values };
+}
+
+/** HOST:PORT, [IPv6]:PORT, :PORT or PORT (the last two on 127.0.0.1). */
+export function endpoint(text: string, option: string): Destination {
+  const match = /^\[([^\]]+)\]:([^:]*)$/.exec(text) ?? /^([^:]*):([^:]*)$/.exec(text) ?? /^()(\d+)$/.exec(text);
+  if (!match) throw new UsageError(`${option} wants HOST:PORT, [IPv6]:PORT or PORT, not "${text}"`);
+  const host = match[1] === '' ? '127.0.0.1' : match[1];
+  if (/^\d+$/.test(match[2]) && Number(match[2]) > 65535) throw new UsageError(`${option}: port ${match[2]} is out of range (0 to 65535)`);
+  try {
+    return { host, port: checkPort(match[2], `${option}'s port`, 0) };
+  } catch {
+    throw new UsageError(`${option}: "${match[2]}" is not a port (a whole number from 0 to 65535)`);
+  }
+}
+
+/** A whole number of at least `least` (and at most `most`), or `fallback` when the option is absent. */
+export function count(text: string | undefined, option: string, fallback: number, least = 0, most = Number.MAX_SAFE_INTEGER): number {
+  if (text === undefined) return fallback;
+  const value = Number(text);
+  if (text.trim() === '' || !Number.isSafeInteger(value) || value < least || value > most) {
+    const range = most === Number.MAX_SAFE_INTEGER ? `of at least ${least}` : `from ${least} to ${most}`;
+    throw new UsageError(`${option} wants a whole number ${range}, not "${text}"`);
+  }
+  return value;
+}
+
+function mode(values: Values, windows8: () => boolean): Mode {
+  const given = [values.transparent ? '--transparent' : undefined, values.context === undefined ? undefined : '--context', values.upstream === undefined ? undefined : '--upstream'].filter(Boolean);
+  if (given.length !== 1) throw new UsageError(`give exactly one of --transparent, --context and --upstream${given.length ? ` (got ${given.join(' and ')})` : ''}`);
+  if (values.upstream !== undefined) return { kind: 'upstream', upstream: endpoint(values.upstream, '--upstream') };
+  if (values.transparent) return { kind: 'original', contextOffset: 0, context: false };
+  const match = /^sockaddr(?:@(\d+))?$/.exec(values.context!);
+  if (!match) throw new UsageError(`--context wants sockaddr or sockaddr@OFFSET, not "${values.context}"`);
+  if (!windows8()) throw new UsageError('--context reads the WFP redirect context, which exists only on Windows 8 / Server 2012 and later; use --transparent or --upstream here');
+  return { kind: 'original', contextOffset: count(match[1], '--context\'s OFFSET', 0, 0, 65535), context: true };
+}
+
+function workerCount(text: string | undefined, singleExecutable: boolean): number {
+  const value = text === 'auto' ? os.availableParallelism() : count(text, '--workers', 1, 1, 1024);
+  if (value > 1 && singleExecutable) {
+    throw new UsageError('--workers needs the npm package\'s CLI (bin/wfp-redirect-proxy); the single executable relays in one process');
+  }
+  return value;
+}
+
+function markOption(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  if (process.platform !== 'linux') {
+    throw new UsageError('--mark sets SO_MARK, which is Linux\'s; on Windows the redirect records keep the proxy\'s own connections from being redirected');
+  }
+  return count(text, '--mark', 0, 0, 0xffffffff);
+}
+
+function udpOptions(values: Values, listen: Destination): CliConfig['udp'] {
+  const names = ['udp-idle-timeout', 'max-udp-flows', 'max-udp-flows-per-source'] as const;
+  if (!values.udp) {
+    if (names.some((name) => values[name] !== undefined)) throw new UsageError('--udp-idle-timeout, --max-udp-flows and --max-udp-flows-per-source need --udp');
+    return undefined;
+  }
+  if (net.isIP(listen.host) === 0) throw new UsageError(`--udp needs --listen with an IP address, not "${listen.host}"`);
+  const maxFlows = count(values['max-udp-flows'], '--max-udp-flows', 1024, 1);
+  return {
+    idleTimeout: count(values['udp-idle-timeout'], '--udp-idle-timeout', 60_000, 1),
+    maxFlows,
+    maxFlowsPerSource: count(values['max-udp-flows-per-source'], '--max-udp-flows-per-source', Math.max(1, Math.floor(maxFlows / 4)), 1),
+  };
+}
+
+/**
+ * The command line as a configuration; throws UsageError (or parseArgs' own
+ * ERR_PARSE_ARGS_* errors). `windows8` is asked only for --context (it loads
+ * the addon).
+ */
+export function parseCli(argv: string[], platform: { windows8: () => boolean; singleExecutable: boolean }): Parsed {
+  const { values } = parseOptions(argv);
+  if (values.help) return { help: true };
+  if (values.version) return { version: true };
+  if (values.listen === undefined) throw new UsageError('--listen HOST:PORT is required');
+  const listen = endpoint(values.listen, '--listen');
+  const log = values.log ?? 'text';
+  if (log !== 'text' && log !== 'json') throw new UsageError(`--log wants text or json, not "${log}"`);
+  return {
+    config: {
+      listen,
+      mode: mode(values, platform.windows8),
+      idleTimeout: count(values['idle-timeout'], '--idle-timeout', 300_000),
+      connectTimeout: count(values['connect-timeout'], '--connect-timeout', 10_000),
+      routeTimeout: count(values['route-timeout'], '--route-timeout', 10_000, 1),
+      halfCloseTimeout: count(values['half-close-timeout'], '--half-close-timeout', 30_000),
+      // At least 1: a proxy that refuses every connection is a mistake, and 0 would not even mean that to Node.
+      maxConnections: count(values['max-connections'], '--max-connections', 1024, 1),
+      shutdownTimeout: count(values['shutdown-timeout'], '--shutdown-timeout', 10_000),
+      mark: markOption(values.mark),
+      workers: workerCount(values.workers, platform.singleExecutable),
+      udp: udpOptions(values, listen),
+      log,
+      logStart: values['log-start'] ?? false,
+    },
+  };
+}
