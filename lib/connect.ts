@@ -10,7 +10,7 @@
 import dns from 'node:dns';
 import net from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { invalidArgType, outOfRange, WfpRedirectError } from './errors';
+import { invalidArgType, outOfRange, WfpRedirectError, type WfpRedirectErrorCode } from './errors';
 import { binding } from './native';
 import { internalsError, newTcpHandle, usesHandle, type TcpHandle } from './node-internals';
 import { checkRecords } from './redirect';
@@ -18,27 +18,27 @@ import { checkRecords } from './redirect';
 export interface ConnectRedirectedOptions {
   port: number;
   /** Default `'localhost'`. A host name is resolved first; its address family decides the socket's. */
-  host?: string;
-  family?: 0 | 4 | 6;
-  hints?: number;
-  lookup?: net.LookupFunction;
-  localAddress?: string;
-  localPort?: number;
+  host?: string | undefined;
+  family?: 0 | 4 | 6 | undefined;
+  hints?: number | undefined;
+  lookup?: net.LookupFunction | undefined;
+  localAddress?: string | undefined;
+  localPort?: number | undefined;
   /** As `socket.setTimeout(timeout)`: a `'timeout'` event after that many ms of inactivity. */
-  timeout?: number;
-  keepAlive?: boolean;
-  keepAliveInitialDelay?: number;
-  noDelay?: boolean;
-  allowHalfOpen?: boolean;
-  signal?: AbortSignal;
+  timeout?: number | undefined;
+  keepAlive?: boolean | undefined;
+  keepAliveInitialDelay?: number | undefined;
+  noDelay?: boolean | undefined;
+  allowHalfOpen?: boolean | undefined;
+  signal?: AbortSignal | undefined;
   /** The records from `queryRedirectRecords` of the connection being proxied. Windows only. */
-  redirectRecords?: Uint8Array;
+  redirectRecords?: Uint8Array | undefined;
   /**
    * Linux: `SO_MARK` on the socket before it connects (0 to 2^32 - 1), for
    * firewall rules that exempt the proxy's own connections (`-m mark ! --mark N`).
    * Needs CAP_NET_ADMIN. Elsewhere it throws `ERR_WFP_UNSUPPORTED_PLATFORM`.
    */
-  mark?: number;
+  mark?: number | undefined;
 }
 
 /**
@@ -95,7 +95,7 @@ function adoptNewSocket(handle: TcpHandle, family: number, records: Uint8Array |
       const name = getSystemErrorName(status);
       // libuv's codes are negative errnos on POSIX; on Windows they are its
       // own numbers, not the OS's, so there is no OS number to give.
-      const fields = { code: name as `E${string}`, syscall: 'uv_tcp_open' };
+      const fields = { code: name as WfpRedirectErrorCode, syscall: 'uv_tcp_open' };
       throw new WfpRedirectError(
         `uv_tcp_open failed with ${name}: the outbound socket could not be adopted`,
         process.platform === 'win32' ? fields : { ...fields, errno: -status },

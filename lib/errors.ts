@@ -2,69 +2,82 @@ import { inspect } from 'node:util';
 import type { IoctlName } from './constants';
 
 /** Symbolic names of the Windows error codes the IOCTLs are documented or seen to return. */
-export type WsaErrorCode =
-  | 'ERROR_INSUFFICIENT_BUFFER'
-  | 'WSA_OPERATION_ABORTED'
-  | 'WSA_IO_PENDING'
-  | 'WSAEINTR'
-  | 'WSAEBADF'
-  | 'WSAEACCES'
-  | 'WSAEFAULT'
-  | 'WSAEINVAL'
-  | 'WSAEMFILE'
-  | 'WSAEWOULDBLOCK'
-  | 'WSAEINPROGRESS'
-  | 'WSAENOTSOCK'
-  | 'WSAENOPROTOOPT'
-  | 'WSAEOPNOTSUPP'
-  | 'WSAENETDOWN'
-  | 'WSAENOBUFS'
-  | 'WSAENOTCONN'
-  | 'WSANOTINITIALISED';
+export const WSA_ERROR_CODES = [
+  'ERROR_INSUFFICIENT_BUFFER', 'WSA_OPERATION_ABORTED', 'WSA_IO_PENDING', 'WSAEINTR', 'WSAEBADF', 'WSAEACCES', 'WSAEFAULT', 'WSAEINVAL',
+  'WSAEMFILE', 'WSAEWOULDBLOCK', 'WSAEINPROGRESS', 'WSAENOTSOCK', 'WSAENOPROTOOPT', 'WSAEOPNOTSUPP', 'WSAENETDOWN', 'WSAENOBUFS',
+  'WSAENOTCONN', 'WSANOTINITIALISED',
+] as const;
+export type WsaErrorCode = (typeof WSA_ERROR_CODES)[number];
 
-/** Every `code` a `WfpRedirectError` can carry. */
-export type WfpRedirectErrorCode =
-  | WsaErrorCode
-  /** A Windows error outside the table above; `errno` has its number. */
-  | 'ERR_WFP_SYSTEM_ERROR'
-  /** Not Windows 8 / Server 2012 or later: no WFP redirect IOCTLs here. */
-  | 'ERR_WFP_UNSUPPORTED_PLATFORM'
+/**
+ * libuv's names for OS errors (uv.h's UV_ERRNO_MAP), which the addon gives an
+ * OS error on a socket (`socket`, `bind`, `sendmsg`, `uv_tcp_open`, ...) on
+ * every platform; test/errors.test.ts checks the list against uv.h.
+ */
+export const SYSTEM_ERROR_CODES = [
+  'E2BIG', 'EACCES', 'EADDRINUSE', 'EADDRNOTAVAIL', 'EAFNOSUPPORT', 'EAGAIN', 'EAI_ADDRFAMILY', 'EAI_AGAIN', 'EAI_BADFLAGS',
+  'EAI_BADHINTS', 'EAI_CANCELED', 'EAI_FAIL', 'EAI_FAMILY', 'EAI_MEMORY', 'EAI_NODATA', 'EAI_NONAME', 'EAI_OVERFLOW', 'EAI_PROTOCOL',
+  'EAI_SERVICE', 'EAI_SOCKTYPE', 'EALREADY', 'EBADF', 'EBUSY', 'ECANCELED', 'ECHARSET', 'ECONNABORTED', 'ECONNREFUSED', 'ECONNRESET',
+  'EDESTADDRREQ', 'EEXIST', 'EFAULT', 'EFBIG', 'EHOSTUNREACH', 'EINTR', 'EINVAL', 'EIO', 'EISCONN', 'EISDIR', 'ELOOP', 'EMFILE',
+  'EMSGSIZE', 'ENAMETOOLONG', 'ENETDOWN', 'ENETUNREACH', 'ENFILE', 'ENOBUFS', 'ENODEV', 'ENOENT', 'ENOMEM', 'ENONET', 'ENOPROTOOPT',
+  'ENOSPC', 'ENOSYS', 'ENOTCONN', 'ENOTDIR', 'ENOTEMPTY', 'ENOTSOCK', 'ENOTSUP', 'EOVERFLOW', 'EPERM', 'EPIPE', 'EPROTO',
+  'EPROTONOSUPPORT', 'EPROTOTYPE', 'ERANGE', 'EROFS', 'ESHUTDOWN', 'ESPIPE', 'ESRCH', 'ETIMEDOUT', 'ETXTBSY', 'EXDEV', 'UNKNOWN', 'EOF',
+  'ENXIO', 'EMLINK', 'EHOSTDOWN', 'EREMOTEIO', 'ENOTTY', 'EFTYPE', 'EILSEQ', 'ESOCKTNOSUPPORT', 'ENODATA', 'EUNATCH', 'ENOEXEC',
+] as const;
+export type SystemErrorCode = (typeof SYSTEM_ERROR_CODES)[number];
+
+/** This package's own codes. */
+export const WFP_ERROR_CODES = [
+  /** A Windows error outside WSA_ERROR_CODES, or an OS error outside SYSTEM_ERROR_CODES; `errno` has its number. */
+  'ERR_WFP_SYSTEM_ERROR',
+  /** No WFP redirect IOCTLs here (not Windows 8 / Server 2012 or later), or the platform lacks what was asked (SO_MARK, TPROXY). */
+  'ERR_WFP_UNSUPPORTED_PLATFORM',
   /** The redirect data is larger than `MAX_BLOB_SIZE`. */
-  | 'ERR_WFP_BLOB_TOO_LARGE'
+  'ERR_WFP_BLOB_TOO_LARGE',
   /** The provider reported a different size on every retry. */
-  | 'ERR_WFP_BLOB_UNSTABLE'
+  'ERR_WFP_BLOB_UNSTABLE',
   /** The provider claimed to return more bytes than the buffer holds. */
-  | 'ERR_WFP_BAD_BYTES_RETURNED'
-  | 'ERR_WFP_OUT_OF_MEMORY'
+  'ERR_WFP_BAD_BYTES_RETURNED',
+  'ERR_WFP_OUT_OF_MEMORY',
   /** The `net.Socket` was destroyed. */
-  | 'ERR_WFP_SOCKET_CLOSED'
+  'ERR_WFP_SOCKET_CLOSED',
   /** The `net.Socket` is not connected (yet, or any more). */
-  | 'ERR_WFP_SOCKET_NOT_CONNECTED'
+  'ERR_WFP_SOCKET_NOT_CONNECTED',
   /** The `net.Socket` is not TCP (a pipe or IPC socket). */
-  | 'ERR_WFP_NOT_TCP_SOCKET'
+  'ERR_WFP_NOT_TCP_SOCKET',
   /** No open TCP socket of this thread has the `net.Socket`'s addresses. */
-  | 'ERR_WFP_SOCKET_NOT_FOUND'
+  'ERR_WFP_SOCKET_NOT_FOUND',
   /** A Node internal that connectRedirected relies on is missing or changed. */
-  | 'ERR_WFP_NODE_INTERNALS'
+  'ERR_WFP_NODE_INTERNALS',
   /** The original destination could not be learnt: the connection was not redirected. */
-  | 'ERR_NOT_REDIRECTED'
+  'ERR_NOT_REDIRECTED',
   /** A UDP socket used after `close()` (as Node's dgram names it). */
-  | 'ERR_SOCKET_DGRAM_NOT_RUNNING'
+  'ERR_SOCKET_DGRAM_NOT_RUNNING',
   /** `bind()` on a UDP socket that is already bound. */
-  | 'ERR_SOCKET_ALREADY_BOUND'
+  'ERR_SOCKET_ALREADY_BOUND',
   /** `address()` on a UDP socket that is not bound. */
-  | 'ERR_SOCKET_DGRAM_NOT_BOUND'
+  'ERR_SOCKET_DGRAM_NOT_BOUND',
   /** libuv refused to watch a UDP socket. */
-  | 'ERR_WFP_UDP_POLL'
-  /** An OS error creating or adopting a socket, by its libuv name (`EMFILE`, `EBADF`, ...). */
-  | `E${string}`;
+  'ERR_WFP_UDP_POLL',
+  /** Watching a UDP socket kept failing: it was closed. */
+  'ERR_WFP_UDP_POLL_CLOSED',
+  /** A UDP send found the socket's buffer full and its queue at its limit. */
+  'ERR_WFP_UDP_SEND_QUEUE_FULL',
+  /** The addon met a state it never should; a bug to report. */
+  'ERR_WFP_INTERNAL',
+] as const;
+
+/** Every `code` a `WfpRedirectError` can carry: switch on it. */
+export type WfpRedirectErrorCode = WsaErrorCode | SystemErrorCode | (typeof WFP_ERROR_CODES)[number];
+
+const KNOWN_CODES: ReadonlySet<string> = new Set([...WSA_ERROR_CODES, ...SYSTEM_ERROR_CODES, ...WFP_ERROR_CODES]);
 
 /** The fields the native addon and this package fill in. */
 export interface WfpRedirectErrorFields {
   code: WfpRedirectErrorCode;
-  errno?: number;
-  syscall?: string;
-  ioctl?: IoctlName;
+  errno?: number | undefined;
+  syscall?: string | undefined;
+  ioctl?: IoctlName | undefined;
   /** The error this one stands for, where there is one (as `Error#cause`; left out when undefined). */
   cause?: unknown;
 }
@@ -85,7 +98,8 @@ export class WfpRedirectError extends Error {
 
   constructor(message: string, fields: WfpRedirectErrorFields) {
     super(message, fields.cause === undefined ? undefined : { cause: fields.cause });
-    this.code = fields.code;
+    // A code outside the published union (an OS error libuv has no name for) is still a system error: `errno` tells which.
+    this.code = KNOWN_CODES.has(fields.code) ? fields.code : 'ERR_WFP_SYSTEM_ERROR';
     if (fields.errno !== undefined) this.errno = fields.errno;
     if (fields.syscall !== undefined) this.syscall = fields.syscall;
     if (fields.ioctl !== undefined) this.ioctl = fields.ioctl;

@@ -1,3 +1,6 @@
+// The package's entry. Its declarations use Node's types (Buffer, net.Socket):
+// the reference below brings them to a consumer whose tsconfig lists no types.
+/// <reference types="node" preserve="true" />
 export {
   SIO_QUERY_WFP_CONNECTION_REDIRECT_RECORDS,
   SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT,
@@ -10,6 +13,7 @@ export {
   type WfpRedirectErrorCode,
   type WfpRedirectErrorFields,
   type WsaErrorCode,
+  type SystemErrorCode,
 } from './errors';
 export { getSocketHandle } from './socket-handle';
 export {

@@ -21,14 +21,14 @@ export interface OriginalDestinationOptions {
    * Linux: for sockets of an iptables TPROXY rule, whose local address is the
    * original destination, answer the local address when netfilter has no other.
    */
-  tproxy?: boolean;
+  tproxy?: boolean | undefined;
   /**
    * Windows: decodes your callout driver's context (default: a SOCKADDR at
    * `contextOffset`). `family` may be left out when `address` is an IP address.
    */
-  decode?: (context: Buffer) => { address: string; port: number; family?: 'IPv4' | 'IPv6' };
+  decode?: ((context: Buffer) => { address: string; port: number; family?: 'IPv4' | 'IPv6' }) | undefined;
   /** Windows: where the SOCKADDR starts in the context (default 0). */
-  contextOffset?: number;
+  contextOffset?: number | undefined;
 }
 
 function familyOf(address: string): 'IPv4' | 'IPv6' {

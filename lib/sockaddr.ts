@@ -17,9 +17,9 @@ export interface SocketAddressInfo {
   address: string;
   port: number;
   /** IPv6 only: sin6_flowinfo. */
-  flowInfo?: number;
+  flowInfo?: number | undefined;
   /** IPv6 only: sin6_scope_id. */
-  scopeId?: number;
+  scopeId?: number | undefined;
 }
 
 function malformed(reason: string): RangeError {

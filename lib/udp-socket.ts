@@ -22,9 +22,9 @@ export interface RedirectUdpSocketOptions {
    * IP_RECVORIGDSTADDR; needs CAP_NET_ADMIN). Replies can then be sent
    * `from` that destination.
    */
-  transparent?: boolean;
+  transparent?: boolean | undefined;
   /** Linux: `SO_MARK` on the socket, as connectRedirected's `mark` (needs CAP_NET_ADMIN). */
-  mark?: number;
+  mark?: number | undefined;
 }
 
 /** Where a datagram came from, as dgram's rinfo, with the redirect data that came with it. */
@@ -43,9 +43,9 @@ export interface RedirectedRemoteInfo {
 
 export interface UdpSendOptions {
   /** Windows: sent with this datagram as an IP_WFP_REDIRECT_RECORDS control message (a flow's first). */
-  redirectRecords?: Uint8Array;
+  redirectRecords?: Uint8Array | undefined;
   /** Linux, transparent sockets: send from this address and port (a reply from the original destination). */
-  from?: { address: string; port: number };
+  from?: { address: string; port: number } | undefined;
 }
 
 export interface UdpSocketStats {

@@ -42,7 +42,7 @@ function processName(): string {
   return worker === undefined ? 'wfp-redirect-proxy' : `wfp-redirect-proxy: worker ${worker}`;
 }
 
-const say = (message: string) => process.stderr.write(`${processName()}: ${message}\n`);
+const say = (message: string): void => void process.stderr.write(`${processName()}: ${message}\n`);
 
 /** Runs the CLI; resolves to the exit code once the proxy has stopped. */
 export async function main(argv: string[]): Promise<number> {
@@ -84,13 +84,7 @@ interface Relays {
 
 /** The original destination, from netfilter (Linux) or the WFP context as a SOCKADDR at `contextOffset` (Windows). */
 function originalDestination(contextOffset: number): DestinationSource {
-  return {
-    kind: 'resolver',
-    resolve: async (socket) => {
-      const { address, port } = await getOriginalDestination(socket, { contextOffset });
-      return { host: address, port };
-    },
-  };
+  return { kind: 'resolver', resolve: (socket) => getOriginalDestination(socket, { contextOffset }) };
 }
 
 /** The relays the configuration asks for, not yet listening. */

@@ -18,18 +18,22 @@ export interface Destination {
   port: number;
 }
 
-/** Where a connection goes: a fixed upstream, or what the accepted socket says (getOriginalDestination). */
+/**
+ * Where a connection goes: a fixed upstream, or what the accepted socket says.
+ * A resolver may answer `{ host, port }` or what getOriginalDestination
+ * answers (`{ address, port }`), so that it can be passed straight through.
+ */
 export type DestinationSource =
   | { kind: 'upstream'; upstream: Destination }
-  | { kind: 'resolver'; resolve: (socket: net.Socket) => Promise<Destination> };
+  | { kind: 'resolver'; resolve: (socket: net.Socket) => Promise<Destination | { address: string; port: number }> };
 
 export interface ProxyOptions {
   listen: Destination;
   destination: DestinationSource;
   /** Idle time, in ms, after which a connection is closed; 0 for none. Default 300000. */
-  idleTimeout?: number;
+  idleTimeout?: number | undefined;
   /** Time, in ms, the outbound connection may take. Default 10000. */
-  connectTimeout?: number;
+  connectTimeout?: number | undefined;
   /**
    * Time, in ms, from accepting a connection until its destination is decided:
    * the redirect records and original destination looked up, the `route` hook
@@ -37,39 +41,39 @@ export interface ProxyOptions {
    * With `connectTimeout` it bounds how long a client waits before its bytes
    * can go anywhere. Default 10000; at least 1.
    */
-  routeTimeout?: number;
+  routeTimeout?: number | undefined;
   /**
    * Once one side has ended its half (sent FIN), the connection is closed
    * after this long, in ms, with nothing moving the other way
    * (`ERR_HALF_CLOSE_TIMEOUT`), in place of `idleTimeout`; 0 for none.
    * Default 30000.
    */
-  halfCloseTimeout?: number;
+  halfCloseTimeout?: number | undefined;
   /** Connections relayed at once; more are refused. Default 1024. */
-  maxConnections?: number;
+  maxConnections?: number | undefined;
   /** One call per finished connection. */
-  log?: (entry: ConnectionLog) => void;
+  log?: ((entry: ConnectionLog) => void) | undefined;
   /** One call per connection once its destination is decided, before it connects (the CLI's --log-start). */
-  logStart?: (entry: ConnectionLog) => void;
+  logStart?: ((entry: ConnectionLog) => void) | undefined;
   /**
    * Per connection, once its destination is known: return another destination
    * to go there instead, `null` to refuse the connection (logged as
    * `ERR_PROXY_REFUSED`), or nothing to go on as planned.
    */
-  route?: (connection: RouteRequest) => RouteAnswer | Promise<RouteAnswer>;
+  route?: ((connection: RouteRequest) => RouteAnswer | Promise<RouteAnswer>) | undefined;
   /**
    * Linux: listen with SO_REUSEPORT, so that several processes can each have a
    * socket on the same port and the kernel spreads connections among them
    * (what the CLI's --workers does). Default false.
    */
-  reusePort?: boolean;
+  reusePort?: boolean | undefined;
   /** Linux: SO_MARK on every outbound connection (connectRedirected's `mark`), for firewall exemptions. */
-  mark?: number;
+  mark?: number | undefined;
   /**
    * Conditions of the proxy as a whole, as one line of text: at most one per
    * kind every 10 s (running out of file descriptors, refused loops).
    */
-  warn?: (message: string) => void;
+  warn?: ((message: string) => void) | undefined;
 }
 
 export interface RouteRequest {
@@ -295,7 +299,9 @@ export class TransparentProxy {
 
   private async destinationOf(inbound: net.Socket): Promise<Destination> {
     const source = this.options.destination;
-    return source.kind === 'upstream' ? source.upstream : source.resolve(inbound);
+    if (source.kind === 'upstream') return source.upstream;
+    const answer = await source.resolve(inbound);
+    return 'host' in answer ? answer : { host: answer.address, port: answer.port };
   }
 
   /**

@@ -32,9 +32,9 @@ export interface UdpRelayOptions {
   listen: Destination;
   destination: UdpDestinationSource;
   /** A flow with no datagram either way for this long, in ms, ends. Default 60000. */
-  idleTimeout?: number;
+  idleTimeout?: number | undefined;
   /** Flows at once; a new one beyond it ends the one idle longest. Default 1024. */
-  maxFlows?: number;
+  maxFlows?: number | undefined;
   /**
    * Flows at once from one client address (any port); a new one beyond it
    * ends that address's flow idle longest, so that one host spraying source
@@ -42,18 +42,18 @@ export interface UdpRelayOptions {
    * address: where they are all there is, raise it to `maxFlows`. Default: a
    * quarter of `maxFlows` (256).
    */
-  maxFlowsPerSource?: number;
+  maxFlowsPerSource?: number | undefined;
   /**
    * One call per ended flow; for datagrams that started no flow, the first
    * of each reason in an interval (the rest are counted in `warn`).
    */
-  log?: (entry: FlowLog) => void;
+  log?: ((entry: FlowLog) => void) | undefined;
   /** Linux: SO_MARK on every outbound socket (see connectRedirected's `mark`). */
-  mark?: number;
+  mark?: number | undefined;
   /** Conditions of the relay as a whole, as one line of text, at most one per kind every 10 s. */
-  warn?: (message: string) => void;
+  warn?: ((message: string) => void) | undefined;
   /** One call per flow as it opens (the CLI's --log-start). */
-  logStart?: (entry: FlowLog) => void;
+  logStart?: ((entry: FlowLog) => void) | undefined;
 }
 
 export type FlowEnd = 'idle' | 'evicted' | 'replaced' | 'shutdown' | 'error' | 'dropped';
