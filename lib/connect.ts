@@ -108,6 +108,10 @@ function adoptNewSocket(handle: TcpHandle, family: number, records: Uint8Array |
   return undefined;
 }
 
+function destroyedDuringLookup(): WfpRedirectError {
+  return new WfpRedirectError('The socket was destroyed during its host-name lookup, so nothing was connected', { code: 'ERR_WFP_SOCKET_CLOSED' });
+}
+
 /**
  * Like `net.connect(options)` for TCP, with `redirectRecords` set on the OS
  * socket before it connects, so WFP does not redirect the proxy's own
@@ -180,6 +184,11 @@ export function connectRedirected(options: ConnectRedirectedOptions, connectList
         lookup: (hostname, dnsOptions, callback) => {
           lookup(hostname, dnsOptions, (error, address, family) => {
             if (error) return callback(error, address, family);
+            // Destroyed while the lookup ran: the handle is closed or closing.
+            // Given an OS socket now, it would never close it (Linux), or libuv
+            // would abort the process (Windows). net ignores this answer then;
+            // the error is for a Node that would not.
+            if (!usesHandle(socket, handle)) return callback(destroyedDuringLookup(), address, family);
             if (typeof address !== 'string') {
               return callback(new TypeError('the lookup function returned several addresses; connectRedirected asks for one'), '', 4);
             }

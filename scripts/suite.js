@@ -6,10 +6,14 @@
 //   === RESULT <runtime>: <n> passing, <n> failing, <n> pending, exit <code>
 // or, when mocha printed no summary:
 //   === RESULT <runtime>: no mocha summary (the runner crashed), exit <code>
+// A run that printed its summary and then did not exit within
+// SUMMARY_EXIT_MS is described and killed (scripts/suite-watchdog.js); its
+// <code> then reads "hung 60 s after its summary, killed, SIGKILL".
 'use strict';
 const { closeSync, mkdirSync, openSync, readFileSync } = require('node:fs');
 const { spawnSync } = require('node:child_process');
 const { dirname, join } = require('node:path');
+const { MessageChannel, Worker, receiveMessageOnPort } = require('node:worker_threads');
 const { root } = require('./node-builds');
 
 const MOCHA = join(root, 'node_modules', 'mocha', 'bin', 'mocha.js');
@@ -24,24 +28,56 @@ function summaryOf(text) {
   return { passing: count('passing'), failing: count('failing'), pending: count('pending') };
 }
 
+// A mocha run that has not ended by then is stopped and counts as failed.
+const RUN_TIMEOUT_MS = 20 * 60 * 1000;
+// Once mocha has printed its summary, the run must exit within this (a
+// handle left open, or Node hung in its own exit, keeps it alive).
+const SUMMARY_EXIT_MS = Number(process.env.WFP_REDIRECT_SUMMARY_EXIT_MS) || 60 * 1000;
+
+/**
+ * Starts the watchdog of a run logged to `logFile` (a worker thread: this one
+ * waits in spawnSync). stop() ends it and returns how long the run had hung
+ * after its summary when the watchdog killed it, or undefined.
+ */
+function startWatchdog(logFile, boundMs) {
+  const flag = new SharedArrayBuffer(4);
+  const { port1, port2 } = new MessageChannel();
+  const worker = new Worker(join(__dirname, 'suite-watchdog.js'), {
+    workerData: { logFile, boundMs, runnerPid: process.pid, flag, port: port2 },
+    transferList: [port2],
+  });
+  worker.unref();
+  return {
+    stop() {
+      Atomics.store(new Int32Array(flag), 0, 1);
+      Atomics.notify(new Int32Array(flag), 0);
+      void worker.terminate();
+      const message = receiveMessageOnPort(port1)?.message;
+      port1.close();
+      return message?.hungMs;
+    },
+  };
+}
+
 /**
  * Runs `spawn(logFd)`, which must start a program with its stdout and stderr
  * on that fd (a file: under Wine a pipe breaks console.log) and return
  * spawnSync's result; then prints what it wrote, unless `echo` is false.
- * Returns the result and the text.
+ * A run still there `summaryExitMs` after printing mocha's summary is killed
+ * by the watchdog; its result then has `hungAfterSummaryMs`. Returns the
+ * result and the text.
  */
-// A mocha run that has not ended by then is stopped and counts as failed: a
-// test that leaves a handle open keeps its process alive after the summary.
-const RUN_TIMEOUT_MS = 20 * 60 * 1000;
-
-function runLogged(logFile, spawn, echo = true) {
+function runLogged(logFile, spawn, echo = true, summaryExitMs = SUMMARY_EXIT_MS) {
   mkdirSync(dirname(logFile), { recursive: true });
   const log = openSync(logFile, 'w');
+  const watchdog = startWatchdog(logFile, summaryExitMs);
   let result;
   try {
     result = spawn(log);
   } finally {
     closeSync(log);
+    const hungMs = watchdog.stop();
+    if (hungMs !== undefined && result) result = { ...result, hungAfterSummaryMs: hungMs };
   }
   const text = readFileSync(logFile, 'utf8').replace(/\r\n/g, '\n');
   if (echo) process.stdout.write(text);
@@ -55,7 +91,8 @@ function runLogged(logFile, spawn, echo = true) {
  */
 function verdictOf(result, text) {
   const timedOut = result.error?.code === 'ETIMEDOUT' ? `killed after ${RUN_TIMEOUT_MS / 60000} min, ` : '';
-  const exit = timedOut + (result.status ?? result.signal ?? 'none');
+  const hung = result.hungAfterSummaryMs === undefined ? '' : `hung ${result.hungAfterSummaryMs / 1000} s after its summary, killed, `;
+  const exit = (hung || timedOut) + (result.status ?? result.signal ?? 'none');
   const summary = summaryOf(text);
   if (!summary) return { ok: false, summary, line: `no mocha summary (the runner crashed), exit ${exit}` };
   return {
@@ -89,4 +126,4 @@ function banner(lines) {
   console.log(['', rule, ...lines.map((line) => `!!! ${line}`), rule, ''].join('\n'));
 }
 
-module.exports = { MOCHA, RUN_TIMEOUT_MS, runLogged, runSuite, runLinuxSuite, summaryOf, verdictOf, banner };
+module.exports = { MOCHA, RUN_TIMEOUT_MS, SUMMARY_EXIT_MS, runLogged, runSuite, runLinuxSuite, summaryOf, verdictOf, banner };

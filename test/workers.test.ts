@@ -4,10 +4,23 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
+import { join } from 'node:path';
+import { STOP_GRACE_MS } from '../dist/proxy/workers';
 import { isWindows } from './helpers';
-import { CLI, echoServer, roundTrip, start, stop } from './proxy-process';
+import { CLI, echoServer, roundTrip, start, stop, type Running } from './proxy-process';
+
+const STUCK_ON_STOP = join(__dirname, 'fixtures', 'worker-stuck-on-stop.js');
 
 const CONNECTIONS = isWindows ? 20 : 40;
+
+/** Waits up to 20 s for `count` lines of the proxy's stderr to match `pattern`; fails with its stderr otherwise. */
+async function stderrLines(proxy: Running, pattern: RegExp, count = 1): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  while (proxy.stderr.filter((line) => pattern.test(line)).length < count) {
+    if (Date.now() > deadline) throw new Error(`no ${count} line(s) ${pattern} in 20 s:\n${proxy.stderr.join('\n')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 /** Whether a process is alive (signal 0 checks without sending anything). */
 function alive(pid: number): boolean {
@@ -44,7 +57,7 @@ describe('bin/wfp-redirect-proxy --workers', function () {
   it(`relays ${CONNECTIONS} connections intact through 2 workers, each log line naming its worker`, async function () {
     const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2', '--log', 'json'], /worker 2: listening on .*:(\d+)$/);
     try {
-      while (!proxy.stderr.some((line) => /worker 1: listening/.test(line))) await new Promise((r) => setTimeout(r, 20));
+      await stderrLines(proxy, /worker 1: listening/);
       for (let i = 0; i < CONNECTIONS; i += 10) await Promise.all(Array.from({ length: 10 }, () => roundTrip(proxy.port, 1)));
       const deadline = Date.now() + 10_000;
       while (proxy.stdout.length < CONNECTIONS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -67,7 +80,7 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       this.skip();
     }
     const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: listening on .*:(\d+)$/);
-    while (!proxy.stderr.some((line) => /worker 1: listening/.test(line))) await new Promise((r) => setTimeout(r, 20));
+    await stderrLines(proxy, /worker 1: listening/);
     const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
     assert.ok(pids.every(alive));
     await roundTrip(proxy.port, 1);
@@ -80,17 +93,50 @@ describe('bin/wfp-redirect-proxy --workers', function () {
     const text = proxy.stderr.join('\n');
     assert.match(text, /worker 1: stopped/);
     assert.match(text, /worker 2: stopped/);
+    assert.doesNotMatch(text, /killing it/);
     for (const pid of pids) assert.ok(!alive(pid), `worker pid ${pid} is still running`);
+  });
+
+  it('kills a worker that has not exited its shutdown deadline + grace after being told to stop, says so once, and exits 1', async function () {
+    if (isWindows) {
+      console.warn('    !!! Windows: no POSIX signals to send; the kill of a stuck worker is tested on Linux only');
+      this.skip();
+    }
+    const args = ['--require', STUCK_ON_STOP, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2', '--shutdown-timeout', '500'];
+    const proxy = await start(args, /worker 2: listening on .*:(\d+)$/);
+    await stderrLines(proxy, /worker 1: listening/);
+    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const told = Date.now();
+    proxy.child.kill('SIGTERM');
+    // Far beyond the primary's bound: without it, the primary would wait here forever.
+    const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 40_000);
+    const [code, signal] = await once(proxy.child, 'exit');
+    clearTimeout(timer);
+    const took = Date.now() - told;
+    const leftBehind = pids.filter(alive);
+    // Whatever the primary did, no worker of this test outlives the test.
+    for (const pid of leftBehind) process.kill(pid, 'SIGKILL');
+    const text = proxy.stderr.join('\n');
+    assert.equal(code, 1, `exit ${code ?? signal} after ${took} ms:\n${text}`);
+    const kills = [...text.matchAll(/worker (\d) \(pid (\d+)\) had not exited (\d+) ms after it was told to stop; killing it \(SIGKILL\)/g)];
+    assert.equal(kills.length, 1, text);
+    const [, number, pid, bound] = kills[0].map(Number);
+    assert.deepEqual([number, pid], [1, pids[0]]);
+    assert.ok(bound >= 500 + STOP_GRACE_MS, `the bound ${bound} ms is less than the deadline + grace`);
+    assert.ok(took >= bound, `killed after ${took} ms, before its bound of ${bound} ms`);
+    assert.match(text, /worker 2: stopped/);
+    assert.doesNotMatch(text, /worker 1: stopped/);
+    assert.deepEqual(leftBehind, [], 'workers still running after the primary exited');
   });
 
   it('replaces a worker that dies, and keeps serving', async function () {
     if (isWindows) this.skip();
     const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: listening on .*:(\d+)$/);
     try {
-      while (!proxy.stderr.some((line) => /worker 1: listening/.test(line))) await new Promise((r) => setTimeout(r, 20));
+      await stderrLines(proxy, /worker 1: listening/);
       const [first] = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
       process.kill(first, 'SIGKILL');
-      while (proxy.stderr.filter((line) => /worker 1: listening/.test(line)).length < 2) await new Promise((r) => setTimeout(r, 20));
+      await stderrLines(proxy, /worker 1: listening/, 2);
       assert.match(proxy.stderr.join('\n'), /worker 1 \(pid \d+\) stopped \(SIGKILL\); starting another/);
       for (let i = 0; i < 10; i++) await roundTrip(proxy.port, 1);
     } finally {

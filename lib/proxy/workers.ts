@@ -9,6 +9,10 @@
 // Windows (no SO_REUSEPORT) the workers share one listening socket that the
 // primary opened (cluster's default there) and each accepts from it. Either
 // way each worker looks up and queries its own accepted sockets.
+//
+// A worker told to stop gets its shutdown deadline plus STOP_GRACE_MS to
+// exit, then is killed: Node 24 and 26 can hang inside their own exit
+// (nodejs/node#54918), and the primary must not wait for that forever.
 import cluster, { type Worker } from 'node:cluster';
 import net from 'node:net';
 
@@ -40,21 +44,29 @@ async function freePort(host: string): Promise<number> {
 
 const MAX_REPLACEMENTS = 5;
 const REPLACEMENT_WINDOW_MS = 60_000;
+/** Beyond its shutdown deadline, how long a stopping worker may take to flush its log and exit. */
+export const STOP_GRACE_MS = 5_000;
+/** The CLI's own default for --shutdown-timeout, for a caller that does not say. */
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 export interface PrimaryOptions {
   count: number;
   listen: { host: string; port: number };
   signals: readonly NodeJS.Signals[];
+  /** The workers' own shutdown deadline in ms (--shutdown-timeout); default 10000. */
+  shutdownTimeout?: number;
   /** One line about the workers as a whole (stderr). */
   say(message: string): void;
 }
 
 /**
  * Runs the primary of `count` workers (each runs this same program); resolves
- * to the exit code once all have stopped: 0 after a shutdown signal, 1 when a
- * worker could not start (the others are stopped then), 130 after a second signal.
+ * to the exit code once all have stopped: 0 after a shutdown signal; 1 when a
+ * worker could not start (the others are stopped then) or, once told to stop,
+ * had not exited after `shutdownTimeout` + STOP_GRACE_MS and was killed (one
+ * line on stderr names it); 130 after a second signal.
  */
-export async function runPrimary({ count, listen, signals, say }: PrimaryOptions): Promise<number> {
+export async function runPrimary({ count, listen, signals, say, shutdownTimeout = DEFAULT_SHUTDOWN_TIMEOUT_MS }: PrimaryOptions): Promise<number> {
   const port = REUSE_PORT && listen.port === 0 ? await freePort(listen.host) : listen.port;
   const live = new Map<Worker, number>();
   const started = new Set<Worker>();
@@ -65,9 +77,20 @@ export async function runPrimary({ count, listen, signals, say }: PrimaryOptions
   let finish: () => void = () => {};
   const finished = new Promise<void>((resolve) => (finish = resolve));
 
+  /** Kill timers of the workers told to stop, cleared as each exits. */
+  const killTimers = new Map<Worker, NodeJS.Timeout>();
+  const stopBound = shutdownTimeout + STOP_GRACE_MS;
+  const killStuck = (worker: Worker) => {
+    say(`worker ${live.get(worker)} (pid ${worker.process.pid}) had not exited ${stopBound} ms after it was told to stop; killing it (SIGKILL)`);
+    if (code === 0) code = 1;
+    worker.process.kill('SIGKILL');
+  };
   const stopAll = (signal: string) => {
     stopping = true;
-    for (const worker of live.keys()) if (worker.isConnected()) worker.send({ type: SHUTDOWN, signal });
+    for (const worker of live.keys()) {
+      if (worker.isConnected()) worker.send({ type: SHUTDOWN, signal });
+      killTimers.set(worker, setTimeout(() => killStuck(worker), stopBound));
+    }
   };
   const fork = (number: number) => {
     const worker = cluster.fork({ WFP_REDIRECT_WORKER: String(number), WFP_REDIRECT_WORKER_PORT: String(port) });
@@ -76,6 +99,8 @@ export async function runPrimary({ count, listen, signals, say }: PrimaryOptions
       if (message?.type === LISTENING) started.add(worker);
     });
     worker.on('exit', (exitCode, signal) => {
+      clearTimeout(killTimers.get(worker));
+      killTimers.delete(worker);
       live.delete(worker);
       if (!stopping) {
         const now = Date.now();
