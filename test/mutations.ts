@@ -35,6 +35,7 @@ const STALE_HANDLE = [
   },
 ];
 const UDP_BIND_THROWS = [{ find: '      if (isCallerMistake(error)) throw error;\n', replace: '      if (isCallerMistake(error) || true) throw error;\n' }];
+const ADOPT_AFTER_DESTROY = [{ find: 'if (!usesHandle(socket, handle)) return callback(destroyedDuringLookup()', replace: 'if (false as boolean) return callback(destroyedDuringLookup()' }];
 const CAP_1K = [{ find: 'constexpr uint32_t kMaxBlobSize = 64 * 1024;', replace: 'constexpr uint32_t kMaxBlobSize = 1024;' }];
 
 export const MUTATIONS: Mutation[] = [
@@ -772,6 +773,73 @@ export const MUTATIONS: Mutation[] = [
     file: 'lib/udp-socket.ts',
     edits: [{ find: '  redirectRecords?: Uint8Array | undefined;', replace: '  redirectRecords?: Uint8Array;' }],
     specs: ['types.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'connect-adopts-after-destroy',
+    intent: 'connectRedirected gives an OS socket to the handle of a socket destroyed during its lookup (Linux: leaked descriptors)',
+    file: 'lib/connect.ts',
+    edits: ADOPT_AFTER_DESTROY,
+    specs: ['connect.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'connect-adopts-after-destroy-win32',
+    intent: 'the same in node.exe, where libuv aborts the process',
+    file: 'lib/connect.ts',
+    edits: ADOPT_AFTER_DESTROY,
+    specs: ['connect.test.js'],
+    runtime: 'win32',
+  },
+  {
+    name: 'workers-stuck-never-killed',
+    intent: 'the --workers primary waits forever for a worker that does not exit after SHUTDOWN',
+    file: 'lib/proxy/workers.ts',
+    edits: [{ find: '      killTimers.set(worker, setTimeout(() => killStuck(worker), stopBound));', replace: '      void killStuck;' }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'workers-killed-at-once',
+    intent: 'the primary kills its workers as soon as it tells them to stop, not after their deadline + grace',
+    file: 'lib/proxy/workers.ts',
+    edits: [{ find: '  const stopBound = shutdownTimeout + STOP_GRACE_MS;', replace: '  const stopBound = 0 * (shutdownTimeout + STOP_GRACE_MS);' }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'workers-kill-exits-0',
+    intent: 'a primary that had to kill a worker still exits 0',
+    file: 'lib/proxy/workers.ts',
+    edits: [{ find: '    if (code === 0) code = 1;\n', replace: '' }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'watchdog-never-kills',
+    intent: 'the runner sees a run hung after its summary but does not kill it',
+    file: 'scripts/suite-watchdog.js',
+    edits: [{ find: '    killAll(pids);\n', replace: '    void killAll;\n' }],
+    specs: ['suite-watchdog.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'watchdog-kills-at-summary',
+    intent: 'the runner kills a run as soon as its summary appears, without the bound',
+    file: 'scripts/suite-watchdog.js',
+    edits: [{ find: '    if (Date.now() - summarySeenAt < boundMs) continue;\n', replace: '' }],
+    specs: ['suite-watchdog.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'watchdog-result-silent',
+    intent: 'the RESULT line of a run killed after its summary does not say it hung',
+    file: 'scripts/suite.js',
+    edits: [{ find: "  const exit = (hung || timedOut) + (result.status ?? result.signal ?? 'none');", replace: "  const exit = timedOut + (result.status ?? result.signal ?? 'none');" }],
+    specs: ['suite-watchdog.test.js'],
     runtime: 'linux',
   },
 ];

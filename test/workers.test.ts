@@ -44,8 +44,8 @@ describe('bin/wfp-redirect-proxy --workers', function () {
   after(() => upstream.close());
 
   for (const [value, message] of [
-    ['0', /--workers wants a whole number of at least 1, not "0"/],
-    ['many', /--workers wants a whole number of at least 1, not "many"/],
+    ['0', /--workers wants a whole number from 1 to 1024, not "0"/],
+    ['many', /--workers wants a whole number from 1 to 1024, not "many"/],
   ] as const) {
     it(`refuses --workers ${value} with exit code 2`, function () {
       const run = spawnSync(process.execPath, [CLI, '--listen', '127.0.0.1:0', '--upstream', 'a:1', '--workers', value], { encoding: 'utf8', timeout: 20_000 });
@@ -55,9 +55,9 @@ describe('bin/wfp-redirect-proxy --workers', function () {
   }
 
   it(`relays ${CONNECTIONS} connections intact through 2 workers, each log line naming its worker`, async function () {
-    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2', '--log', 'json'], /worker 2: listening on .*:(\d+)$/);
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2', '--log', 'json'], /worker 2: .*listening on .*:(\d+)$/);
     try {
-      await stderrLines(proxy, /worker 1: listening/);
+      await stderrLines(proxy, /worker 1: .*listening on/);
       for (let i = 0; i < CONNECTIONS; i += 10) await Promise.all(Array.from({ length: 10 }, () => roundTrip(proxy.port, 1)));
       const deadline = Date.now() + 10_000;
       while (proxy.stdout.length < CONNECTIONS && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -79,8 +79,8 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       console.warn('    !!! Windows: no POSIX signals to send; the workers\' shutdown is tested on Linux only');
       this.skip();
     }
-    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: listening on .*:(\d+)$/);
-    await stderrLines(proxy, /worker 1: listening/);
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/);
+    await stderrLines(proxy, /worker 1: .*listening on/);
     const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
     assert.ok(pids.every(alive));
     await roundTrip(proxy.port, 1);
@@ -103,8 +103,8 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       this.skip();
     }
     const args = ['--require', STUCK_ON_STOP, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2', '--shutdown-timeout', '500'];
-    const proxy = await start(args, /worker 2: listening on .*:(\d+)$/);
-    await stderrLines(proxy, /worker 1: listening/);
+    const proxy = await start(args, /worker 2: .*listening on .*:(\d+)$/);
+    await stderrLines(proxy, /worker 1: .*listening on/);
     const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
     const told = Date.now();
     proxy.child.kill('SIGTERM');
@@ -131,12 +131,12 @@ describe('bin/wfp-redirect-proxy --workers', function () {
 
   it('replaces a worker that dies, and keeps serving', async function () {
     if (isWindows) this.skip();
-    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: listening on .*:(\d+)$/);
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/);
     try {
-      await stderrLines(proxy, /worker 1: listening/);
+      await stderrLines(proxy, /worker 1: .*listening on/);
       const [first] = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
       process.kill(first, 'SIGKILL');
-      await stderrLines(proxy, /worker 1: listening/, 2);
+      await stderrLines(proxy, /worker 1: .*listening on/, 2);
       assert.match(proxy.stderr.join('\n'), /worker 1 \(pid \d+\) stopped \(SIGKILL\); starting another/);
       for (let i = 0; i < 10; i++) await roundTrip(proxy.port, 1);
     } finally {

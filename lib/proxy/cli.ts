@@ -65,7 +65,7 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
     if ('help' in parsed) return void process.stdout.write(HELP), 0;
     if ('version' in parsed) return void process.stdout.write(`${packageVersion()}\n`), 0;
     config = parsed.config;
-    if (config.workers > 1 && cluster.isPrimary) return runPrimary({ count: config.workers, listen: config.listen, signals: SHUTDOWN_SIGNALS, say });
+    if (config.workers > 1 && cluster.isPrimary) return runPrimary({ count: config.workers, listen: config.listen, signals: SHUTDOWN_SIGNALS, say, shutdownTimeout: config.shutdownTimeout });
     relays = build(config, lines);
   } catch (error) {
     const known = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');

@@ -46,15 +46,13 @@ const MAX_REPLACEMENTS = 5;
 const REPLACEMENT_WINDOW_MS = 60_000;
 /** Beyond its shutdown deadline, how long a stopping worker may take to flush its log and exit. */
 export const STOP_GRACE_MS = 5_000;
-/** The CLI's own default for --shutdown-timeout, for a caller that does not say. */
-const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 export interface PrimaryOptions {
   count: number;
   listen: { host: string; port: number };
   signals: readonly NodeJS.Signals[];
-  /** The workers' own shutdown deadline in ms (--shutdown-timeout); default 10000. */
-  shutdownTimeout?: number;
+  /** The workers' own shutdown deadline in ms (--shutdown-timeout). */
+  shutdownTimeout: number;
   /** One line about the workers as a whole (stderr). */
   say(message: string): void;
 }
@@ -66,7 +64,7 @@ export interface PrimaryOptions {
  * had not exited after `shutdownTimeout` + STOP_GRACE_MS and was killed (one
  * line on stderr names it); 130 after a second signal.
  */
-export async function runPrimary({ count, listen, signals, say, shutdownTimeout = DEFAULT_SHUTDOWN_TIMEOUT_MS }: PrimaryOptions): Promise<number> {
+export async function runPrimary({ count, listen, signals, say, shutdownTimeout }: PrimaryOptions): Promise<number> {
   const port = REUSE_PORT && listen.port === 0 ? await freePort(listen.host) : listen.port;
   const live = new Map<Worker, number>();
   const started = new Set<Worker>();
