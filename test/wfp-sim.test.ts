@@ -206,7 +206,7 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
         chunks.push(chunk);
         if ((received += chunk.length) >= bytes) resolve();
       });
-      socket.once('close', () => reject(new Error(`closed after ${received} of ${bytes} bytes`)));
+      socket.once('close', () => reject(Object.assign(new Error(`closed after ${received} of ${bytes} bytes`), { code: 'ERR_TEST_CLOSED_EARLY' })));
       socket.once('error', reject);
     });
     try {
@@ -253,6 +253,41 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
     return proxy.stdout.filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
   }
 
+  /**
+   * Clients from `localPorts` through `proxy`, each exchanging `bytes` (exchange). When any
+   * fails, an Error that says, per failed client, what it saw and the proxy's log line(s)
+   * for it (the proxy logs a connection when it ends, with error=CODE where it ended one),
+   * and what the proxy wrote to stderr: which of the proxy's paths ended it.
+   */
+  async function exchanges(proxy: Running, localPorts: number[], bytes: number): Promise<net.Socket[]> {
+    const settled = await Promise.allSettled(localPorts.map((localPort) => exchange(proxy.port, localPort, bytes)));
+    const failed = localPorts.flatMap((localPort, i) => {
+      const outcome = settled[i];
+      return outcome.status === 'rejected' ? [{ i, localPort, error: outcome.reason as NodeJS.ErrnoException }] : [];
+    });
+    if (failed.length === 0) return settled.map((outcome) => (outcome as PromiseFulfilledResult<net.Socket>).value);
+    for (const outcome of settled) if (outcome.status === 'fulfilled') outcome.value.destroy();
+    // The proxy logs a connection once both its sockets have closed: give it a moment.
+    const linesFor = (localPort: number) => proxy.stdout.filter((line) => line.includes(`"127.0.0.1:${localPort}"`));
+    for (let waited = 0; waited < 5_000 && failed.some(({ localPort }) => linesFor(localPort).length === 0); waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    const said = failed.map(({ i, localPort, error }) => {
+      const lines = linesFor(localPort);
+      return (
+        `  client ${i} from 127.0.0.1:${localPort}: ${error.code ?? 'no code'}: ${error.message}\n` +
+        `    the proxy logged: ${lines.length ? lines.join('\n    ') : 'nothing for this client (in 5 s)'}`
+      );
+    });
+    throw Object.assign(
+      new Error(
+        `${failed.length} of ${localPorts.length} clients failed:\n${said.join('\n')}\n` +
+          `  the proxy's stderr:\n    ${proxy.stderr.join('\n    ') || '(nothing)'}`,
+      ),
+      { code: failed[0].error.code ?? 'ERR_TEST_CLIENT_FAILED', cause: failed[0].error },
+    );
+  }
+
   it(`--transparent: ${CLIENTS} clients reach the server their context names, 1 MB each way, each outbound socket carrying its client's records, set before connect; one nobody redirected is refused`, async function () {
     const servers = await origins(4);
     const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--transparent', '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
@@ -261,7 +296,7 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
       const ports = await freePorts(CLIENTS + 1);
       const plan = ports.slice(0, CLIENTS).map((localPort, i) => ({ localPort, records: blobFor(i, 1 + i * 150, 9), origin: servers[i % servers.length] }));
       for (const { localPort, records, origin } of plan) await redirect(proxy, localPort, records, encodeSockaddr({ address: '127.0.0.1', port: origin.port }));
-      clients.push(...(await Promise.all(plan.map(({ localPort }) => exchange(proxy.port, localPort, MEGABYTE)))));
+      clients.push(...(await exchanges(proxy, plan.map(({ localPort }) => localPort), MEGABYTE)));
 
       // While every connection is open: which records did each outbound socket carry?
       const sets = await setsIn(proxy);
@@ -302,7 +337,8 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
     async function redirectAndExchange(running: Running, origin: { port: number }): Promise<net.Socket> {
       const [localPort] = await freePorts(1);
       await redirect(running, localPort, Buffer.from('late'), encodeSockaddr({ address: '127.0.0.1', port: origin.port }));
-      return exchange(running.port, localPort, 4096);
+      const [socket] = await exchanges(running, [localPort], 4096);
+      return socket;
     }
   });
 
@@ -314,8 +350,8 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
       const [redirected, direct] = await freePorts(2);
       const records = blobFor(3, 500, 4);
       await redirect(proxy, redirected, records, encodeSockaddr({ address: '192.0.2.1', port: 80 }));
-      clients.push(await exchange(proxy.port, redirected, 64 * 1024));
-      clients.push(await exchange(proxy.port, direct, 64 * 1024));
+      clients.push(...(await exchanges(proxy, [redirected], 64 * 1024)));
+      clients.push(...(await exchanges(proxy, [direct], 64 * 1024)));
       const sets = await setsIn(proxy);
       assert.equal(sets.length, 1, 'records were set for the connection nobody redirected');
       assert.ok(sets[0].records.equals(records));
