@@ -181,9 +181,11 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
    * registered first; in between, an outbound connection of the proxy may take
    * that port (libuv binds it on 0.0.0.0), and Wine still lets the client bind
    * 127.0.0.1 there. Such a client, going where that outbound connection goes,
-   * is refused as a loop and reset (the "own endpoint" test below shows it). It
-   * is likely once earlier connections' TIME_WAIT fill the ephemeral range, as a
-   * suite run leaves it: then a port just released is the next one handed out.
+   * is refused as a loop and reset (the "own endpoint" test below shows it).
+   * Measured under Wine, 20 clients a round: no port taken in 50 rounds on a
+   * quiet machine; 12 rounds of 120 with one taken, 4 of them with a client reset
+   * (ERR_PROXY_LOOP), once earlier connections' TIME_WAIT filled the ephemeral
+   * range, as a suite run leaves it.
    */
   const CLIENT_ADDRESS = '127.0.0.2';
 
