@@ -182,10 +182,10 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
    * that port (libuv binds it on 0.0.0.0), and Wine still lets the client bind
    * 127.0.0.1 there. Such a client, going where that outbound connection goes,
    * is refused as a loop and reset (the "own endpoint" test below shows it).
-   * Measured under Wine, 20 clients a round: no port taken in 50 rounds on a
-   * quiet machine; 12 rounds of 120 with one taken, 4 of them with a client reset
-   * (ERR_PROXY_LOOP), once earlier connections' TIME_WAIT filled the ephemeral
-   * range, as a suite run leaves it.
+   * Measured under Wine, 20 clients to 4 servers a round: no port taken in 58
+   * rounds with few TIME_WAIT sockets; once earlier connections' TIME_WAIT
+   * filled the ephemeral range (as a suite run leaves it), a port taken in 12
+   * rounds of 128, and in 3 of them 4 clients reset (ERR_PROXY_LOOP).
    */
   const CLIENT_ADDRESS = '127.0.0.2';
 
