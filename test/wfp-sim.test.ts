@@ -291,7 +291,7 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
       const lines = linesFor(localPort);
       return (
         `  client ${i} from ${localAddress}:${localPort}: ${error.code ?? 'no code'}: ${error.message}\n` +
-        `    the proxy logged: ${lines.length ? lines.join('\n    ') : 'nothing for this client (in 5 s)'}`
+        `    the proxy logged: ${lines.length ? lines.join('\n    ') : 'nothing for this client in 5 s (a loop refused after the first in 10 s has no line of its own: see ERR_PROXY_LOOP in stderr)'}`
       );
     });
     throw Object.assign(
