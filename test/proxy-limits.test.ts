@@ -76,8 +76,10 @@ describe('the proxy refuses an upstream that is itself, at start-up', function (
     });
     await proxy.listen();
     await proxy.shutdown(0);
-    assert.equal(warnings.length, 1, warnings.join('\n'));
-    assert.match(warnings[0], /the upstream no-such-host\.invalid:80 does not resolve now \(ENOTFOUND|EAI_AGAIN/);
+    // (Under Wine, a second warning says that Winsock lacks the IOCTLs.)
+    const unresolved = warnings.filter((message) => /does not resolve/.test(message));
+    assert.equal(unresolved.length, 1, warnings.join('\n'));
+    assert.match(unresolved[0], /the upstream no-such-host\.invalid:80 does not resolve now \((ENOTFOUND|EAI_AGAIN)\)/);
   });
 });
 
@@ -89,7 +91,7 @@ describe('the CLI on a Winsock without the WFP redirect IOCTLs (Wine)', function
       console.warn('    !!! this needs a Winsock that answers the IOCTLs with WSAEOPNOTSUPP (Wine): it runs in node.exe under Wine only');
       this.skip();
     }
-    const proxy = await start(['--listen', '127.0.0.1:0', '--transparent', '--log', 'json'], /listening on .*:(\d+)$/);
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--transparent', '--log', 'json'], /listening on .*:(\d+)$/);
     try {
       const client = net.connect(proxy.port, '127.0.0.1').on('error', () => {});
       await once(client, 'close');
@@ -259,10 +261,6 @@ describe('UdpRelay under floods', function () {
   });
 
   it('one source spraying ports ends only its own flows, never another source\'s (maxFlowsPerSource)', async function () {
-    if (isWindows) {
-      console.warn('    !!! a second loopback source address (127.0.0.2) is Linux\'s here: this test runs on Linux only');
-      this.skip();
-    }
     const server = await reflector();
     const logs: FlowLog[] = [];
     const warnings: string[] = [];
