@@ -13,6 +13,7 @@ import { getSystemErrorName } from 'node:util';
 import { invalidArgType, outOfRange, WfpRedirectError, type WfpRedirectErrorCode } from './errors';
 import { binding } from './native';
 import { internalsError, newTcpHandle, usesHandle, type TcpHandle } from './node-internals';
+import { checkPort } from './ports';
 import { checkRecords } from './redirect';
 
 export interface ConnectRedirectedOptions {
@@ -68,14 +69,6 @@ export function checkMark(mark: unknown, name = 'options.mark'): number {
   return mark;
 }
 
-function validatePort(port: unknown): number {
-  const value = typeof port === 'string' && port.trim() !== '' ? Number(port) : port;
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < 0 || value > 65535) {
-    throw outOfRange('ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${String(port)}`);
-  }
-  return value;
-}
-
 /**
  * Creates the OS socket for `family`, gives it the records, and has `handle`
  * adopt it. Returns the failure, if any; nothing is left open after one.
@@ -120,7 +113,7 @@ function destroyedDuringLookup(): WfpRedirectError {
  */
 export function connectRedirected(options: ConnectRedirectedOptions, connectListener?: () => void): net.Socket {
   if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
-  const port = validatePort(options.port);
+  const port = checkPort(options.port, 'options.port');
   const records = options.redirectRecords;
   if (records !== undefined) checkRecords(records);
   const mark = options.mark === undefined ? undefined : checkMark(options.mark);
