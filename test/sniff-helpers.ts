@@ -2,7 +2,7 @@
 // and hand-made ClientHellos, records and QUIC Initials for what no client
 // here sends (ECH, malformed hellos, QUIC itself). Written apart from
 // lib/sniff, so that a shared mistake cannot pass both sides.
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -192,4 +192,12 @@ export function seeded(seed: number): () => number {
     t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
+}
+
+/** Skips the test when a client program is not installed (node.exe under Wine has no curl or openssl). */
+export function needsProgram(context: Mocha.Context, ...programs: string[]): void {
+  for (const program of programs) {
+    const probe = spawnSync(program, [program === 'openssl' ? 'version' : '--version'], { stdio: 'ignore', timeout: 5000 });
+    if (probe.error !== undefined || probe.status !== 0) context.skip();
+  }
 }

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { MAX_HTTP_HEAD_BYTES, sniffHttpHost, type HttpHostResult } from '../dist/sniff';
-import { captureFirstFlight, runClient } from './sniff-helpers';
+import { captureFirstFlight, runClient, needsProgram } from './sniff-helpers';
 
 const sniff = (text: string): HttpHostResult => sniffHttpHost(Buffer.from(text, 'latin1'));
 const reasonOf = (text: string): string => {
@@ -13,12 +13,14 @@ const found = (name: string, hostKind: 'dns' | 'ipv4' | 'ipv6', port: number | u
 
 describe('sniffHttpHost: real clients', function () {
   it("reads curl's Host: name and port, lowercased", async function () {
+    needsProgram(this, 'curl');
     const bytes = await captureFirstFlight((port) => runClient('curl', ['-s', '--max-time', '5', '--resolve', `Curl.Example:${port}:127.0.0.1`, `http://Curl.Example:${port}/path`]));
     const port = Number(/Host: [^:]+:(\d+)/i.exec(bytes.toString('latin1'))![1]);
     assert.deepEqual(sniffHttpHost(bytes), found('curl.example', 'dns', port, 'host-header'));
   });
 
   it("reads curl's absolute-form request through a proxy, and its CONNECT", async function () {
+    needsProgram(this, 'curl');
     const absolute = await captureFirstFlight((port) => runClient('curl', ['-s', '--max-time', '5', '-x', `http://127.0.0.1:${port}`, 'http://via-proxy.example:8080/x']));
     assert.deepEqual(sniffHttpHost(absolute), found('via-proxy.example', 'dns', 8080, 'request-target'));
     const connect = await captureFirstFlight((port) => runClient('curl', ['-s', '--max-time', '5', '-p', '-x', `http://127.0.0.1:${port}`, 'https://tunnel.example/']));

@@ -6,7 +6,7 @@ import https from 'node:https';
 import net from 'node:net';
 import tls from 'node:tls';
 import { sniffStream, type SniffStreamOptions, type StreamSniff } from '../dist/sniff';
-import { TLS_CERT, TLS_KEY, clientHelloMessage, inRecords, serverNameExtension } from './sniff-helpers';
+import { TLS_CERT, TLS_KEY, clientHelloMessage, inRecords, serverNameExtension, needsProgram } from './sniff-helpers';
 
 const LOOPBACK = '127.0.0.1';
 const closers: Array<() => void> = [];
@@ -134,6 +134,7 @@ describe('sniffStream', function () {
   }
 
   it('learns the names curl and openssl s_client send, and their handshakes complete through the replay', async function () {
+    needsProgram(this, 'curl', 'openssl');
     const https_ = await listen(https.createServer({ key: TLS_KEY, cert: TLS_CERT }, (_, response) => response.end('hello curl')));
     const relay = await sniffingRelay(portOf(https_));
     const body = await run('curl', ['-sk', '--max-time', '8', '--resolve', `curl.example:${relay.port}:${LOOPBACK}`, `https://curl.example:${relay.port}/`]);
@@ -151,6 +152,7 @@ describe('sniffStream', function () {
   });
 
   it("learns a plain HTTP request's host from curl, and the server answers the replayed request", async function () {
+    needsProgram(this, 'curl');
     const server = await listen(http.createServer((request, response) => response.end(`host ${request.headers.host}`)));
     const relay = await sniffingRelay(portOf(server));
     const body = await run('curl', ['-s', '--max-time', '8', '--resolve', `web.example:${relay.port}:${LOOPBACK}`, `http://web.example:${relay.port}/`]);

@@ -12,6 +12,7 @@ import {
   serverNameExtension,
   u16,
   versionsExtension,
+  needsProgram,
 } from './sniff-helpers';
 
 /** A Node TLS client's first flight against a port that never answers. */
@@ -56,12 +57,14 @@ describe('sniffTlsClientHello: real clients', function () {
   });
 
   it("reads openssl s_client's -servername", async function () {
+    needsProgram(this, 'openssl');
     const bytes = await captureFirstFlight((port) => runClient('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'OpenSSL.example']));
     const result = sniffTlsClientHello(bytes);
     assert.equal(result.kind === 'found' && result.name, 'openssl.example', JSON.stringify(result));
   });
 
   it("reads curl's server name, from the URL's host", async function () {
+    needsProgram(this, 'curl');
     const bytes = await captureFirstFlight((port) =>
       runClient('curl', ['-sk', '--max-time', '5', '--resolve', `curl.example:${port}:127.0.0.1`, `https://curl.example:${port}/`]),
     );
