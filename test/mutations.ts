@@ -995,4 +995,21 @@ export const MUTATIONS: Mutation[] = [
     specs: ['sniff-stream.test.js'],
     runtime: 'linux',
   },
+  {
+    name: 'proxy-sniffed-bytes-dropped',
+    intent: 'the bytes --sniff read are not replayed to the destination (a TLS handshake through the proxy breaks)',
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: '      if (replay?.length) inbound.unshift(replay);\n', replace: '' }],
+    specs: ['proxy-sniff.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'proxy-sniff-not-given-to-route',
+    intent: "the route hook does not get the sniffed domain",
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: 'records, domain: entry.domain, sniffed }', replace: 'records, domain: undefined, sniffed }' }],
+    specs: ['proxy-sniff.test.js'],
+    runtime: 'linux',
+  },
 ];

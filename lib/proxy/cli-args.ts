@@ -65,6 +65,9 @@ Options:
                                datagram on stdout, as each ends (default text)
   --log-start                  also a line as each connection's destination is
                                decided and each UDP flow opens
+  --sniff                      read each TCP connection's first bytes (up to 16 KiB,
+                               300 ms) for its domain: a TLS ClientHello's SNI or an
+                               HTTP request's Host; logged, and replayed unchanged
   -h, --help                   this text
   --version                    the package version
 
@@ -97,6 +100,7 @@ const OPTIONS = {
   'max-udp-flows-per-source': { type: 'string' },
   log: { type: 'string' },
   'log-start': { type: 'boolean' },
+  sniff: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -121,6 +125,7 @@ export interface CliConfig {
   udp: { idleTimeout: number; maxFlows: number; maxFlowsPerSource: number } | undefined;
   log: 'text' | 'json';
   logStart: boolean;
+  sniff: boolean;
 }
 
 export type Parsed = { help: true } | { version: true } | { config: CliConfig };
@@ -242,6 +247,7 @@ export function parseCli(argv: string[], platform: { windows8: () => boolean; si
       udp: udpOptions(values, listen),
       log,
       logStart: values['log-start'] ?? false,
+      sniff: values.sniff ?? false,
     },
   };
 }

@@ -104,6 +104,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
     routeTimeout: config.routeTimeout,
     halfCloseTimeout: config.halfCloseTimeout,
     maxConnections: config.maxConnections,
+    sniff: config.sniff,
     log,
     logStart,
     mark,

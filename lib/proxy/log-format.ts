@@ -21,7 +21,8 @@ export function formatter({ format, worker, records }: LogFormat): (entry: LogEn
   }
   const who = worker === undefined ? '' : ` worker ${worker}`;
   return (entry, event = 'end') => {
-    const head = `${new Date().toISOString()}${who} ${'protocol' in entry ? 'udp#' : '#'}${entry.id} ${entry.client} -> ${entry.destination ?? '?'}`;
+    const domain = 'domain' in entry && entry.domain !== undefined ? ` (${entry.domain}, ${entry.learned})` : '';
+    const head = `${new Date().toISOString()}${who} ${'protocol' in entry ? 'udp#' : '#'}${entry.id} ${entry.client} -> ${entry.destination ?? '?'}${domain}`;
     if (event === 'start') return `${head} start\n`;
     const recordSize = records ? ` records=${entry.records}` : '';
     if ('protocol' in entry) {

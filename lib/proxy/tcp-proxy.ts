@@ -7,6 +7,7 @@ import net from 'node:net';
 import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
 import { isSupported, probeRedirectIoctls, queryRedirectRecords } from '../redirect';
+import { sniffStream, type SniffStreamOptions, type StreamSniff } from '../sniff/stream';
 import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
@@ -62,6 +63,14 @@ export interface ProxyOptions {
    */
   route?: ((connection: RouteRequest) => RouteAnswer | Promise<RouteAnswer>) | undefined;
   /**
+   * Read each connection's first bytes (at most `maxBytes`, at most
+   * `timeoutMs`: a protocol whose server speaks first is held that long) for
+   * the name they give: a TLS ClientHello's SNI or an HTTP/1.x request's host.
+   * The route hook and the log get it; every byte read goes to the
+   * destination first, unchanged. Default off.
+   */
+  sniff?: boolean | SniffStreamOptions | undefined;
+  /**
    * Linux: listen with SO_REUSEPORT, so that several processes can each have a
    * socket on the same port and the kernel spreads connections among them
    * (what the CLI's --workers does). Default false.
@@ -77,19 +86,35 @@ export interface ProxyOptions {
 }
 
 export interface RouteRequest {
-  /** The accepted connection (paused: nothing has been read from it yet). */
+  /**
+   * The accepted connection, paused. Nothing has been read from it, unless
+   * `sniff` is on: then `sniffed.bytes` were, and go to the destination first.
+   */
   socket: net.Socket;
   destination: Destination;
   /** The redirect records the outbound connection will carry, where there are any. */
   records: Buffer | undefined;
+  /** With `sniff`: the name the connection's first bytes gave (TLS SNI, HTTP Host), and how. */
+  domain: string | undefined;
+  sniffed: StreamSniff | undefined;
 }
 
 export type RouteAnswer = Destination | null | undefined;
+
+/** What deciding a connection gives: the records it carries, where it goes, and bytes read from it already. */
+interface Decision {
+  records: Buffer | undefined;
+  destination: Destination;
+  replay: Buffer | undefined;
+}
 
 export interface ConnectionLog {
   id: number;
   client: string;
   destination?: string;
+  /** With `sniff`: the name the first bytes gave, and how it was learned. */
+  domain?: string;
+  learned?: Learned;
   records: number;
   bytesUp: number;
   bytesDown: number;
@@ -110,6 +135,15 @@ async function within<T>(promise: Promise<T>, ms: number, code: string, what: st
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** How a connection's domain was learned: TLS SNI (the outer name under ECH), an HTTP Host field or request target, or not at all. */
+export type Learned = 'sni' | 'ech-outer-sni' | 'http-host' | 'http-target' | 'none';
+
+function learnedFrom({ result }: StreamSniff): { domain?: string; learned: Learned } {
+  if (result.kind !== 'found') return { learned: 'none' };
+  if (result.protocol === 'tls') return { domain: result.name, learned: result.ech ? 'ech-outer-sni' : 'sni' };
+  return { domain: result.name, learned: result.from === 'host-header' ? 'http-host' : 'http-target' };
 }
 
 /** The file-descriptor (socket) limit, as each OS names it. */
@@ -138,7 +172,8 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'>> & Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'>;
+  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff'>> &
+    Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'> & { sniff: SniffStreamOptions | undefined };
   /**
    * This proxy's open outbound connections, as "local -> remote" endpoint
    * pairs: an inbound connection from such a local endpoint, going to that
@@ -166,6 +201,7 @@ export class TransparentProxy {
       maxConnections: options.maxConnections ?? 1024,
       log: options.log ?? (() => {}),
       warn: options.warn ?? (() => {}),
+      sniff: options.sniff === true ? {} : options.sniff || undefined,
     };
     if (options.mark !== undefined) checkMark(options.mark);
     this.loops = new RateLimitedReport((count, first) =>
@@ -187,6 +223,9 @@ export class TransparentProxy {
       if (!Number.isSafeInteger(value) || value < least) {
         throw outOfRange('ERR_OUT_OF_RANGE', `options.${name} must be a whole number${least ? ` of at least ${least}` : ''}. Received ${String(value)}`);
       }
+    }
+    if (options.sniff !== undefined && typeof options.sniff !== 'boolean' && (options.sniff === null || typeof options.sniff !== 'object')) {
+      throw invalidArgType('options.sniff', 'a boolean or { maxBytes, timeoutMs }', options.sniff);
     }
     for (const name of ['log', 'logStart', 'route', 'warn'] as const) {
       if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
@@ -329,7 +368,7 @@ export class TransparentProxy {
    * `refused` hears of a refused loop: false when it is counted rather than
    * logged on its own.
    */
-  private async decide(inbound: net.Socket, entry: ConnectionLog, refused: (logged: boolean) => void): Promise<{ records: Buffer | undefined; destination: Destination }> {
+  private async decide(inbound: net.Socket, entry: ConnectionLog, refused: (logged: boolean) => void): Promise<Decision> {
     const records = await this.recordsOf(inbound);
     entry.records = records?.length ?? 0;
     let destination = await this.destinationOf(inbound);
@@ -338,15 +377,17 @@ export class TransparentProxy {
       refused(this.loops.note());
       throw loopError(`${entry.client} is one of this proxy's own outbound connections`);
     }
+    const sniffed = this.options.sniff ? await sniffStream(inbound, this.options.sniff) : undefined;
+    if (sniffed) Object.assign(entry, learnedFrom(sniffed));
     if (this.options.route) {
-      destination = routed(await this.options.route({ socket: inbound, destination, records }), destination);
+      destination = routed(await this.options.route({ socket: inbound, destination, records, domain: entry.domain, sniffed }), destination);
       entry.destination = formatEndpoint(destination.host, destination.port);
     }
     if (this.isOwnListener(destination)) {
       refused(this.loops.note());
       throw loopError(`the destination ${entry.destination} is this proxy itself`);
     }
-    return { records, destination };
+    return { records, destination, replay: sniffed?.bytes };
   }
 
   /** Opens the outbound connection, carrying `records` (and the mark) where there are any. */
@@ -411,7 +452,7 @@ export class TransparentProxy {
     let unlogged = false;
 
     try {
-      const { records, destination } = await within(
+      const { records, destination, replay } = await within(
         this.decide(inbound, entry, (logged) => (unlogged = !logged)),
         this.options.routeTimeout,
         'ERR_PROXY_ROUTE_TIMEOUT',
@@ -427,6 +468,8 @@ export class TransparentProxy {
       // the outbound socket (pipe() keeps to its high-water mark), and the first bytes
       // go out as the connection completes instead of one event-loop turn later.
       // pipe() keeps to the slower side and, on one side's end, ends the other (half-close).
+      // What the sniff read goes first, unchanged.
+      if (replay?.length) inbound.unshift(replay);
       inbound.pipe(out);
       out.pipe(inbound);
       inbound.resume();
