@@ -68,3 +68,19 @@ export {
   type FlowLog,
   type FlowEnd,
 } from './proxy/udp-relay';
+export {
+  decodeContext,
+  parseContextLayout,
+  encodeWfpSamplerContext,
+  encodeWfprContext,
+  CONTEXT_LAYOUT_NAMES,
+  WFPR_MAGIC,
+  WFPR_VERSION,
+  WFPR_V1_SIZE,
+  WFPR_FLAG_PROCESS_ID,
+  type ContextLayout,
+  type ContextEndpoint,
+  type DecodedContext,
+  type EndpointInput,
+} from './context-layouts';
+export { WFP_HRESULT_CODES, type WfpHresultCode } from './errors';
