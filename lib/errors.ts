@@ -10,6 +10,17 @@ export const WSA_ERROR_CODES = [
 export type WsaErrorCode = (typeof WSA_ERROR_CODES)[number];
 
 /**
+ * Names of the WFP HRESULTs (winerror.h's FWP_E_*) that WSAGetLastError() is
+ * seen to carry after a WFP redirect IOCTL; `errno` holds the HRESULT as an
+ * unsigned number (FWP_E_NOT_FOUND: 0x80320008).
+ */
+export const WFP_HRESULT_CODES = [
+  /** The context query: the connection was redirected, but its callout stored no redirect context. */
+  'FWP_E_NOT_FOUND',
+] as const;
+export type WfpHresultCode = (typeof WFP_HRESULT_CODES)[number];
+
+/**
  * libuv's names for OS errors (uv.h's UV_ERRNO_MAP), which the addon gives an
  * OS error on a socket (`socket`, `bind`, `sendmsg`, `uv_tcp_open`, ...) on
  * every platform; test/errors.test.ts checks the list against uv.h.
@@ -51,6 +62,10 @@ export const WFP_ERROR_CODES = [
   'ERR_WFP_NODE_INTERNALS',
   /** The original destination could not be learnt: the connection was not redirected. */
   'ERR_NOT_REDIRECTED',
+  /** The connection was redirected, but its callout stored no redirect context (FWP_E_NOT_FOUND, the `cause`). */
+  'ERR_REDIRECTED_WITHOUT_CONTEXT',
+  /** The redirect context is not in the layout it was decoded as; the message names the layout and why. */
+  'ERR_WFP_BAD_CONTEXT',
   /** A UDP socket used after `close()` (as Node's dgram names it). */
   'ERR_SOCKET_DGRAM_NOT_RUNNING',
   /** `bind()` on a UDP socket that is already bound. */
@@ -68,9 +83,9 @@ export const WFP_ERROR_CODES = [
 ] as const;
 
 /** Every `code` a `WfpRedirectError` can carry: switch on it. */
-export type WfpRedirectErrorCode = WsaErrorCode | SystemErrorCode | (typeof WFP_ERROR_CODES)[number];
+export type WfpRedirectErrorCode = WsaErrorCode | WfpHresultCode | SystemErrorCode | (typeof WFP_ERROR_CODES)[number];
 
-const KNOWN_CODES: ReadonlySet<string> = new Set([...WSA_ERROR_CODES, ...SYSTEM_ERROR_CODES, ...WFP_ERROR_CODES]);
+const KNOWN_CODES: ReadonlySet<string> = new Set([...WSA_ERROR_CODES, ...WFP_HRESULT_CODES, ...SYSTEM_ERROR_CODES, ...WFP_ERROR_CODES]);
 
 /** The fields the native addon and this package fill in. */
 export interface WfpRedirectErrorFields {
@@ -125,6 +140,18 @@ function describeReceived(value: unknown): string {
 export function notRedirected(detail: string, cause?: unknown): WfpRedirectError {
   const message = `The connection was not redirected: ${detail}`;
   return new WfpRedirectError(message, { code: 'ERR_NOT_REDIRECTED', cause });
+}
+
+/**
+ * `ERR_REDIRECTED_WITHOUT_CONTEXT`: a callout redirected the connection but
+ * stored no context, so where it was going is unknown here; `cause` is the
+ * context query's own failure (FWP_E_NOT_FOUND).
+ */
+export function redirectedWithoutContext(cause: unknown): WfpRedirectError {
+  const message =
+    'The connection was redirected, but its callout driver stored no redirect context (SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT ' +
+    'answered FWP_E_NOT_FOUND), so its original destination is unknown here: refuse it, or send it to a configured fallback destination';
+  return new WfpRedirectError(message, { code: 'ERR_REDIRECTED_WITHOUT_CONTEXT', cause });
 }
 
 /** A `TypeError` with code `ERR_INVALID_ARG_TYPE`, worded like Node's own. */

@@ -98,3 +98,19 @@ export {
   type StreamSniffResult,
   type StreamNoneReason,
 } from './sniff';
+export {
+  decodeContext,
+  parseContextLayout,
+  encodeWfpSamplerContext,
+  encodeWfprContext,
+  CONTEXT_LAYOUT_NAMES,
+  WFPR_MAGIC,
+  WFPR_VERSION,
+  WFPR_V1_SIZE,
+  WFPR_FLAG_PROCESS_ID,
+  type ContextLayout,
+  type ContextEndpoint,
+  type DecodedContext,
+  type EndpointInput,
+} from './context-layouts';
+export { WFP_HRESULT_CODES, type WfpHresultCode } from './errors';

@@ -1,20 +1,21 @@
 // Where an accepted connection was going before it was redirected to this
 // process: one call for both systems. Linux: netfilter's record of an iptables
 // REDIRECT/DNAT (SO_ORIGINAL_DST), or the socket's local address under TPROXY.
-// Windows: the WFP redirect context, decoded as a SOCKADDR or by your decoder.
+// Windows: the WFP redirect context, decoded in a named layout
+// (lib/context-layouts.ts) or by your decoder.
 import net from 'node:net';
-import { notRedirected, WfpRedirectError } from './errors';
+import { decodeContext, type ContextLayout, type DecodedContext } from './context-layouts';
+import { notRedirected, outOfRange, redirectedWithoutContext, WfpRedirectError } from './errors';
 import { binding } from './native';
 import { queryRedirectContextSync } from './redirect';
-import { decodeSockaddr, unmapped } from './sockaddr';
+import { unmapped } from './sockaddr';
 import { resolveSocketHandle } from './socket-handle';
 
-export interface OriginalDestination {
-  family: 'IPv4' | 'IPv6';
-  /** A link-local IPv6 address carries its interface, as Node spells it (Windows: `fe80::1%12`). */
-  address: string;
-  port: number;
-}
+/**
+ * Where the connection was going. From a WFP context, what else its layout
+ * carries: `originalSource` (wfpsampler) and `processId` (wfpr).
+ */
+export type OriginalDestination = DecodedContext;
 
 export interface OriginalDestinationOptions {
   /**
@@ -29,6 +30,12 @@ export interface OriginalDestinationOptions {
   decode?: ((context: Buffer) => { address: string; port: number; family?: 'IPv4' | 'IPv6' }) | undefined;
   /** Windows: where the SOCKADDR starts in the context (default 0). */
   contextOffset?: number | undefined;
+  /**
+   * Windows: the layout your callout driver writes: 'sockaddr', 'sockaddr@OFFSET',
+   * 'wfpsampler' (Microsoft's WFPSampler) or 'wfpr' (docs/redirectors.md).
+   * Give it, or `decode` / `contextOffset`, not both.
+   */
+  layout?: ContextLayout | undefined;
 }
 
 function familyOf(address: string): 'IPv4' | 'IPv6' {
@@ -59,6 +66,8 @@ function fromWfpContext(socket: net.Socket, options: OriginalDestinationOptions)
     if (error instanceof WfpRedirectError && error.code === 'WSAEINVAL') {
       throw notRedirected('the socket has no WFP redirect context (no callout redirected it to this process)', error);
     }
+    // WFPSampler's helper reads this answer as "redirected, but no context": so does this package.
+    if (error instanceof WfpRedirectError && error.code === 'FWP_E_NOT_FOUND') throw redirectedWithoutContext(error);
     throw error;
   }
   return originalDestinationFromContext(context, options);
@@ -71,15 +80,23 @@ function fromWfpContext(socket: net.Socket, options: OriginalDestinationOptions)
  */
 export function originalDestinationFromContext(
   context: Buffer,
-  options: Pick<OriginalDestinationOptions, 'decode' | 'contextOffset'> = {},
+  options: Pick<OriginalDestinationOptions, 'decode' | 'contextOffset' | 'layout'> = {},
 ): OriginalDestination {
+  if (options.layout !== undefined && (options.decode !== undefined || options.contextOffset !== undefined)) {
+    const error = new TypeError('Give the context layout, or decode / contextOffset, not both: layout "sockaddr@OFFSET" is contextOffset');
+    throw Object.assign(error, { code: 'ERR_INVALID_ARG_VALUE' as const });
+  }
   if (context.length === 0) throw notRedirected('the WFP redirect context is empty');
   if (options.decode) return decoded(options.decode(context));
-  const { family, address, port, scopeId } = decodeSockaddr(context, options.contextOffset ?? 0);
-  // A link-local destination is reachable only through its interface; Node on
-  // Windows names it by index (fe80::1%12), which net.connect takes back.
-  const linkLocal = family === 'IPv6' && scopeId !== undefined && scopeId !== 0 && /^fe[89ab]/i.test(address);
-  return { family, address: linkLocal ? `${address}%${scopeId}` : address, port };
+  return decodeContext(context, options.layout ?? sockaddrAt(options.contextOffset ?? 0));
+}
+
+/** The layout `contextOffset` stands for; a context is at most 64 KiB, so no SOCKADDR starts past 65535. */
+function sockaddrAt(offset: number): ContextLayout {
+  if (!Number.isInteger(offset) || offset < 0 || offset > 65535) {
+    throw outOfRange('ERR_OUT_OF_RANGE', `The "contextOffset" option must be an integer from 0 to 65535. Received ${String(offset)}`);
+  }
+  return `sockaddr@${offset}`;
 }
 
 function fromNetfilter(socket: net.Socket, handle: number, options: OriginalDestinationOptions): OriginalDestination {

@@ -48,13 +48,30 @@ constexpr SystemError kSystemErrors[] = {
     {10055, "WSAENOBUFS", "the system ran out of buffer space"},
     {10057, "WSAENOTCONN", "the socket is not connected"},
     {10093, "WSANOTINITIALISED", "Winsock is not initialised in this process"},
+    // WFP's HRESULTs, as WSAGetLastError() carries them after these IOCTLs.
+    {kFwpENotFound, "FWP_E_NOT_FOUND", nullptr},  // meaning depends on the IOCTL
 };
+
+// winerror.h's FACILITY_FWP (0x32) in a failure HRESULT: 0x8032xxxx.
+bool IsFwpHresult(int code) {
+  return (static_cast<uint32_t>(code) & 0xFFFF0000u) == 0x80320000u;
+}
 
 const SystemError* FindSystemError(int code) {
   for (const SystemError& entry : kSystemErrors) {
     if (entry.code == code) return &entry;
   }
   return nullptr;
+}
+
+const char* NotFoundMeaning(uint32_t ioctl) {
+  if (ioctl == kSioQueryRedirectContext) {
+    return "the connection was redirected, but its callout driver stored no "
+           "redirect context (WFPSampler's helper reads this answer so), so "
+           "its original destination is not in it";
+  }
+  return "WFP holds no such object for this socket: it was probably not "
+         "redirected by a WFP callout at the ALE_CONNECT_REDIRECT layer";
 }
 
 const char* InvalidMeaning(uint32_t ioctl) {
@@ -66,6 +83,12 @@ const char* InvalidMeaning(uint32_t ioctl) {
   return "the socket carries no WFP redirect data: it was probably not "
          "redirected to this process by a WFP callout at the "
          "ALE_CONNECT_REDIRECT layer, or it is not a TCP socket";
+}
+
+// What a code without a fixed meaning in the table means for this IOCTL.
+const char* MeaningFor(int code, uint32_t ioctl) {
+  if (code == kFwpENotFound) return NotFoundMeaning(ioctl);
+  return InvalidMeaning(ioctl);
 }
 
 std::string Format(const char* format, ...) {
@@ -104,20 +127,30 @@ FailureReport DescribeFailure(const Outcome& outcome, uint32_t ioctl) {
   switch (outcome.status) {
     case Status::kSystemError: {
       const SystemError* entry = FindSystemError(outcome.error);
+      const uint32_t number = static_cast<uint32_t>(outcome.error);
+      // HRESULTs read best in hex, as winerror.h lists them.
+      const std::string shown = IsFwpHresult(outcome.error)
+                                    ? Format("0x%08X", static_cast<unsigned>(number))
+                                    : Format("%d", outcome.error);
       if (entry == nullptr) {
         return {"ERR_WFP_SYSTEM_ERROR",
-                Format("%s failed with Windows error %d, which this package "
-                       "does not know; look it up in the Windows Sockets "
-                       "error codes",
-                       what, outcome.error),
-                true, outcome.error, false};
+                IsFwpHresult(outcome.error)
+                    ? Format("%s failed with WFP error %s, which this package "
+                             "does not know; look it up among winerror.h's "
+                             "FWP_E_* codes",
+                             what, shown.c_str())
+                    : Format("%s failed with Windows error %s, which this "
+                             "package does not know; look it up in the "
+                             "Windows Sockets error codes",
+                             what, shown.c_str()),
+                true, number, false};
       }
       const char* meaning =
-          entry->meaning ? entry->meaning : InvalidMeaning(ioctl);
+          entry->meaning ? entry->meaning : MeaningFor(entry->code, ioctl);
       return {entry->name,
-              Format("%s failed with %s (%d): %s", what, entry->name,
-                     outcome.error, meaning),
-              true, outcome.error, false};
+              Format("%s failed with %s (%s): %s", what, entry->name,
+                     shown.c_str(), meaning),
+              true, number, false};
     }
     case Status::kBlobTooLarge:
       if (ioctl == kSioSetRedirectRecords) {
@@ -133,13 +166,13 @@ FailureReport DescribeFailure(const Outcome& outcome, uint32_t ioctl) {
                      "%u bytes this package accepts; the driver that "
                      "redirected the connection wrote an unusually large blob",
                      what, static_cast<unsigned>(outcome.bytes), cap),
-              true, outcome.error, false};
+              true, static_cast<uint32_t>(outcome.error), false};
     case Status::kBlobUnstable:
       return {"ERR_WFP_BLOB_UNSTABLE",
               Format("%s: the provider asked for a different buffer size on "
                      "each of %d calls; try the query again",
                      what, kMaxQueryAttempts),
-              true, outcome.error, false};
+              true, static_cast<uint32_t>(outcome.error), false};
     case Status::kBadBytesReturned:
       return {"ERR_WFP_BAD_BYTES_RETURNED",
               Format("%s reported success with %u bytes returned, more than "

@@ -7,11 +7,22 @@
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
-import { encodeSockaddr, originalDestinationFromContext, RedirectUdpSocket, type FlowLog, type RedirectedRemoteInfo } from '..';
+import { encodeSockaddr, encodeWfprContext, encodeWfpSamplerContext, originalDestinationFromContext, RedirectUdpSocket, type FlowLog, type RedirectedRemoteInfo } from '..';
 import { isWindows, LOOPBACK, type Family } from './helpers';
 import { askProxy, CLI, start, stop, type Running } from './proxy-process';
 import { join } from 'node:path';
-import { removeWfpSim, wfpSim, type ControlForm, type UdpSendCall, type WfpSim } from './wfp-sim';
+import {
+  IPPROTO_IP,
+  IPPROTO_IPV6,
+  REDIRECT_CONTEXT_OPTION,
+  REDIRECT_RECORDS_OPTION,
+  removeWfpSim,
+  wfpSim,
+  type ControlForm,
+  type SocketOption,
+  type UdpSendCall,
+  type WfpSim,
+} from './wfp-sim';
 
 const FLOWS = 10;
 const SIZES = [1, 1024 + 1, 64 * 1024];
@@ -92,6 +103,7 @@ describe('redirected UDP flows in Windows node.exe, against a simulated WFP redi
           }
         }
         assert.equal(sim.calls().udpDelivered, FLOWS);
+        assert.equal(sim.calls().udpWithheld, 0, 'the socket did not ask for the control messages');
         assert.equal(server.socket.stats.malformedControl, 0);
       } finally {
         for (const socket of clients) socket.close();
@@ -123,6 +135,70 @@ describe('redirected UDP flows in Windows node.exe, against a simulated WFP redi
       }
     });
   }
+
+  // Microsoft's code (eBPF for Windows' UDP redirect tests) turns the messages
+  // on first: IP_WFP_REDIRECT_* = 1 at IPPROTO_IP for IPv4, IPV6_WFP_REDIRECT_*
+  // = 1 at IPPROTO_IPV6 for IPv6 (both for a dual-stack socket; this
+  // package's IPv6 sockets are IPv6-only). The simulated stack delivers nothing
+  // to a socket that did not ask.
+  for (const [type, level] of [['udp4', IPPROTO_IP], ['udp6', IPPROTO_IPV6]] as const) {
+    it(`${type}: the socket asks for the records and the context at ${level === IPPROTO_IP ? 'IPPROTO_IP' : 'IPPROTO_IPV6'} when it opens, and only there`, async function () {
+      const key = (option: SocketOption) => `${option.socket}/${option.level}/${option.name}`;
+      const before = new Set(sim.socketOptions().map(key));
+      const socket = new RedirectUdpSocket(type);
+      await new Promise<void>((resolve) => socket.bind(0, type === 'udp4' ? '127.0.0.1' : '::1', resolve));
+      const added = sim.socketOptions().filter((option) => !before.has(key(option)));
+      socket.close();
+      assert.deepEqual(
+        added.map(({ level, name }) => ({ level, name })).sort((a, b) => a.name - b.name),
+        [
+          { level, name: REDIRECT_RECORDS_OPTION },
+          { level, name: REDIRECT_CONTEXT_OPTION },
+        ],
+      );
+      assert.equal(new Set(added.map((option) => option.socket)).size, 1, 'one socket');
+    });
+  }
+
+  it("a flow's data reported at the other IP level is taken as well (eBPF for Windows' tests accept either level)", async function () {
+    const server = await receiver('IPv4');
+    const sender = await client('IPv4');
+    try {
+      const records = blobFor(4, 600);
+      const context = encodeWfprContext({ address: '192.0.2.4', port: 4444, processId: 77 });
+      sim.udpRedirect('127.0.0.1', sender.address().port, records, context, 'other-ip-level');
+      sender.send(Buffer.from('one'), server.port, '127.0.0.1');
+      await server.arrived(1);
+      const [first] = server.received;
+      assert.ok(first.rinfo.redirectRecords?.equals(records), 'records at IPPROTO_IPV6 on an IPv4 socket');
+      assert.ok(first.rinfo.redirectContext?.equals(context));
+      assert.deepEqual(originalDestinationFromContext(first.rinfo.redirectContext!, { layout: 'wfpr' }), { family: 'IPv4', address: '192.0.2.4', port: 4444, processId: 77 });
+      assert.equal(server.socket.stats.malformedControl, 0);
+    } finally {
+      sender.close();
+      server.socket.close();
+    }
+  });
+
+  it("a flow with WFPSampler's context: its destination and original local endpoint from the first datagram", async function () {
+    const server = await receiver('IPv6');
+    const sender = await client('IPv6');
+    try {
+      const context = encodeWfpSamplerContext({ address: '2001:db8::53', port: 53 }, { address: '2001:db8::100', port: 40001 });
+      sim.udpRedirect('::1', sender.address().port, blobFor(5, 4000), context, 'well-formed');
+      sender.send(Buffer.from('query'), server.port, '::1');
+      await server.arrived(1);
+      assert.deepEqual(originalDestinationFromContext(server.received[0].rinfo.redirectContext!, { layout: 'wfpsampler' }), {
+        family: 'IPv6',
+        address: '2001:db8::53',
+        port: 53,
+        originalSource: { family: 'IPv6', address: '2001:db8::100', port: 40001 },
+      });
+    } finally {
+      sender.close();
+      server.socket.close();
+    }
+  });
 
   const FORMS: Array<{ form: ControlForm; malformed: number; context: boolean }> = [
     { form: 'truncated-header', malformed: 1, context: false },

@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import {
   connectRedirected,
   encodeSockaddr,
+  encodeWfprContext,
+  encodeWfpSamplerContext,
   getOriginalDestination,
   getSocketHandle,
   MAX_BLOB_SIZE,
@@ -95,6 +97,44 @@ describe('the success path in Windows node.exe, against a simulated WFP redirect
     }
   });
 
+  // WFPSampler's helper asks for the records with an 8,192-byte buffer and
+  // reads FWP_E_NOT_FOUND on the context query as "redirected, no context".
+  for (const size of [2048, 4000, 8192]) {
+    it(`records of ${size} bytes, the size real helpers ask for, come back whole with a WFPSampler context`, async function () {
+      const loopback = await Loopback.listen('IPv4');
+      try {
+        const { accepted } = await loopback.pair();
+        const records = blobFor(1, size, size);
+        sim.redirect(accepted.remoteAddress!, accepted.remotePort!, records, encodeWfpSamplerContext({ address: '192.0.2.8', port: 80 }, { address: '10.0.0.8', port: 4000 }));
+        assert.ok((await queryRedirectRecords(accepted)).equals(records));
+        assert.equal((await getOriginalDestination(accepted, { layout: 'wfpsampler' })).originalSource?.port, 4000);
+      } finally {
+        await loopback.close();
+      }
+    });
+  }
+
+  it('redirected without a context (FWP_E_NOT_FOUND on the context query): ERR_REDIRECTED_WITHOUT_CONTEXT, not ERR_NOT_REDIRECTED, with the HRESULT as cause; the records are still there', async function () {
+    const loopback = await Loopback.listen('IPv4');
+    try {
+      const { accepted } = await loopback.pair();
+      const records = blobFor(2, 3000, 1);
+      sim.redirectWithoutContext(accepted.remoteAddress!, accepted.remotePort!, records);
+      const queried = await rejection(queryRedirectContext(accepted));
+      assert.equal(queried.code, 'FWP_E_NOT_FOUND');
+      assert.equal(queried.errno, 0x80320008);
+      for (const layout of [undefined, 'wfpsampler', 'wfpr'] as const) {
+        const error = await rejection(getOriginalDestination(accepted, { layout }));
+        assert.equal(error.code, 'ERR_REDIRECTED_WITHOUT_CONTEXT', `${layout}: ${error.message}`);
+        assert.equal(error.cause?.code, 'FWP_E_NOT_FOUND');
+        assert.match(error.message, /refuse it, or send it to a configured fallback destination/);
+      }
+      assert.ok((await queryRedirectRecords(accepted)).equals(records), 'the records of a connection without a context');
+    } finally {
+      await loopback.close();
+    }
+  });
+
   describe('getOriginalDestination decodes the context', function () {
     const CASES: Array<{ name: string; context: Buffer; options?: Parameters<typeof getOriginalDestination>[1]; expected: object }> = [
       { name: 'a SOCKADDR_IN', context: encodeSockaddr({ address: '192.0.2.10', port: 8080 }), expected: { family: 'IPv4', address: '192.0.2.10', port: 8080 } },
@@ -106,6 +146,24 @@ describe('the success path in Windows node.exe, against a simulated WFP redirect
         context: Buffer.concat([Buffer.from('HDR:0'), encodeSockaddr({ address: '203.0.113.9', port: 993 })]),
         options: { contextOffset: 5 },
         expected: { family: 'IPv4', address: '203.0.113.9', port: 993 },
+      },
+      {
+        name: "WFPSampler's context (layout 'wfpsampler'): the destination and the original local endpoint",
+        context: encodeWfpSamplerContext({ address: '192.0.2.44', port: 8443 }, { address: '10.1.2.3', port: 51000 }),
+        options: { layout: 'wfpsampler' },
+        expected: { family: 'IPv4', address: '192.0.2.44', port: 8443, originalSource: { family: 'IPv4', address: '10.1.2.3', port: 51000 } },
+      },
+      {
+        name: "WFPSampler's context read as 'sockaddr@0' (what --context sockaddr@0 does): its remote endpoint",
+        context: encodeWfpSamplerContext({ address: '2001:db8::44', port: 443 }, { address: '2001:db8::1', port: 51000 }),
+        options: { layout: 'sockaddr@0' },
+        expected: { family: 'IPv6', address: '2001:db8::44', port: 443 },
+      },
+      {
+        name: "the recommended layout (layout 'wfpr'), with the process id",
+        context: encodeWfprContext({ address: '198.51.100.20', port: 25, processId: 1234 }),
+        options: { layout: 'wfpr' },
+        expected: { family: 'IPv4', address: '198.51.100.20', port: 25, processId: 1234 },
       },
       {
         name: "the driver's own format (decode)",
@@ -414,6 +472,45 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
       await stop(proxy);
       first.close();
       other.close();
+    }
+  });
+
+  // WFPSampler's remote endpoint is a SOCKADDR_STORAGE at offset 0, so the
+  // CLI's existing --context sockaddr@0 reads its destination.
+  it("--context sockaddr@0 against WFPSampler's context: records of a few KB carried, the destination its remote endpoint names; redirected without a context is refused as ERR_REDIRECTED_WITHOUT_CONTEXT", async function () {
+    const [origin, decoy] = await origins(2);
+    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--context', 'sockaddr@0', '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
+    const clients: net.Socket[] = [];
+    try {
+      const [redirected, withoutContext] = await freePorts(2);
+      const records = blobFor(5, 4000, 2);
+      // The local endpoint names the decoy: a reader of the wrong SOCKADDR_STORAGE would go there.
+      const context = encodeWfpSamplerContext({ address: '127.0.0.1', port: origin.port }, { address: '127.0.0.1', port: decoy.port });
+      await redirect(proxy, redirected, records, context);
+      await askProxy(proxy, { redirectWithoutContext: { peerAddress: CLIENT_ADDRESS, peerPort: withoutContext, records: records.toString('base64') } });
+      clients.push(...(await exchanges(proxy, [redirected], 64 * 1024)));
+      const refused = net.connect({ host: '127.0.0.1', port: proxy.port, localAddress: CLIENT_ADDRESS, localPort: withoutContext });
+      refused.on('error', () => {});
+      await once(refused, 'close');
+      const sets = await setsIn(proxy);
+      assert.equal(sets.length, 1);
+      assert.ok(sets[0].records.equals(records));
+      assert.equal(sets[0].connectedAtSet, false);
+      assert.deepEqual(origin.peers, [sets[0].localPort]);
+      assert.deepEqual(decoy.peers, []);
+      for (const client of clients) client.end();
+      await waitFor(() => logsOf(proxy).length >= 2, proxy);
+      const byClient = new Map(logsOf(proxy).map((log) => [log.client, log]));
+      const relayed = byClient.get(`${CLIENT_ADDRESS}:${redirected}`);
+      assert.equal(relayed?.destination, `127.0.0.1:${origin.port}`);
+      assert.equal(relayed?.records, records.length);
+      assert.equal(relayed?.error, undefined);
+      assert.equal(byClient.get(`${CLIENT_ADDRESS}:${withoutContext}`)?.error, 'ERR_REDIRECTED_WITHOUT_CONTEXT');
+    } finally {
+      for (const client of clients) client.destroy();
+      await stop(proxy);
+      origin.close();
+      decoy.close();
     }
   });
 

@@ -21,7 +21,21 @@ export interface SetRecordsCall {
 }
 
 /** How the control data of a redirected UDP flow's first datagram is laid out. */
-export type ControlForm = 'well-formed' | 'truncated-header' | 'length-past-buffer' | 'wrong-level';
+export type ControlForm = 'well-formed' | 'other-ip-level' | 'truncated-header' | 'length-past-buffer' | 'wrong-level';
+
+/** IP_WFP_REDIRECT_RECORDS / IPV6_WFP_REDIRECT_RECORDS (ws2ipdef.h): the same number at both levels. */
+export const REDIRECT_RECORDS_OPTION = 60;
+/** IP_WFP_REDIRECT_CONTEXT / IPV6_WFP_REDIRECT_CONTEXT. */
+export const REDIRECT_CONTEXT_OPTION = 70;
+export const IPPROTO_IP = 0;
+export const IPPROTO_IPV6 = 41;
+
+/** A redirect option an open socket of the production addon turned on. */
+export interface SocketOption {
+  socket: number;
+  level: number;
+  name: number;
+}
 
 export interface UdpSendCall {
   socket: number;
@@ -37,6 +51,8 @@ export interface UdpSendCall {
 export interface WfpSim {
   /** A redirected connection, named by the client's end: what getpeername reports for its accepted socket. */
   redirect(peerAddress: string, peerPort: number, records: Uint8Array, context: Uint8Array): void;
+  /** A redirected connection whose callout stored no context: the context query fails with FWP_E_NOT_FOUND (0x80320008). */
+  redirectWithoutContext(peerAddress: string, peerPort: number, records: Uint8Array): void;
   /** Every connection redirected with these (the relay benchmark): no lookup by peer; set calls counted, not kept. */
   redirectEvery(records: Uint8Array, context: Uint8Array): void;
   /** How a query with a buffer too small for the blob is answered. */
@@ -45,8 +61,24 @@ export interface WfpSim {
   reset(): void;
   /** Every SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS since the last reset, in order. */
   sets(): SetRecordsCall[];
-  calls(): { queryRecords: number; queryContext: number; setRecords: number; shortBuffer: number; receiveMsg: number; sendMsg: number; udpDelivered: number };
-  /** A redirected UDP flow, named by its sender: its next datagram carries the records and context (laid out as `form`), once. */
+  calls(): {
+    queryRecords: number;
+    queryContext: number;
+    setRecords: number;
+    shortBuffer: number;
+    receiveMsg: number;
+    sendMsg: number;
+    udpDelivered: number;
+    /** Flows whose first datagram reached a socket that asked for neither control message: nothing was added. */
+    udpWithheld: number;
+  };
+  /** The redirect options each open socket turned on (setsockopt, forgotten at closesocket). */
+  socketOptions(): SocketOption[];
+  /**
+   * A redirected UDP flow, named by its sender: its next datagram carries the
+   * records and context (laid out as `form`), once, each only if the socket
+   * asked for it (setsockopt) at the level it is delivered at.
+   */
   udpRedirect(peerAddress: string, peerPort: number, records: Uint8Array, context: Uint8Array, form: ControlForm): void;
   /** Every WSASendMsg of the production addon since the last reset, in order. */
   udpSends(): UdpSendCall[];

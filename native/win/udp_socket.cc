@@ -19,6 +19,14 @@
 #ifndef IP_WFP_REDIRECT_CONTEXT
 #define IP_WFP_REDIRECT_CONTEXT 70
 #endif
+#ifndef IPV6_WFP_REDIRECT_RECORDS
+#define IPV6_WFP_REDIRECT_RECORDS 60
+#endif
+#ifndef IPV6_WFP_REDIRECT_CONTEXT
+#define IPV6_WFP_REDIRECT_CONTEXT 70
+#endif
+static_assert(IP_WFP_REDIRECT_RECORDS == IPV6_WFP_REDIRECT_RECORDS && IP_WFP_REDIRECT_CONTEXT == IPV6_WFP_REDIRECT_CONTEXT,
+              "the receive path matches a control message's type at either level with one number");
 #ifndef SIO_UDP_CONNRESET
 #define SIO_UDP_CONNRESET _WSAIOW(IOC_VENDOR, 12)
 #endif
@@ -39,6 +47,38 @@ namespace {
 constexpr size_t kControlCapacity = 2 * ControlSpace(kMaxBlobSize) + 1024;
 
 int RedirectLevel(int family) { return family == 6 ? IPPROTO_IPV6 : IPPROTO_IP; }
+
+// Whether an IPv6 socket also carries IPv4 (IPV6_V6ONLY off).
+bool IsDualStack(SOCKET s, int family) {
+  if (family != 6) return false;
+  DWORD v6only = 1;
+  int size = sizeof v6only;
+  if (getsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, reinterpret_cast<char*>(&v6only), &size) != 0) return false;
+  return v6only == 0;
+}
+
+// Asks for the redirect records and context as control messages, as
+// Microsoft's own code does (eBPF for Windows' UDP redirect tests): at
+// IPPROTO_IP for an IPv4 socket, at IPPROTO_IPV6 for an IPv6 one, at both for
+// a dual-stack one. A stack that does not know the options refuses them and
+// the socket works the same, without the data, so the answers are not checked.
+void AskForRedirectControlMessages(SOCKET s, int family) {
+  const DWORD on = TRUE;
+  const char* value = reinterpret_cast<const char*>(&on);
+  if (family == 4 || IsDualStack(s, family)) {
+    setsockopt(s, IPPROTO_IP, IP_WFP_REDIRECT_RECORDS, value, sizeof on);
+    setsockopt(s, IPPROTO_IP, IP_WFP_REDIRECT_CONTEXT, value, sizeof on);
+  }
+  if (family == 6) {
+    setsockopt(s, IPPROTO_IPV6, IPV6_WFP_REDIRECT_RECORDS, value, sizeof on);
+    setsockopt(s, IPPROTO_IPV6, IPV6_WFP_REDIRECT_CONTEXT, value, sizeof on);
+  }
+}
+
+// The levels a redirect control message is taken from: either IP level, as
+// eBPF for Windows' tests accept it (a dual-stack socket may report an IPv4
+// flow's at IPPROTO_IP); the same numbers at any other level mean something else.
+bool IsRedirectLevel(int32_t level) { return level == IPPROTO_IP || level == IPPROTO_IPV6; }
 
 }  // namespace
 
@@ -76,11 +116,7 @@ int OpenUdpSocket(int family, bool transparent, UdpSocket* out, const char** sys
     closesocket(s);
     return error;
   }
-  // Asks for the redirect data as control messages. Whether a stack needs to
-  // be asked is not documented; one that does not know the options refuses
-  // them, and the socket works the same.
-  setsockopt(s, RedirectLevel(family), IP_WFP_REDIRECT_RECORDS, reinterpret_cast<const char*>(&on), sizeof on);
-  setsockopt(s, RedirectLevel(family), IP_WFP_REDIRECT_CONTEXT, reinterpret_cast<const char*>(&on), sizeof on);
+  AskForRedirectControlMessages(s, family);
   out->socket = static_cast<OsSocket>(s);
   out->family = family;
   out->open = true;
@@ -135,10 +171,9 @@ int ReceiveDatagram(UdpSocket& socket, ReceiveBuffers& buffers, ReceivedDatagram
   if ((message.dwFlags & MSG_CTRUNC) != 0) ++out->malformed_control;
   const size_t control_length =
       message.Control.len < buffers.control.size() ? message.Control.len : buffers.control.size();
-  const int level = RedirectLevel(socket.family);
   out->malformed_control += ForEachControlMessage(
-      buffers.control.data(), control_length, [out, level](const ControlMessage& control) {
-        if (control.level != level) return;
+      buffers.control.data(), control_length, [out](const ControlMessage& control) {
+        if (!IsRedirectLevel(control.level)) return;
         if (control.type == IP_WFP_REDIRECT_RECORDS) {
           out->records = control.data;
           out->records_size = control.size;

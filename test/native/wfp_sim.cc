@@ -6,7 +6,11 @@
 // through WSAIoctl), which runs the real one and then adds a redirected flow's
 // records and context as control messages to its first datagram, and its
 // WSASendMsg notes the records a datagram carries and sends it without them,
-// as the stack consumes them. Nothing of it is in the production addon or in
+// as the stack consumes them. Its setsockopt notes which sockets asked for the
+// redirect control messages (IP_WFP_REDIRECT_RECORDS / _CONTEXT = 1 at
+// IPPROTO_IP, IPV6_WFP_REDIRECT_* at IPPROTO_IPV6), and its WSARecvMsg adds a
+// message only where the socket asked for it at the level it is delivered at;
+// its closesocket forgets them. Nothing of it is in the production addon or in
 // the package.
 //
 //   install(moduleName)   patches the imports of the loaded module (e.g. "wfp_redirect.node")
@@ -14,6 +18,10 @@
 //   redirect(peerAddress, peerPort, records, context)
 //                         a redirected connection, named by what getpeername
 //                         reports for its accepted socket (the client's end)
+//   redirectWithoutContext(peerAddress, peerPort, records)
+//                         a redirected connection whose callout stored no
+//                         context: the context query fails with FWP_E_NOT_FOUND
+//                         (0x80320008), as WFPSampler's helper expects
 //   redirectEvery(records, context)
 //                         every connection is redirected with these (the relay
 //                         benchmark): no lookup by peer, and set calls are
@@ -25,12 +33,17 @@
 //   sets()                every SIO_SET_..._RECORDS: { socket, records, connectedAtSet,
 //                         and the socket's endpoints as the OS reports them now }
 //   calls()               { queryRecords, queryContext, setRecords, shortBuffer,
-//                           receiveMsg, sendMsg, udpDelivered }
+//                           receiveMsg, sendMsg, udpDelivered, udpWithheld
+//                           (flows whose socket asked for neither message) }
 //   udpRedirect(peerAddress, peerPort, records, context, form)
 //                         a redirected UDP flow, named by its sender: its next
 //                         datagram carries the records and context, once.
-//                         form: 'well-formed', or a malformed control area:
-//                         'truncated-header', 'length-past-buffer', 'wrong-level'
+//                         form: 'well-formed', 'other-ip-level' (the other IP
+//                         level than the socket's), or a malformed or foreign
+//                         control area: 'truncated-header', 'length-past-buffer',
+//                         'wrong-level' (IPPROTO_UDP and SOL_SOCKET)
+//   socketOptions()       the redirect options each open socket asked for:
+//                         [{ socket, level, name }] (name 60: records, 70: context)
 //   udpSends()            every WSASendMsg: { socket, localPort, address, port,
 //                         size, records (a Buffer, or null when none) }
 //
@@ -47,6 +60,7 @@
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <set>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -57,12 +71,16 @@ using WsaIoctlFunction = int(WSAAPI*)(SOCKET, DWORD, LPVOID, DWORD, LPVOID, DWOR
                                       LPWSAOVERLAPPED_COMPLETION_ROUTINE);
 using WsaSendMsgFunction = int(WSAAPI*)(SOCKET, LPWSAMSG, DWORD, LPDWORD, LPWSAOVERLAPPED,
                                         LPWSAOVERLAPPED_COMPLETION_ROUTINE);
+using SetSockOptFunction = int(WSAAPI*)(SOCKET, int, int, const char*, int);
+using CloseSocketFunction = int(WSAAPI*)(SOCKET);
 constexpr int kRedirectRecords = 60;  // IP_WFP_REDIRECT_RECORDS
 constexpr int kRedirectContext = 70;  // IP_WFP_REDIRECT_CONTEXT
 
 constexpr DWORD kQueryRecords = 0x980000DC;
 constexpr DWORD kQueryContext = 0x980000DD;
 constexpr DWORD kSetRecords = 0x980000DE;
+// winerror.h's FWP_E_NOT_FOUND, as WSAGetLastError() returns it.
+constexpr int kFwpENotFound = static_cast<int>(0x80320008u);
 
 struct PeerKey {
   std::string address;  // inet_ntop of the peer, IPv4-mapped IPv6 as dotted IPv4
@@ -73,6 +91,7 @@ struct PeerKey {
 struct Redirect {
   std::vector<uint8_t> records;
   std::vector<uint8_t> context;
+  bool context_not_found = false;  // the context query answers FWP_E_NOT_FOUND
 };
 
 struct SetCall {
@@ -83,7 +102,10 @@ struct SetCall {
 
 enum class TooSmall { kInsufficientBuffer, kInvalid, kFault };
 
-enum class ControlForm { kWellFormed, kTruncatedHeader, kLengthPastBuffer, kWrongLevel };
+enum class ControlForm { kWellFormed, kOtherIpLevel, kTruncatedHeader, kLengthPastBuffer, kWrongLevel };
+
+// A redirect option a socket turned on: (level, name).
+using SocketOption = std::pair<int, int>;
 
 struct UdpRedirect {
   std::vector<uint8_t> records;
@@ -107,6 +129,11 @@ struct Simulation {
   WsaSendMsgFunction real_send_msg = nullptr;
   void** send_msg_slot = nullptr;
   LPFN_WSARECVMSG real_receive_msg = nullptr;
+  SetSockOptFunction real_setsockopt = nullptr;
+  void** setsockopt_slot = nullptr;
+  CloseSocketFunction real_closesocket = nullptr;
+  void** closesocket_slot = nullptr;
+  std::map<SOCKET, std::set<SocketOption>> options;
   std::map<PeerKey, Redirect> redirects;
   bool redirect_every = false;
   Redirect every;
@@ -115,7 +142,7 @@ struct Simulation {
   std::vector<UdpSend> udp_sends;
   TooSmall too_small = TooSmall::kInsufficientBuffer;
   double query_records = 0, query_context = 0, set_records = 0, short_buffer = 0;
-  double receive_msg = 0, send_msg = 0, udp_delivered = 0;
+  double receive_msg = 0, send_msg = 0, udp_delivered = 0, udp_withheld = 0;
 };
 
 Simulation sim;
@@ -169,6 +196,45 @@ bool Append(WSABUF& control, ULONG capacity, ULONG* used, int level, int type, c
   return true;
 }
 
+// Whether `socket` turned on redirect option `name` at `level`.
+bool Asked(SOCKET socket, int level, int name) {
+  const auto found = sim.options.find(socket);
+  return found != sim.options.end() && found->second.count({level, name}) != 0;
+}
+
+// The level a flow's redirect data is reported at: the socket's own family's,
+// and IPPROTO_IP for an IPv4 sender on an IPv6 (dual-stack) socket.
+int DeliveryLevel(SOCKET socket, const sockaddr_storage& sender) {
+  sockaddr_storage local{};
+  int local_length = sizeof local;
+  getsockname(socket, reinterpret_cast<sockaddr*>(&local), &local_length);
+  if (local.ss_family != AF_INET6) return IPPROTO_IP;
+  const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&sender);
+  return sender.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) ? IPPROTO_IP : IPPROTO_IPV6;
+}
+
+// Notes the redirect options a socket turns on (or off); a stack that knows
+// them accepts them, whatever Wine says. Every other option goes to the real call.
+int WSAAPI SimulatedSetSockOpt(SOCKET socket, int level, int name, const char* value, int length) {
+  const bool redirect_option = (level == IPPROTO_IP || level == IPPROTO_IPV6) && (name == kRedirectRecords || name == kRedirectContext);
+  if (!redirect_option) return sim.real_setsockopt(socket, level, name, value, length);
+  if (value == nullptr || length < static_cast<int>(sizeof(DWORD))) {
+    WSASetLastError(WSAEFAULT);
+    return SOCKET_ERROR;
+  }
+  DWORD on = 0;
+  std::memcpy(&on, value, sizeof on);
+  if (on != 0) sim.options[socket].insert({level, name});
+  else sim.options[socket].erase({level, name});
+  return 0;
+}
+
+// A closed socket's number may come back for another socket, which asked for nothing yet.
+int WSAAPI SimulatedCloseSocket(SOCKET socket) {
+  sim.options.erase(socket);
+  return sim.real_closesocket(socket);
+}
+
 // The real WSARecvMsg, then the flow's redirect data on its first datagram.
 int WSAAPI SimulatedRecvMsg(SOCKET socket, LPWSAMSG message, LPDWORD received, LPWSAOVERLAPPED overlapped,
                             LPWSAOVERLAPPED_COMPLETION_ROUTINE completion) {
@@ -184,22 +250,38 @@ int WSAAPI SimulatedRecvMsg(SOCKET socket, LPWSAMSG message, LPDWORD received, L
   if (found == sim.udp_redirects.end()) return rc;
   const UdpRedirect flow = found->second;
   sim.udp_redirects.erase(found);  // the flow's first datagram only
+  const int level = DeliveryLevel(socket, sender);
+  const bool wants_records = Asked(socket, level, kRedirectRecords);
+  const bool wants_context = Asked(socket, level, kRedirectContext);
+  if (!wants_records && !wants_context) {
+    // The stack reports redirect data only to a socket that asked for it.
+    ++sim.udp_withheld;
+    return rc;
+  }
   ++sim.udp_delivered;
-  sockaddr_storage local{};
-  int local_length = sizeof local;
-  getsockname(socket, reinterpret_cast<sockaddr*>(&local), &local_length);
-  const int level = local.ss_family == AF_INET6 ? IPPROTO_IPV6 : IPPROTO_IP;
+  const std::vector<uint8_t>* records = wants_records ? &flow.records : nullptr;
+  const std::vector<uint8_t>* context = wants_context ? &flow.context : nullptr;
   ULONG used = message->Control.len <= capacity ? message->Control.len : capacity;
   bool fits = true;
+  auto append = [&](int at, int type, const std::vector<uint8_t>* data) {
+    fits = fits && (data == nullptr || Append(message->Control, capacity, &used, at, type, *data));
+  };
   switch (flow.form) {
     case ControlForm::kWellFormed:
-      fits = Append(message->Control, capacity, &used, level, kRedirectRecords, flow.records) &&
-             Append(message->Control, capacity, &used, level, kRedirectContext, flow.context);
+      append(level, kRedirectRecords, records);
+      append(level, kRedirectContext, context);
       break;
+    case ControlForm::kOtherIpLevel: {
+      // A stack that reports at the other IP level (a dual-stack socket's IPv4 flow may).
+      const int other = level == IPPROTO_IP ? IPPROTO_IPV6 : IPPROTO_IP;
+      append(other, kRedirectRecords, records);
+      append(other, kRedirectContext, context);
+      break;
+    }
     case ControlForm::kWrongLevel:
-      // What another level would mean by these numbers: not redirect data.
-      fits = Append(message->Control, capacity, &used, level == IPPROTO_IP ? IPPROTO_IPV6 : IPPROTO_IP, kRedirectRecords, flow.records) &&
-             Append(message->Control, capacity, &used, IPPROTO_UDP, kRedirectContext, flow.context);
+      // What other levels mean by these numbers: not redirect data.
+      append(IPPROTO_UDP, kRedirectRecords, records);
+      append(SOL_SOCKET, kRedirectContext, context);
       break;
     case ControlForm::kTruncatedHeader:
       // Half a header at the end of the area.
@@ -210,7 +292,7 @@ int WSAAPI SimulatedRecvMsg(SOCKET socket, LPWSAMSG message, LPDWORD received, L
       break;
     case ControlForm::kLengthPastBuffer: {
       // A header whose length runs past the end of the area, with a well-formed message before it.
-      fits = Append(message->Control, capacity, &used, level, kRedirectContext, flow.context);
+      append(level, kRedirectContext, context);
       if (fits && used + WSA_CMSG_LEN(0) <= capacity) {
         WSACMSGHDR header{};
         header.cmsg_len = WSA_CMSG_LEN(0) + flow.records.size() + 4096;
@@ -304,6 +386,7 @@ int WSAAPI SimulatedIoctl(SOCKET socket, DWORD code, LPVOID in, DWORD in_size, L
     if (found == sim.redirects.end()) return Fail(WSAEINVAL, returned, 0);
     redirect = &found->second;
   }
+  if (code == kQueryContext && redirect->context_not_found) return Fail(kFwpENotFound, returned, 0);
   const std::vector<uint8_t>& blob = code == kQueryRecords ? redirect->records : redirect->context;
   const DWORD size = static_cast<DWORD>(blob.size());
   if (out == nullptr || out_size < size) {
@@ -371,14 +454,24 @@ Napi::Value Install(const Napi::CallbackInfo& info) {
   if (slot == nullptr) return Throw(env, "the module does not import WS2_32!WSAIoctl");
   void** send_slot = FindWs2Import(module, "WSASendMsg", reinterpret_cast<void*>(GetProcAddress(ws2, "WSASendMsg")));
   if (send_slot == nullptr) return Throw(env, "the module does not import WS2_32!WSASendMsg");
+  void** setsockopt_slot = FindWs2Import(module, "setsockopt", reinterpret_cast<void*>(GetProcAddress(ws2, "setsockopt")));
+  if (setsockopt_slot == nullptr) return Throw(env, "the module does not import WS2_32!setsockopt");
+  void** closesocket_slot = FindWs2Import(module, "closesocket", reinterpret_cast<void*>(GetProcAddress(ws2, "closesocket")));
+  if (closesocket_slot == nullptr) return Throw(env, "the module does not import WS2_32!closesocket");
   sim.real = reinterpret_cast<WsaIoctlFunction>(*slot);
   sim.real_send_msg = reinterpret_cast<WsaSendMsgFunction>(*send_slot);
+  sim.real_setsockopt = reinterpret_cast<SetSockOptFunction>(*setsockopt_slot);
+  sim.real_closesocket = reinterpret_cast<CloseSocketFunction>(*closesocket_slot);
   if (!WriteSlot(slot, reinterpret_cast<void*>(&SimulatedIoctl)) ||
-      !WriteSlot(send_slot, reinterpret_cast<void*>(&SimulatedSendMsg))) {
+      !WriteSlot(send_slot, reinterpret_cast<void*>(&SimulatedSendMsg)) ||
+      !WriteSlot(setsockopt_slot, reinterpret_cast<void*>(&SimulatedSetSockOpt)) ||
+      !WriteSlot(closesocket_slot, reinterpret_cast<void*>(&SimulatedCloseSocket))) {
     return Throw(env, "VirtualProtect failed");
   }
   sim.slot = slot;
   sim.send_msg_slot = send_slot;
+  sim.setsockopt_slot = setsockopt_slot;
+  sim.closesocket_slot = closesocket_slot;
   return env.Undefined();
 }
 
@@ -386,7 +479,10 @@ Napi::Value Uninstall(const Napi::CallbackInfo& info) {
   if (sim.slot != nullptr) {
     WriteSlot(sim.slot, reinterpret_cast<void*>(sim.real));
     WriteSlot(sim.send_msg_slot, reinterpret_cast<void*>(sim.real_send_msg));
-    sim.slot = sim.send_msg_slot = nullptr;
+    WriteSlot(sim.setsockopt_slot, reinterpret_cast<void*>(sim.real_setsockopt));
+    WriteSlot(sim.closesocket_slot, reinterpret_cast<void*>(sim.real_closesocket));
+    sim.slot = sim.send_msg_slot = sim.setsockopt_slot = sim.closesocket_slot = nullptr;
+    // Sockets that asked for the options before this keep them (a real stack would).
     // Sockets opened before this keep the simulated WSARecvMsg, which goes on
     // calling the real one; only the registered flows are gone (reset).
   }
@@ -404,14 +500,24 @@ Napi::Value AddRedirect(const Napi::CallbackInfo& info) {
     return Throw(env, "redirect(peerAddress, peerPort, records, context)");
   }
   PeerKey key{info[0].As<Napi::String>().Utf8Value(), static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value())};
-  sim.redirects[key] = {BytesOf(info[2]), BytesOf(info[3])};
+  sim.redirects[key] = {BytesOf(info[2]), BytesOf(info[3]), false};
+  return env.Undefined();
+}
+
+Napi::Value AddRedirectWithoutContext(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString() || !info[1].IsNumber() || !info[2].IsTypedArray()) {
+    return Throw(env, "redirectWithoutContext(peerAddress, peerPort, records)");
+  }
+  PeerKey key{info[0].As<Napi::String>().Utf8Value(), static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value())};
+  sim.redirects[key] = {BytesOf(info[2]), {}, true};
   return env.Undefined();
 }
 
 Napi::Value RedirectEvery(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsTypedArray() || !info[1].IsTypedArray()) return Throw(env, "redirectEvery(records, context)");
-  sim.every = {BytesOf(info[0]), BytesOf(info[1])};
+  sim.every = {BytesOf(info[0]), BytesOf(info[1]), false};
   sim.redirect_every = true;
   return env.Undefined();
 }
@@ -424,10 +530,11 @@ Napi::Value AddUdpRedirect(const Napi::CallbackInfo& info) {
   const std::string form = info[4].As<Napi::String>().Utf8Value();
   ControlForm parsed;
   if (form == "well-formed") parsed = ControlForm::kWellFormed;
+  else if (form == "other-ip-level") parsed = ControlForm::kOtherIpLevel;
   else if (form == "truncated-header") parsed = ControlForm::kTruncatedHeader;
   else if (form == "length-past-buffer") parsed = ControlForm::kLengthPastBuffer;
   else if (form == "wrong-level") parsed = ControlForm::kWrongLevel;
-  else return Throw(env, "form: 'well-formed' | 'truncated-header' | 'length-past-buffer' | 'wrong-level'");
+  else return Throw(env, "form: 'well-formed' | 'other-ip-level' | 'truncated-header' | 'length-past-buffer' | 'wrong-level'");
   PeerKey key{info[0].As<Napi::String>().Utf8Value(), static_cast<uint16_t>(info[1].As<Napi::Number>().Uint32Value())};
   sim.udp_redirects[key] = {BytesOf(info[2]), BytesOf(info[3]), parsed};
   return env.Undefined();
@@ -468,7 +575,8 @@ Napi::Value Reset(const Napi::CallbackInfo& info) {
   sim.sets.clear();
   sim.udp_redirects.clear();
   sim.udp_sends.clear();
-  sim.receive_msg = sim.send_msg = sim.udp_delivered = 0;
+  sim.receive_msg = sim.send_msg = sim.udp_delivered = sim.udp_withheld = 0;
+  // The options of open sockets stay: they are the sockets' state, not the test's.
   sim.too_small = TooSmall::kInsufficientBuffer;
   sim.query_records = sim.query_context = sim.set_records = sim.short_buffer = 0;
   return info.Env().Undefined();
@@ -507,6 +615,23 @@ Napi::Value Calls(const Napi::CallbackInfo& info) {
   result.Set("receiveMsg", sim.receive_msg);
   result.Set("sendMsg", sim.send_msg);
   result.Set("udpDelivered", sim.udp_delivered);
+  result.Set("udpWithheld", sim.udp_withheld);
+  return result;
+}
+
+Napi::Value SocketOptions(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array result = Napi::Array::New(env);
+  uint32_t index = 0;
+  for (const auto& [socket, options] : sim.options) {
+    for (const SocketOption& option : options) {
+      Napi::Object item = Napi::Object::New(env);
+      item.Set("socket", static_cast<double>(socket));
+      item.Set("level", option.first);
+      item.Set("name", option.second);
+      result.Set(index++, item);
+    }
+  }
   return result;
 }
 
@@ -514,6 +639,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("install", Napi::Function::New(env, Install));
   exports.Set("uninstall", Napi::Function::New(env, Uninstall));
   exports.Set("redirect", Napi::Function::New(env, AddRedirect));
+  exports.Set("redirectWithoutContext", Napi::Function::New(env, AddRedirectWithoutContext));
+  exports.Set("socketOptions", Napi::Function::New(env, SocketOptions));
   exports.Set("redirectEvery", Napi::Function::New(env, RedirectEvery));
   exports.Set("tooSmall", Napi::Function::New(env, SetTooSmall));
   exports.Set("reset", Napi::Function::New(env, Reset));
