@@ -475,44 +475,52 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
     }
   });
 
-  // WFPSampler's remote endpoint is a SOCKADDR_STORAGE at offset 0, so the
-  // CLI's existing --context sockaddr@0 reads its destination.
-  it("--context sockaddr@0 against WFPSampler's context: records of a few KB carried, the destination its remote endpoint names; redirected without a context is refused as ERR_REDIRECTED_WITHOUT_CONTEXT", async function () {
-    const [origin, decoy] = await origins(2);
-    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--context', 'sockaddr@0', '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
-    const clients: net.Socket[] = [];
-    try {
-      const [redirected, withoutContext] = await freePorts(2);
-      const records = blobFor(5, 4000, 2);
-      // The local endpoint names the decoy: a reader of the wrong SOCKADDR_STORAGE would go there.
-      const context = encodeWfpSamplerContext({ address: '127.0.0.1', port: origin.port }, { address: '127.0.0.1', port: decoy.port });
-      await redirect(proxy, redirected, records, context);
-      await askProxy(proxy, { redirectWithoutContext: { peerAddress: CLIENT_ADDRESS, peerPort: withoutContext, records: records.toString('base64') } });
-      clients.push(...(await exchanges(proxy, [redirected], 64 * 1024)));
-      const refused = net.connect({ host: '127.0.0.1', port: proxy.port, localAddress: CLIENT_ADDRESS, localPort: withoutContext });
-      refused.on('error', () => {});
-      await once(refused, 'close');
-      const sets = await setsIn(proxy);
-      assert.equal(sets.length, 1);
-      assert.ok(sets[0].records.equals(records));
-      assert.equal(sets[0].connectedAtSet, false);
-      assert.deepEqual(origin.peers, [sets[0].localPort]);
-      assert.deepEqual(decoy.peers, []);
-      for (const client of clients) client.end();
-      await waitFor(() => logsOf(proxy).length >= 2, proxy);
-      const byClient = new Map(logsOf(proxy).map((log) => [log.client, log]));
-      const relayed = byClient.get(`${CLIENT_ADDRESS}:${redirected}`);
-      assert.equal(relayed?.destination, `127.0.0.1:${origin.port}`);
-      assert.equal(relayed?.records, records.length);
-      assert.equal(relayed?.error, undefined);
-      assert.equal(byClient.get(`${CLIENT_ADDRESS}:${withoutContext}`)?.error, 'ERR_REDIRECTED_WITHOUT_CONTEXT');
-    } finally {
-      for (const client of clients) client.destroy();
-      await stop(proxy);
-      origin.close();
-      decoy.close();
-    }
-  });
+  // WFPSampler's remote endpoint is a SOCKADDR_STORAGE at offset 0, so --context
+  // sockaddr@0 reads its destination as --context wfpsampler does; wfpr is this
+  // project's own layout.
+  const layouts: Array<[string, (origin: { port: number }, decoy: { port: number }) => Buffer]> = [
+    ['sockaddr@0', (origin, decoy) => encodeWfpSamplerContext({ address: '127.0.0.1', port: origin.port }, { address: '127.0.0.1', port: decoy.port })],
+    ['wfpsampler', (origin, decoy) => encodeWfpSamplerContext({ address: '127.0.0.1', port: origin.port }, { address: '127.0.0.1', port: decoy.port })],
+    ['wfpr', (origin) => encodeWfprContext({ address: '127.0.0.1', port: origin.port, processId: 4242 })],
+  ];
+  for (const [layout, contextFor] of layouts) {
+    it(`--context ${layout}: records of a few KB carried, the destination the context names; redirected without a context is refused as ERR_REDIRECTED_WITHOUT_CONTEXT`, async function () {
+      const [origin, decoy] = await origins(2);
+      const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--context', layout, '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
+      const clients: net.Socket[] = [];
+      try {
+        const [redirected, withoutContext] = await freePorts(2);
+        const records = blobFor(5, 4000, 2);
+        // WFPSampler's local endpoint names the decoy: a reader of the wrong SOCKADDR_STORAGE would go there.
+        const context = contextFor(origin, decoy);
+        await redirect(proxy, redirected, records, context);
+        await askProxy(proxy, { redirectWithoutContext: { peerAddress: CLIENT_ADDRESS, peerPort: withoutContext, records: records.toString('base64') } });
+        clients.push(...(await exchanges(proxy, [redirected], 64 * 1024)));
+        const refused = net.connect({ host: '127.0.0.1', port: proxy.port, localAddress: CLIENT_ADDRESS, localPort: withoutContext });
+        refused.on('error', () => {});
+        await once(refused, 'close');
+        const sets = await setsIn(proxy);
+        assert.equal(sets.length, 1);
+        assert.ok(sets[0].records.equals(records));
+        assert.equal(sets[0].connectedAtSet, false);
+        assert.deepEqual(origin.peers, [sets[0].localPort]);
+        assert.deepEqual(decoy.peers, []);
+        for (const client of clients) client.end();
+        await waitFor(() => logsOf(proxy).length >= 2, proxy);
+        const byClient = new Map(logsOf(proxy).map((log) => [log.client, log]));
+        const relayed = byClient.get(`${CLIENT_ADDRESS}:${redirected}`);
+        assert.equal(relayed?.destination, `127.0.0.1:${origin.port}`);
+        assert.equal(relayed?.records, records.length);
+        assert.equal(relayed?.error, undefined);
+        assert.equal(byClient.get(`${CLIENT_ADDRESS}:${withoutContext}`)?.error, 'ERR_REDIRECTED_WITHOUT_CONTEXT');
+      } finally {
+        for (const client of clients) client.destroy();
+        await stop(proxy);
+        origin.close();
+        decoy.close();
+      }
+    });
+  }
 
   it('--upstream: the records are carried where the connection was redirected, and nothing is set where it was not', async function () {
     const [upstream] = await origins(1);

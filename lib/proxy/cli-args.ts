@@ -4,10 +4,11 @@
 import os from 'node:os';
 import net from 'node:net';
 import { parseArgs } from 'node:util';
+import { CONTEXT_LAYOUT_NAMES, type ContextLayout, parseContextLayout } from '../context-layouts';
 import { checkPort } from '../ports';
 import type { Destination } from './tcp-proxy';
 
-export const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--transparent | --context sockaddr[@OFFSET] | --upstream HOST:PORT) [options]
+export const HELP = `Usage: wfp-redirect-proxy --listen HOST:PORT (--transparent | --context LAYOUT | --upstream HOST:PORT) [options]
 
 A transparent TCP (and, with --udp, UDP) proxy. Each accepted connection is
 relayed, both ways, to its destination over an outbound connection that carries
@@ -21,9 +22,14 @@ Where each connection goes:
                                an iptables TPROXY rule, which needs CAP_NET_ADMIN);
                                Windows: the WFP redirect context as a SOCKADDR
                                (UDP: the context of a flow's first datagram).
-  --context sockaddr[@OFFSET]  the original destination, read from the WFP
-                               redirect context as a Windows SOCKADDR_IN/IN6
-                               starting at byte OFFSET (default 0). Windows only.
+  --context LAYOUT             the original destination, read from the WFP
+                               redirect context laid out as the callout driver
+                               writes it (Windows only; docs/redirectors.md):
+                               sockaddr[@OFFSET]  a SOCKADDR_IN/IN6 at OFFSET (0)
+                               wfpsampler         Microsoft's WFPSampler (remote,
+                                                  then local SOCKADDR_STORAGE)
+                               wfpr               the layout this project
+                                                  recommends to driver authors
   --upstream HOST:PORT         one fixed destination for every connection (any
                                platform); on Windows the records are still
                                carried when the connection was redirected, and
@@ -107,8 +113,8 @@ const OPTIONS = {
 
 type Values = ReturnType<typeof parseOptions>['values'];
 
-/** Where connections go: their original destination (read from the WFP context at an offset on Windows), or one upstream. */
-export type Mode = { kind: 'original'; contextOffset: number; context: boolean } | { kind: 'upstream'; upstream: Destination };
+/** Where connections go: their original destination (on Windows, the WFP context read in a layout), or one upstream. */
+export type Mode = { kind: 'original'; layout: ContextLayout } | { kind: 'upstream'; upstream: Destination };
 
 export interface CliConfig {
   listen: Destination;
@@ -180,11 +186,15 @@ function mode(values: Values, windows8: () => boolean): Mode {
   const given = [values.transparent ? '--transparent' : undefined, values.context === undefined ? undefined : '--context', values.upstream === undefined ? undefined : '--upstream'].filter(Boolean);
   if (given.length !== 1) throw new UsageError(`give exactly one of --transparent, --context and --upstream${given.length ? ` (got ${given.join(' and ')})` : ''}`);
   if (values.upstream !== undefined) return { kind: 'upstream', upstream: endpoint(values.upstream, '--upstream') };
-  if (values.transparent) return { kind: 'original', contextOffset: 0, context: false };
-  const match = /^sockaddr(?:@(\d+))?$/.exec(values.context!);
-  if (!match) throw new UsageError(`--context wants sockaddr or sockaddr@OFFSET, not "${values.context}"`);
+  if (values.transparent) return { kind: 'original', layout: 'sockaddr' };
+  let layout: ContextLayout;
+  try {
+    layout = parseContextLayout(values.context);
+  } catch {
+    throw new UsageError(`--context wants ${CONTEXT_LAYOUT_NAMES.join(', ')} (OFFSET 0 to 65535), not "${values.context}"`);
+  }
   if (!windows8()) throw new UsageError('--context reads the WFP redirect context, which exists only on Windows 8 / Server 2012 and later; use --transparent or --upstream here');
-  return { kind: 'original', contextOffset: count(match[1], '--context\'s OFFSET', 0, 0, 65535), context: true };
+  return { kind: 'original', layout };
 }
 
 function workerCount(text: string | undefined, singleExecutable: boolean): number {

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import cluster from 'node:cluster';
+import type { ContextLayout } from '../context-layouts';
 import { getOriginalDestination } from '../original-destination';
 import { isSupported } from '../redirect';
 import { type CliConfig, HELP, parseCli, UsageError } from './cli-args';
@@ -82,9 +83,9 @@ interface Relays {
   udp: UdpRelay | undefined;
 }
 
-/** The original destination, from netfilter (Linux) or the WFP context as a SOCKADDR at `contextOffset` (Windows). */
-function originalDestination(contextOffset: number): DestinationSource {
-  return { kind: 'resolver', resolve: (socket) => getOriginalDestination(socket, { contextOffset }) };
+/** The original destination, from netfilter (Linux) or the WFP context in `layout` (Windows). */
+function originalDestination(layout: ContextLayout): DestinationSource {
+  return { kind: 'resolver', resolve: (socket) => getOriginalDestination(socket, { layout }) };
 }
 
 /** The relays the configuration asks for, not yet listening. */
@@ -98,7 +99,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
   const listen = worker !== undefined && process.env.WFP_REDIRECT_WORKER_PORT ? { ...config.listen, port: Number(process.env.WFP_REDIRECT_WORKER_PORT) } : config.listen;
   const tcp = new TransparentProxy({
     listen,
-    destination: mode.kind === 'upstream' ? mode : originalDestination(mode.contextOffset),
+    destination: mode.kind === 'upstream' ? mode : originalDestination(mode.layout),
     idleTimeout: config.idleTimeout,
     connectTimeout: config.connectTimeout,
     routeTimeout: config.routeTimeout,
@@ -113,7 +114,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
   });
   // A UDP flow's datagrams must all reach the one process holding its outbound socket: worker 1 relays UDP.
   if (!config.udp || (worker ?? 1) !== 1) return { tcp, udp: undefined };
-  const destination: UdpDestinationSource = mode.kind === 'upstream' ? mode : { kind: 'original', contextOffset: mode.contextOffset };
+  const destination: UdpDestinationSource = mode.kind === 'upstream' ? mode : { kind: 'original', layout: mode.layout };
   const udp = new UdpRelay({ listen, destination, ...config.udp, log, logStart, mark, warn: say });
   return { tcp, udp };
 }
@@ -125,7 +126,7 @@ function describeMode(config: CliConfig): string {
     mode.kind === 'upstream'
       ? `to the upstream ${formatEndpoint(mode.upstream.host, mode.upstream.port)}`
       : process.platform === 'win32'
-        ? `to their original destinations, from the WFP redirect context (a SOCKADDR at byte ${mode.contextOffset})`
+        ? `to their original destinations, from the WFP redirect context (layout ${mode.layout})`
         : 'to their original destinations, from netfilter';
   return `${where}${config.mark === undefined ? '' : `, outbound marked ${config.mark}`}`;
 }

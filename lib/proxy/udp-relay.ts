@@ -25,7 +25,7 @@ import { checkUpstream } from './upstream-check';
 /** Where a flow goes: a fixed upstream, or where its datagrams were going (TPROXY on Linux, the WFP context on Windows). */
 export type UdpDestinationSource =
   | { kind: 'upstream'; upstream: Destination }
-  | ({ kind: 'original' } & Pick<OriginalDestinationOptions, 'contextOffset' | 'decode'>);
+  | ({ kind: 'original' } & Pick<OriginalDestinationOptions, 'contextOffset' | 'decode' | 'layout'>);
 
 export interface UdpRelayOptions {
   /** An IP address and port. */
