@@ -4,7 +4,7 @@
 // together take at most `handshakeTimeout`, or end at once on abort.
 import net from 'node:net';
 import { connectRedirected } from '../connect';
-import { invalidArgType, outOfRange } from '../errors';
+import { invalidArgType, outOfRange, WfpRedirectError } from '../errors';
 import { UpstreamError, abortError } from './errors';
 import { Exchange, type Steps } from './exchange';
 import type { ParseUpstreamOptions, Upstream } from './url';
@@ -86,7 +86,9 @@ export class Deadline {
   }
 }
 
-function connectFailed(upstream: Upstream, cause: Error): UpstreamError {
+/** The OS's failure to reach the upstream; this package's own (records, mark, Node internals) as it is, since it is about this side. */
+function connectFailed(upstream: Upstream, cause: Error): Error {
+  if (cause instanceof WfpRedirectError) return cause;
   const code = (cause as NodeJS.ErrnoException).code ?? cause.name;
   return new UpstreamError(`Could not connect to the upstream proxy ${upstream.display} (${code}): check that it runs and is reachable`, { code: 'ERR_UPSTREAM_CONNECT', cause });
 }
