@@ -34,7 +34,7 @@ export const UPSTREAM_ERROR_CODES = [
   'ERR_SOCKS_NO_ACCEPTABLE_METHODS',
   /** The upstream's answer breaks RFC 1928 / 1929 (version, method, address type). */
   'ERR_SOCKS_MALFORMED_REPLY',
-  /** HTTP 407 to CONNECT. */
+  /** HTTP 407 (or 401, as tinyproxy answers a wrong password) to CONNECT; `status` has it. */
   'ERR_HTTP_PROXY_AUTH_REQUIRED',
   /** Any other non-2xx answer to CONNECT; `status` has it. */
   'ERR_HTTP_PROXY_STATUS',

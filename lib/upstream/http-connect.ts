@@ -19,9 +19,10 @@ function malformed(upstream: Upstream, what: string): UpstreamError {
 
 function statusError(upstream: Upstream, status: number, reason: string): UpstreamError {
   const said = reason === '' ? '' : ` ${JSON.stringify(printable(reason))}`;
-  if (status === 407) {
+  // 401 too: to CONNECT it can only be the proxy's own refusal (tinyproxy answers a wrong password so).
+  if (status === 407 || status === 401) {
     const hint = upstream.username === undefined ? 'give user:password@ in the URL' : 'it refused the user name and password: check them';
-    return new UpstreamError(`The HTTP upstream ${upstream.display} wants proxy authentication (407${said}): ${hint}`, { code: 'ERR_HTTP_PROXY_AUTH_REQUIRED', status });
+    return new UpstreamError(`The HTTP upstream ${upstream.display} wants proxy authentication (${status}${said}): ${hint}`, { code: 'ERR_HTTP_PROXY_AUTH_REQUIRED', status });
   }
   return new UpstreamError(`The HTTP upstream ${upstream.display} refused CONNECT with status ${status}${said}`, { code: 'ERR_HTTP_PROXY_STATUS', status });
 }
