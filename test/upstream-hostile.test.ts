@@ -29,7 +29,8 @@ async function trickle(socket: net.Socket, bytes: Buffer, ms = 3): Promise<void>
 /** Runs `script` as the upstream and connects through it; the caller closes the server (`failure` does). */
 async function through(scheme: string, script: Script, options: Parameters<typeof connectVia>[2] = {}, destination = DESTINATION) {
   const server = await scriptedServer(script);
-  const result = await connectVia(`${scheme}://127.0.0.1:${server.port}`, destination, { handshakeTimeout: 3000, ...options }).then(
+  const url = scheme.includes('@') ? scheme.replace('PORT', String(server.port)) : `${scheme}://127.0.0.1:${server.port}`;
+  const result = await connectVia(url, destination, { handshakeTimeout: 3000, ...options }).then(
     (socket) => ({ socket, error: undefined as any }),
     (error) => ({ socket: undefined, error }),
   );
@@ -107,6 +108,38 @@ describe('connectVia against a hostile SOCKS5 upstream', function () {
       assert.equal(error.name, 'UpstreamError');
     });
   }
+
+  /** A server that picks username/password, checks what it got, and answers `status` in `version`. */
+  const authAnswering = (version: number, status: number, seen: Array<{ user: string; password: string }>): Script => async (socket, read) => {
+    const offered = await readSocksGreeting(read);
+    assert.deepEqual(offered, [0, 2]);
+    socket.write(Buffer.from([5, 2]));
+    const [, userLength] = await read(2);
+    const user = (await read(userLength)).toString();
+    const password = (await read((await read(1))[0])).toString();
+    seen.push({ user, password });
+    socket.write(Buffer.from([version, status]));
+    await readSocksRequest(read);
+    socket.write(SUCCESS_V4);
+  };
+
+  it('username/password (RFC 1929): sent as given, success, refusal (ERR_SOCKS_AUTH_FAILED), wrong version', async () => {
+    const seen: Array<{ user: string; password: string }> = [];
+    const options = { env: { UP_PASS: 'pässwörd' } };
+    const ok = await through('socks5://usér@127.0.0.1:PORT?password_env=UP_PASS', authAnswering(1, 0, seen), options);
+    ok.socket?.destroy();
+    await ok.server.close();
+    assert.equal(ok.error, undefined, ok.error?.message);
+    const url = (port: number) => `socks5://us%C3%A9r@127.0.0.1:${port}?password_env=UP_PASS`;
+    for (const [version, status, code] of [[1, 1, 'ERR_SOCKS_AUTH_FAILED'], [1, 0xff, 'ERR_SOCKS_AUTH_FAILED'], [5, 0, 'ERR_SOCKS_MALFORMED_REPLY']] as const) {
+      const server = await scriptedServer(authAnswering(version, status, seen));
+      const error = await rejection(connectVia(url(server.port), DESTINATION, options));
+      await server.close();
+      assert.equal(error.code, code, error.message);
+      assert.ok(!error.message.includes('pässwörd') && !error.message.includes('usér'), error.message);
+    }
+    assert.deepEqual(seen.slice(1), Array(3).fill({ user: 'usér', password: 'pässwörd' }));
+  });
 
   it('a silent upstream: ERR_UPSTREAM_TIMEOUT after handshakeTimeout, and the connection closed', async () => {
     const started = Date.now();
