@@ -133,8 +133,7 @@ describe('connectVia against a hostile SOCKS5 upstream', function () {
     const url = (port: number) => `socks5://us%C3%A9r@127.0.0.1:${port}?password_env=UP_PASS`;
     for (const [version, status, code] of [[1, 1, 'ERR_SOCKS_AUTH_FAILED'], [1, 0xff, 'ERR_SOCKS_AUTH_FAILED'], [5, 0, 'ERR_SOCKS_MALFORMED_REPLY']] as const) {
       const server = await scriptedServer(authAnswering(version, status, seen));
-      const error = await rejection(connectVia(url(server.port), DESTINATION, options));
-      await server.close();
+      const error = await rejection(connectVia(url(server.port), DESTINATION, options)).finally(() => server.close());
       assert.equal(error.code, code, error.message);
       assert.ok(!error.message.includes('pässwörd') && !error.message.includes('usér'), error.message);
     }
@@ -170,6 +169,18 @@ describe('connectVia against a hostile SOCKS5 upstream', function () {
       socket.on('data', (chunk) => chunks.push(chunk));
       await once(socket, 'end');
       assert.deepEqual(Buffer.concat(chunks).toString(), after.toString());
+      socket.destroy();
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("an answer and the end in one go, nothing after the answer: the caller still gets 'end'", async () => {
+    const server = await scriptedServer(socksAnswering((s) => s.end(SUCCESS_V4)));
+    try {
+      const socket = await connectVia(`socks5://127.0.0.1:${server.port}`, DESTINATION);
+      socket.resume();
+      await new Promise((resolve, reject) => (socket.once('end', resolve), setTimeout(() => reject(new Error("no 'end' in 3 s")), 3000)));
       socket.destroy();
     } finally {
       await server.close();

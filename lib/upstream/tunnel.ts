@@ -157,19 +157,15 @@ export function openTunnel<T>(
     };
     const onReadable = (): void => {
       try {
-        // Exactly what is buffered: a read past it at the end of the stream
-        // would schedule 'end' before the caller has the socket.
-        while (!settled && socket.readableLength > 0) {
-          const chunk = socket.read(socket.readableLength) as Buffer | null;
-          if (chunk === null) break;
+        let chunk: Buffer | null;
+        while (!settled && (chunk = socket.read() as Buffer | null) !== null) {
           if (exchange!.feed(chunk)) {
             const { value, rest } = exchange!.result!;
+            // Put back in this same event: the stream cannot have emitted 'end' yet.
             if (rest.length > 0) socket.unshift(rest);
             return finish(undefined, value);
           }
         }
-        // Nothing buffered and more wanted: this read notices the end of the stream, if it came.
-        if (!settled) socket.read();
       } catch (error) {
         finish(error as Error);
       }
