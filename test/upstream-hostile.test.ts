@@ -7,7 +7,7 @@ import dgram from 'node:dgram';
 import { once } from 'node:events';
 import type net from 'node:net';
 import { associateUdp, connectVia } from '..';
-import { isWindows, rejection } from './helpers';
+import { rejection } from './helpers';
 import { readSocksGreeting, readSocksRequest, scriptedServer } from './fixtures/upstream-servers';
 
 type Read = (n: number) => Promise<Buffer>;
@@ -426,4 +426,3 @@ describe('associateUdp against a scripted SOCKS5 upstream', function () {
   });
 });
 
-if (isWindows) describe('(Windows node.exe)', () => it('runs these tests', () => {}));
