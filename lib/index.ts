@@ -114,3 +114,13 @@ export {
   type EndpointInput,
 } from './context-layouts';
 export { WFP_HRESULT_CODES, type WfpHresultCode } from './errors';
+export { connectVia, type ConnectViaOptions, type UpstreamDestination } from './upstream/connect-via';
+export { parseUpstream, Upstream, type UpstreamInit, type UpstreamProtocol, type ParseUpstreamOptions } from './upstream/url';
+export { UpstreamError, UPSTREAM_ERROR_CODES, type UpstreamErrorCode, type UpstreamErrorFields } from './upstream/errors';
+export {
+  associateUdp,
+  Socks5UdpAssociation,
+  type UdpAssociationStats,
+  type UdpAssociationRemoteInfo,
+} from './upstream/socks5-udp';
+export { DEFAULT_HANDSHAKE_TIMEOUT, type UpstreamSocketOptions } from './upstream/tunnel';
