@@ -106,6 +106,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
     halfCloseTimeout: config.halfCloseTimeout,
     maxConnections: config.maxConnections,
     sniff: config.sniff,
+    via: config.via,
     log,
     logStart,
     mark,
@@ -128,7 +129,7 @@ function describeMode(config: CliConfig): string {
       : process.platform === 'win32'
         ? `to their original destinations, from the WFP redirect context (layout ${mode.layout})`
         : 'to their original destinations, from netfilter';
-  return `${where}${config.mark === undefined ? '' : `, outbound marked ${config.mark}`}`;
+  return `${where}${config.via ? ` through ${config.via.display}` : ''}${config.mark === undefined ? '' : `, outbound marked ${config.mark}`}`;
 }
 
 /** Listens (TCP, then UDP on the port TCP got); false when either cannot, said on stderr. */

@@ -22,7 +22,8 @@ export function formatter({ format, worker, records }: LogFormat): (entry: LogEn
   const who = worker === undefined ? '' : ` worker ${worker}`;
   return (entry, event = 'end') => {
     const domain = 'domain' in entry && entry.domain !== undefined ? ` (${entry.domain}, ${entry.learned})` : '';
-    const head = `${new Date().toISOString()}${who} ${'protocol' in entry ? 'udp#' : '#'}${entry.id} ${entry.client} -> ${entry.destination ?? '?'}${domain}`;
+    const via = 'via' in entry && entry.via !== undefined ? ` via ${entry.via}` : '';
+    const head = `${new Date().toISOString()}${who} ${'protocol' in entry ? 'udp#' : '#'}${entry.id} ${entry.client} -> ${entry.destination ?? '?'}${domain}${via}`;
     if (event === 'start') return `${head} start\n`;
     const recordSize = records ? ` records=${entry.records}` : '';
     if ('protocol' in entry) {

@@ -8,6 +8,8 @@ import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
 import { isSupported, probeRedirectIoctls, queryRedirectRecords } from '../redirect';
 import { sniffStream, type SniffStreamOptions, type StreamSniff } from '../sniff/stream';
+import { connectVia } from '../upstream/connect-via';
+import { parseUpstream, type Upstream } from '../upstream/url';
 import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
@@ -71,6 +73,13 @@ export interface ProxyOptions {
    */
   sniff?: boolean | SniffStreamOptions | undefined;
   /**
+   * Send every connection through this upstream proxy: a `socks5://`,
+   * `socks5h://` or `http://` URL (see parseUpstream) or a parsed Upstream.
+   * The redirect records and the mark go on the socket to the upstream, before
+   * it connects. The route hook may name another, per connection.
+   */
+  via?: string | Upstream | undefined;
+  /**
    * Linux: listen with SO_REUSEPORT, so that several processes can each have a
    * socket on the same port and the kernel spreads connections among them
    * (what the CLI's --workers does). Default false.
@@ -99,12 +108,15 @@ export interface RouteRequest {
   sniffed: StreamSniff | undefined;
 }
 
-export type RouteAnswer = Destination | null | undefined;
+/** Go to `host:port` (through the upstream `via`, when given; `null` for none even where the proxy has one), refuse (null), or go on as planned. */
+export type RouteAnswer = (Destination & { via?: string | Upstream | null | undefined }) | null | undefined;
 
 /** What deciding a connection gives: the records it carries, where it goes, and bytes read from it already. */
 interface Decision {
   records: Buffer | undefined;
   destination: Destination;
+  /** The upstream proxy to go through, if any. */
+  via: Upstream | undefined;
   replay: Buffer | undefined;
 }
 
@@ -115,6 +127,8 @@ export interface ConnectionLog {
   /** With `sniff`: the name the first bytes gave, and how it was learned. */
   domain?: string;
   learned?: Learned;
+  /** The upstream proxy the connection went through, without credentials. */
+  via?: string;
   records: number;
   bytesUp: number;
   bytesDown: number;
@@ -153,15 +167,16 @@ const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE', 'WSAEMFILE', 'WSAENOBUFS
 const NO_RECORDS = new Set<string>(['WSAEINVAL', 'WSAEOPNOTSUPP', 'WSAENOPROTOOPT']);
 
 
-/** The destination a route hook's answer means; throws for a refusal or a malformed answer. */
-function routed(answer: unknown, planned: Destination): Destination {
-  if (answer === undefined) return planned;
+/** What a route hook's answer means: where to go and through which upstream; throws for a refusal or a malformed answer. */
+function routed(answer: unknown, planned: Destination, via: Upstream | undefined): { destination: Destination; via: Upstream | undefined } {
+  if (answer === undefined) return { destination: planned, via };
   if (answer === null) throw Object.assign(new Error('refused by the route hook'), { code: 'ERR_PROXY_REFUSED' });
-  const { host, port } = answer as Partial<Destination>;
+  const { host, port, via: answered } = answer as Partial<Destination> & { via?: unknown };
   if (typeof host !== 'string' || typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw Object.assign(new TypeError('The route hook must return { host, port }, null or nothing'), { code: 'ERR_INVALID_RETURN_VALUE' });
+    throw Object.assign(new TypeError('The route hook must return { host, port, via? }, null or nothing'), { code: 'ERR_INVALID_RETURN_VALUE' });
   }
-  return { host, port };
+  if (answered === undefined) return { destination: { host, port }, via };
+  return { destination: { host, port }, via: answered === null ? undefined : parseUpstream(answered as string | Upstream) };
 }
 
 export class TransparentProxy {
@@ -172,7 +187,7 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff'>> &
+  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff' | 'via'>> &
     Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'> & { sniff: SniffStreamOptions | undefined };
   /**
    * This proxy's open outbound connections, as "local -> remote" endpoint
@@ -186,14 +201,17 @@ export class TransparentProxy {
   private readonly connecting = new Map<net.Socket, string>();
   private readonly loops: RateLimitedReport;
   private readonly descriptors: RateLimitedReport;
+  /** The upstream proxy every connection goes through, unless the route hook says otherwise. */
+  private readonly via: Upstream | undefined;
   /** Where the server listens, once it does (asked once: server.address() is a system call). */
   private listening: net.AddressInfo | undefined;
 
   constructor(options: ProxyOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
     // `?? default`, not a spread: an option given as undefined takes its default.
+    const { via: _via, ...rest } = options;
     this.options = {
-      ...options,
+      ...rest,
       idleTimeout: options.idleTimeout ?? 300_000,
       connectTimeout: options.connectTimeout ?? 10_000,
       routeTimeout: options.routeTimeout ?? 10_000,
@@ -204,6 +222,7 @@ export class TransparentProxy {
       sniff: options.sniff === true ? {} : options.sniff || undefined,
     };
     if (options.mark !== undefined) checkMark(options.mark);
+    this.via = options.via === undefined ? undefined : parseUpstream(options.via);
     this.loops = new RateLimitedReport((count, first) =>
       this.options.warn(
         first
@@ -259,6 +278,7 @@ export class TransparentProxy {
     this.listening = this.server.address() as net.AddressInfo;
     try {
       if (this.options.destination.kind === 'upstream') await checkUpstream(this.options.destination.upstream, this.listening, this.options.warn);
+      if (this.via) await checkUpstream(this.via, this.listening, this.options.warn);
     } catch (error) {
       await new Promise((resolve) => this.server.close(resolve));
       throw error;
@@ -294,14 +314,18 @@ export class TransparentProxy {
   /** Remembers an outbound connection's endpoints while it is open. */
   private track(out: net.Socket, destination: Destination): void {
     let key: string | undefined;
-    this.connecting.set(out, endpointKey(destination.host, destination.port));
-    out.once('connect', () => {
+    const connected = () => {
       this.connecting.delete(out);
       // The address dialled, where it is one (asking the socket would be one more system call per connection).
       const remote = net.isIP(destination.host) ? endpointKey(destination.host, destination.port) : endpointKey(out.remoteAddress, out.remotePort);
       key = `${endpointKey(out.localAddress, out.localPort)} -> ${remote}`;
       this.ownConnections.add(key);
-    });
+    };
+    // A socket through an upstream proxy arrives connected.
+    if (out.connecting || out.remotePort === undefined) {
+      this.connecting.set(out, endpointKey(destination.host, destination.port));
+      out.once('connect', connected);
+    } else connected();
     out.once('close', () => {
       this.connecting.delete(out);
       if (key !== undefined) this.ownConnections.delete(key);
@@ -379,15 +403,18 @@ export class TransparentProxy {
     }
     const sniffed = this.options.sniff ? await sniffStream(inbound, this.options.sniff) : undefined;
     if (sniffed) Object.assign(entry, learnedFrom(sniffed));
+    let via = this.via;
     if (this.options.route) {
-      destination = routed(await this.options.route({ socket: inbound, destination, records, domain: entry.domain, sniffed }), destination);
+      ({ destination, via } = routed(await this.options.route({ socket: inbound, destination, records, domain: entry.domain, sniffed }), destination, via));
       entry.destination = formatEndpoint(destination.host, destination.port);
     }
-    if (this.isOwnListener(destination)) {
+    const next = via ?? destination;
+    if (this.isOwnListener(next)) {
       refused(this.loops.note());
-      throw loopError(`the destination ${entry.destination} is this proxy itself`);
+      throw loopError(`the ${via ? 'upstream' : 'destination'} ${formatEndpoint(next.host, next.port)} is this proxy itself`);
     }
-    return { records, destination, replay: sniffed?.bytes };
+    if (via) entry.via = via.display;
+    return { records, destination, via, replay: sniffed?.bytes };
   }
 
   /** Opens the outbound connection, carrying `records` (and the mark) where there are any. */
@@ -404,6 +431,26 @@ export class TransparentProxy {
   }
 
   /**
+   * A connection to `destination` through the upstream proxy `via`, connected
+   * and past its handshake (connectTimeout bounds both); given up when the
+   * client goes away meanwhile.
+   */
+  private async connectThrough(via: Upstream, destination: Destination, records: Buffer | undefined, inbound: net.Socket): Promise<net.Socket> {
+    const gone = new AbortController();
+    const abort = () => gone.abort();
+    inbound.once('close', abort);
+    try {
+      const options = { redirectRecords: records, mark: this.options.mark, handshakeTimeout: this.options.connectTimeout || undefined, signal: gone.signal };
+      const out = await connectVia(via, destination, options);
+      this.open.add(out);
+      this.track(out, via);
+      return out;
+    } finally {
+      inbound.off('close', abort);
+    }
+  }
+
+  /**
    * The timers of a relay: the connect timeout until the outbound side
    * connects, then the idle timeout on both sides, and once either side has
    * ended its half, the (shorter) half-close timeout.
@@ -411,8 +458,7 @@ export class TransparentProxy {
   private time(inbound: net.Socket, out: net.Socket, fail: (error: unknown) => void): void {
     const { idleTimeout, halfCloseTimeout } = this.options;
     const connectTimedOut = () => fail(coded('timed out', 'ETIMEDOUT'));
-    out.once('timeout', connectTimedOut);
-    out.once('connect', () => {
+    const connected = () => {
       out.off('timeout', connectTimedOut);
       let code = 'ERR_IDLE_TIMEOUT';
       const expired = () => fail(coded(code === 'ERR_IDLE_TIMEOUT' ? 'idle' : 'half-closed and idle', code));
@@ -429,7 +475,11 @@ export class TransparentProxy {
       };
       out.once('end', halfClosed);
       inbound.once('end', halfClosed);
-    });
+    };
+    // A socket through an upstream proxy arrives connected.
+    if (!out.connecting) return connected();
+    out.once('timeout', connectTimedOut);
+    out.once('connect', connected);
   }
 
   private async relay(inbound: net.Socket): Promise<void> {
@@ -452,7 +502,7 @@ export class TransparentProxy {
     let unlogged = false;
 
     try {
-      const { records, destination, replay } = await within(
+      const { records, destination, via, replay } = await within(
         this.decide(inbound, entry, (logged) => (unlogged = !logged)),
         this.options.routeTimeout,
         'ERR_PROXY_ROUTE_TIMEOUT',
@@ -460,7 +510,7 @@ export class TransparentProxy {
       );
       if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
       this.options.logStart?.({ ...entry });
-      const out = (outbound = this.connectOut(destination, records));
+      const out = (outbound = via ? await this.connectThrough(via, destination, records, inbound) : this.connectOut(destination, records));
       out.on('error', fail);
       const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
       this.time(inbound, out, fail);
