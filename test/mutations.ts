@@ -1267,4 +1267,12 @@ export const MUTATIONS: Mutation[] = [
     specs: ['proxy-via.test.js'],
     runtime: 'linux',
   },
+  {
+    name: 'udp-via-ignored',
+    intent: '--via is accepted with --udp but the flows go straight to their destination',
+    file: 'lib/proxy/udp-relay.ts',
+    edits: [{ find: '    const outbound = this.via\n', replace: '    const outbound = this.via && this.via.port < 0\n' }],
+    specs: ['proxy-via.test.js'],
+    runtime: 'linux',
+  },
 ];

@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { TransparentProxy, type ConnectionLog } from '..';
 import { echoServers, missingBinary, startDante, startTinyproxy, type RealServer } from './fixtures/upstream-servers';
 import { CLI, roundTrip, start, stop } from './proxy-process';
@@ -81,6 +82,59 @@ describe('wfp-redirect-proxy --via (real upstream proxies)', function () {
     }
   });
 
+  it('--udp through socks5:// (dante, UDP ASSOCIATE): 10 flows x 20 datagrams answered intact, from sockets dante holds, each flow logged', async function () {
+    const reflector = dgram.createSocket('udp4');
+    const peers = new Set<number>();
+    reflector.on('message', (data, rinfo) => {
+      peers.add(rinfo.port);
+      reflector.send(Buffer.from(data).reverse(), rinfo.port, rinfo.address);
+    });
+    await new Promise<void>((resolve) => reflector.bind(0, '127.0.0.1', resolve));
+    const via = `socks5://127.0.0.1:${dante!.port}`;
+    const proxy = await start(
+      [CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${reflector.address().port}`, '--via', via, '--udp', '--udp-idle-timeout', '1500', '--log', 'json'],
+      /relaying UDP on .*:(\d+)$/,
+    );
+    try {
+      await Promise.all(
+        Array.from({ length: 10 }, async () => {
+          const client = dgram.createSocket('udp4');
+          await new Promise<void>((resolve) => client.bind(0, '127.0.0.1', resolve));
+          try {
+            for (let i = 0; i < 20; i++) {
+              const request = randomBytes(1 + i * 50);
+              const reply = new Promise<Buffer>((resolve, reject) => {
+                const timer = setTimeout(() => reject(new Error(`no reply to datagram ${i}\n${dante!.log()}`)), 5000);
+                client.once('message', (message) => {
+                  clearTimeout(timer);
+                  resolve(message);
+                });
+              });
+              client.send(request, proxy.port, '127.0.0.1');
+              assert.ok((await reply).equals(Buffer.from(request).reverse()));
+            }
+          } finally {
+            client.close();
+          }
+        }),
+      );
+      // Through dante: every datagram reached the reflector from a socket danted holds, none from the proxy's own.
+      const sockets = spawnSync('ss', ['-Huanp'], { encoding: 'utf8' }).stdout;
+      for (const port of peers) {
+        const holder = sockets.split('\n').find((line) => new RegExp(`[:\\]]${port}\\s`).test(line));
+        assert.match(holder ?? '', /danted/, `port ${port}: ${holder}`);
+      }
+      const flows = (await logsOf(proxy, 10)).filter((entry) => (entry as unknown as { protocol?: string }).protocol === 'udp');
+      assert.equal(flows.length, 10, proxy.stdout.join('\n'));
+      for (const flow of flows as unknown as Array<{ datagramsUp: number; datagramsDown: number; end: string }>) {
+        assert.deepEqual([flow.datagramsUp, flow.datagramsDown, flow.end], [20, 20, 'idle']);
+      }
+    } finally {
+      await stop(proxy);
+      reflector.close();
+    }
+  });
+
   it('the route hook may send one connection through an upstream and another direct', async function () {
     const seen: Array<string | undefined> = [];
     const proxy = new TransparentProxy({
@@ -105,7 +159,7 @@ describe('wfp-redirect-proxy --via: refused at start-up', function () {
   this.timeout(30_000);
   const refusals: Array<[string, string[], number, RegExp]> = [
     ['a URL of another scheme', ['--via', 'socks4://127.0.0.1:1080'], 2, /--via: .*socks4/],
-    ['with --udp', ['--via', 'socks5://127.0.0.1:1080', '--udp'], 2, /--via with --udp/],
+    ['an http:// upstream with --udp', ['--via', 'http://127.0.0.1:3128', '--udp'], 2, /--udp with an http:\/\/ --via: HTTP CONNECT carries no UDP/],
     ['an upstream that is the proxy itself', ['--via', 'socks5://127.0.0.1:PORT'], 1, /cannot start: a redirect loop: the upstream 127\.0\.0\.1:\d+ is this proxy's own listening address/],
   ];
   for (const [label, args, status, message] of refusals) {

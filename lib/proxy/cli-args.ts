@@ -36,7 +36,8 @@ Where each connection goes:
                                here), socks5h://... (names sent to the upstream),
                                http://[USER:PASS@]HOST:PORT (HTTP CONNECT); a
                                password may come from an environment variable
-                               (?password_env=NAME). TCP only; never logged with
+                               (?password_env=NAME). With --udp, a SOCKS5 upstream
+                               carries the flows (UDP ASSOCIATE). Never logged with
                                its credentials
   --upstream HOST:PORT         one fixed destination for every connection (any
                                platform); on Windows the records are still
@@ -236,8 +237,8 @@ function viaOption(text: string | undefined): Upstream | undefined {
 
 function udpOptions(values: Values, listen: Destination): CliConfig['udp'] {
   const names = ['udp-idle-timeout', 'max-udp-flows', 'max-udp-flows-per-source'] as const;
-  if (values.udp && values.via !== undefined) {
-    throw new UsageError('--via with --udp: UDP through an upstream (SOCKS5 UDP ASSOCIATE) is not part of the relay yet, and HTTP CONNECT carries no UDP; run a second proxy without --via for UDP');
+  if (values.udp && values.via !== undefined && /^http:/i.test(values.via)) {
+    throw new UsageError('--udp with an http:// --via: HTTP CONNECT carries no UDP; use a socks5:// or socks5h:// upstream (UDP ASSOCIATE), or a second proxy without --via for UDP');
   }
   if (!values.udp) {
     if (names.some((name) => values[name] !== undefined)) throw new UsageError('--udp-idle-timeout, --max-udp-flows and --max-udp-flows-per-source need --udp');

@@ -116,7 +116,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
   // A UDP flow's datagrams must all reach the one process holding its outbound socket: worker 1 relays UDP.
   if (!config.udp || (worker ?? 1) !== 1) return { tcp, udp: undefined };
   const destination: UdpDestinationSource = mode.kind === 'upstream' ? mode : { kind: 'original', layout: mode.layout };
-  const udp = new UdpRelay({ listen, destination, ...config.udp, log, logStart, mark, warn: say });
+  const udp = new UdpRelay({ listen, destination, ...config.udp, log, logStart, mark, warn: say, via: config.via });
   return { tcp, udp };
 }
 

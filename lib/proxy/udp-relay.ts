@@ -21,6 +21,9 @@ import { codeOf, formatEndpoint, isListeningEndpoint } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import type { Destination } from './tcp-proxy';
 import { checkUpstream } from './upstream-check';
+import { AssociatedFlowSocket } from './udp-via';
+import { UpstreamError } from '../upstream/errors';
+import { parseUpstream, type Upstream } from '../upstream/url';
 
 /** Where a flow goes: a fixed upstream, or where its datagrams were going (TPROXY on Linux, the WFP context on Windows). */
 export type UdpDestinationSource =
@@ -54,6 +57,12 @@ export interface UdpRelayOptions {
   warn?: ((message: string) => void) | undefined;
   /** One call per flow as it opens (the CLI's --log-start). */
   logStart?: ((entry: FlowLog) => void) | undefined;
+  /**
+   * Send each flow through this SOCKS5 upstream (`socks5://` or `socks5h://`):
+   * one UDP ASSOCIATE per flow, its records and mark on the association's
+   * control connection; the flow ends when the association does.
+   */
+  via?: string | Upstream | undefined;
 }
 
 export type FlowEnd = 'idle' | 'evicted' | 'replaced' | 'shutdown' | 'error' | 'dropped';
@@ -94,7 +103,7 @@ interface Flow {
   /** An IP address: replies are taken from it alone. */
   destination: { address: string; port: number };
   records: Buffer | undefined;
-  outbound: RedirectUdpSocket;
+  outbound: RedirectUdpSocket | AssociatedFlowSocket;
   /** The outbound socket's local port, as `ownPorts` keys it, once bound. */
   ownPort: string | undefined;
   log: FlowLog;
@@ -124,7 +133,9 @@ const WHY_DROPPED: Record<string, string> = {
 
 export class UdpRelay {
   readonly socket: RedirectUdpSocket;
-  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark' | 'logStart'>> & Pick<UdpRelayOptions, 'destination' | 'mark' | 'logStart'>;
+  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark' | 'logStart' | 'via'>> & Pick<UdpRelayOptions, 'destination' | 'mark' | 'logStart'>;
+  /** The SOCKS5 upstream every flow goes through, if any. */
+  private readonly via: Upstream | undefined;
   /** Oldest activity first: a flow moves to the end on each datagram. */
   private readonly flows = new Map<string, Flow>();
   /** The same flows by client address, each map oldest activity first: the per-source cap. */
@@ -148,8 +159,13 @@ export class UdpRelay {
 
   constructor(options: UdpRelayOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
+    const { via, ...rest } = options;
+    this.via = via === undefined ? undefined : parseUpstream(via);
+    if (this.via?.protocol === 'http') {
+      throw new UpstreamError(`UDP needs a SOCKS5 upstream (UDP ASSOCIATE); ${this.via.display} is HTTP CONNECT, which carries no UDP`, { code: 'ERR_UPSTREAM_URL_INVALID' });
+    }
     this.options = {
-      ...options,
+      ...rest,
       idleTimeout: positive(options.idleTimeout ?? 60_000, 'idleTimeout'),
       maxFlows: positive(options.maxFlows ?? 1024, 'maxFlows'),
       maxFlowsPerSource: positive(options.maxFlowsPerSource ?? Math.max(1, Math.floor((options.maxFlows ?? 1024) / 4)), 'maxFlowsPerSource'),
@@ -187,6 +203,14 @@ export class UdpRelay {
       });
     });
     const listening = this.socket.address();
+    if (this.via) {
+      try {
+        await checkUpstream(this.via, listening, this.options.warn);
+      } catch (error) {
+        await new Promise<void>((resolve) => this.socket.close(resolve));
+        throw error;
+      }
+    }
     const source = this.options.destination;
     if (source.kind === 'upstream') {
       try {
@@ -308,10 +332,13 @@ export class UdpRelay {
     flow.log.datagramsUp += 1;
     flow.log.bytesUp += data.length;
     // The records go with the flow's first datagram only, as WFP gave them.
-    const options = first && flow.records ? { redirectRecords: flow.records } : {};
-    flow.outbound.send(data, flow.destination.port, flow.destination.address, options, (error) => {
+    const done = (error: Error | null) => {
       if (error) this.end(flow!, 'error', codeOf(error));
-    });
+    };
+    // Through an upstream, the records went with the association's control connection.
+    if (flow.outbound instanceof AssociatedFlowSocket) return flow.outbound.send(data, flow.destination.port, flow.destination.address, done);
+    const options = first && flow.records ? { redirectRecords: flow.records } : {};
+    flow.outbound.send(data, flow.destination.port, flow.destination.address, options, done);
   }
 
   private open(key: string, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }): Flow {
@@ -322,9 +349,11 @@ export class UdpRelay {
     if (previous) this.end(previous, 'replaced');
     const id = ++this.nextId;
     const records = rinfo.redirectRecords;
-    const outbound = new RedirectUdpSocket({ type: net.isIPv6(destination.address) ? 'udp6' : 'udp4', mark: this.options.mark });
+    const outbound = this.via
+      ? new AssociatedFlowSocket(this.via, { redirectRecords: records, mark: this.options.mark, handshakeTimeout: undefined })
+      : new RedirectUdpSocket({ type: net.isIPv6(destination.address) ? 'udp6' : 'udp4', mark: this.options.mark });
     // The listening socket keeps the process alive; a flow, like its idle timer, does not.
-    outbound.unref();
+    if (outbound instanceof RedirectUdpSocket) outbound.unref();
     const log: FlowLog = {
       id, protocol: 'udp', client, destination: formatEndpoint(destination.address, destination.port),
       datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, records: records?.length ?? 0, durationMs: 0, end: 'idle',
@@ -333,24 +362,28 @@ export class UdpRelay {
       id, key, source: unmapped(rinfo.address), client: { address: rinfo.address, port: rinfo.port }, destination, records, outbound, ownPort: undefined, log,
       started: Date.now(), timer: setTimeout(() => this.end(flow, 'idle'), this.options.idleTimeout).unref(),
     };
-    outbound.on('message', (reply, from) => {
+    outbound.on('message', (reply: Buffer, from: { address: string; port: number }) => {
       if (from.port !== destination.port || unmapped(from.address) !== destination.address) return; // not the destination's
       this.reply(flow, reply);
     });
-    outbound.on('error', (error) => this.end(flow, 'error', codeOf(error)));
+    outbound.on('error', (error: Error) => this.end(flow, 'error', codeOf(error)));
     this.options.logStart?.({ ...log });
     this.flows.set(key, flow);
     this.sourceFlows(flow.source).set(key, flow);
     if (this.byClient) this.flowOfClient.set(client, flow);
-    // Bound now, so that its port is known before its first datagram can come back.
+    if (outbound instanceof RedirectUdpSocket) this.bindOwn(flow, outbound);
+    return flow;
+  }
+
+  /** Binds a flow's own socket now, so that its port is known before its first datagram can come back. */
+  private bindOwn(flow: Flow, outbound: RedirectUdpSocket): void {
     outbound.bind();
     try {
-      flow.ownPort = `${net.isIPv6(destination.address) ? 6 : 4} ${outbound.address().port}`;
+      flow.ownPort = `${net.isIPv6(flow.destination.address) ? 6 : 4} ${outbound.address().port}`;
       this.ownPorts.add(flow.ownPort);
     } catch {
       // Not bound: its 'error' ends the flow.
     }
-    return flow;
   }
 
   /** Ends the flow idle longest of `source` when it is at its cap, or of all when the relay is. */
