@@ -7,6 +7,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { binding } from '../dist/native';
 
 const root = join(__dirname, '..');
 
@@ -46,6 +47,13 @@ function addonUnderTest(): string {
   const found = candidates.find((file) => file && existsSync(file));
   assert.ok(found, `no addon in ${candidates.join(', ')}`);
   return found;
+}
+
+/** A valid addon that is not wfp_redirect.node: the conformance test addon. */
+function testAddon(): string {
+  const file = join(root, 'test', 'native', process.platform === 'win32' ? 'build-win32' : join('build', 'Release'), 'wfp_conformance.node');
+  assert.ok(existsSync(file), `${file} is not built: run \`npm run build:conformance\``);
+  return file;
 }
 
 /** A copy of the package's JavaScript (dist/, package.json) in `dir`, with no addon of its own. */
@@ -122,11 +130,11 @@ describe('loading the addon: errors that say what failed and what to do', functi
     const prebuilt = join(copy, 'prebuilds', `${process.platform}-${process.arch}`, 'wfp_redirect.node');
     mkdirSync(dirname(prebuilt), { recursive: true });
     copyFileSync(addonUnderTest(), prebuilt);
-    // A build that does not load: found first, it would fail the load.
+    // Another addon that loads (a test addon, which has no `build`) in the build folder: found first, it would be the one used.
     mkdirSync(join(copy, 'build', 'Release'), { recursive: true });
-    writeFileSync(join(copy, 'build', 'Release', 'wfp_redirect.node'), 'not an addon');
-    const result = inChild(`pkg.isSupported(); return { message: 'loaded' };`, dir, { WFP_REDIRECT_ADDON: '' }, copy);
-    assert.equal(result.message, 'loaded', `${result.code}: ${result.message}`);
+    copyFileSync(testAddon(), join(copy, 'build', 'Release', 'wfp_redirect.node'));
+    const result = inChild(`return { message: String(require(${JSON.stringify(join(copy, 'dist', 'native'))}).binding.build) };`, dir, { WFP_REDIRECT_ADDON: '' }, copy);
+    assert.equal(result.message, binding.build, `${result.code ?? ''} ${result.message}`);
   });
 });
 
