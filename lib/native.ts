@@ -161,10 +161,16 @@ function load(): NativeBinding {
   const fromSea = seaAddonFile();
   if (fromSea) return open(fromSea);
   const prebuilt = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'wfp_redirect.node');
-  const found = [prebuilt, ...SOURCE_BUILDS].find((file) => existsSync(file));
-  if (found) return open(found);
+  const [first, ...others] = [prebuilt, ...SOURCE_BUILDS].filter((file) => existsSync(file));
   // Two places named, not every path tried: this is the message a CLI user reads.
-  throw addonError('ERR_WFP_ADDON_NOT_FOUND', `no native addon for ${target()} in ${dirname(prebuilt)} or ${join(packageRoot, 'build')}`);
+  if (!first) throw addonError('ERR_WFP_ADDON_NOT_FOUND', `no native addon for ${target()} in ${dirname(prebuilt)} or ${join(packageRoot, 'build')}`);
+  try {
+    return open(first);
+  } catch (error) {
+    // A prebuilt addon this system cannot load (musl rather than glibc): a build from source if there is one.
+    if (others.length === 0) throw error;
+    return open(others[0]!);
+  }
 }
 
 let loaded: NativeBinding | undefined;
@@ -189,8 +195,16 @@ export function loadBinding(): NativeBinding {
   }
 }
 
-/** The addon's exports, loading it on the first property read (see loadBinding). */
+/** The addon's exports, loading it on the first use (see loadBinding). */
 export const binding: NativeBinding = new Proxy({} as NativeBinding, {
   get: (_target, key) => Reflect.get(loadBinding(), key),
+  // Tests replace a function to watch its calls: the change must reach the addon's own object.
+  set: (_target, key, value) => Reflect.set(loadBinding(), key, value),
   has: (_target, key) => Reflect.has(loadBinding(), key),
+  ownKeys: () => Reflect.ownKeys(loadBinding()),
+  getOwnPropertyDescriptor: (_target, key) => {
+    const descriptor = Reflect.getOwnPropertyDescriptor(loadBinding(), key);
+    // Configurable, as a proxy may not report a fixed property its (empty) target lacks.
+    return descriptor && { ...descriptor, configurable: true };
+  },
 });
