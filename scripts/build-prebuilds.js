@@ -119,10 +119,13 @@ function buildLinuxAddon(name, sources, extraFlags, output) {
   }
 }
 
+/** What keeps a Linux prebuild within the FLOOR's libstdc++ (see the file). */
+const LIBSTDCXX_FLOOR = 'native/compat/libstdcxx_floor.cc';
+
 /** The production addon for `name`, in prebuilds/. */
 function buildLinux(name) {
   const output = join(root, 'prebuilds', name, 'wfp_redirect.node');
-  const needs = buildLinuxAddon(name, linuxSources(), ['-DNODE_GYP_MODULE_NAME=wfp_redirect', '-DWFP_REDIRECT_BUILD="prebuild"'], output);
+  const needs = buildLinuxAddon(name, [...linuxSources(), LIBSTDCXX_FLOOR], ['-DNODE_GYP_MODULE_NAME=wfp_redirect', '-DWFP_REDIRECT_BUILD="prebuild"'], output);
   console.log(`build-prebuilds: ${output} (needs at most ${needs})`);
 }
 
@@ -150,4 +153,4 @@ function main() {
 
 if (require.main === module) main();
 
-module.exports = { buildLinux, buildLinuxAddon, linuxSources };
+module.exports = { buildLinux, buildLinuxAddon, linuxSources, LIBSTDCXX_FLOOR };

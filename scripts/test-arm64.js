@@ -17,9 +17,26 @@ const { cpSync, existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } = req
 const { join } = require('node:path');
 const { root, cache, LINUX_VERSIONS, officialNode } = require('./node-builds');
 const { MOCHA, runSuite } = require('./suite');
-const { buildLinuxAddon, linuxSources } = require('./build-prebuilds');
+const { buildLinuxAddon, linuxSources, LIBSTDCXX_FLOOR } = require('./build-prebuilds');
 
 const stage = join(root, 'build-arm64');
+
+/**
+ * Tests not run under qemu-user: Debian 12's qemu-user 7.2 does not pass
+ * these socket options to the kernel and answers ENOPROTOOPT itself (seen:
+ * IP_TRANSPARENT and SO_MARK setsockopt, SO_ORIGINAL_DST getsockopt), so TPROXY,
+ * --mark and netfilter's original destination cannot be tried there. They run
+ * in the x64 suite; the arm64 addon's code for them is the same source.
+ */
+const NOT_UNDER_QEMU = [
+  'redirect loops and --mark, through an unexempted iptables REDIRECT',
+  'end to end through an iptables REDIRECT in a network namespace',
+  '1,000 datagrams nobody redirected',
+  '--mark without CAP_NET_ADMIN',
+  'UDP relay loops through a real TPROXY on lo',
+  'UDP end to end through an iptables TPROXY in network namespaces',
+];
+const escape = (text) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 const SYSROOT = '/usr/aarch64-linux-gnu';
 const APT = 'apt-get install qemu-user libc6-arm64-cross g++-aarch64-linux-gnu';
 
@@ -92,12 +109,14 @@ function main() {
     process.exit(1);
   }
   stageProject();
-  buildLinuxAddon('linux-arm64', linuxSources(), ['-DNODE_GYP_MODULE_NAME=wfp_redirect', '-DWFP_REDIRECT_BUILD="prebuild"'], join(stage, 'prebuilds', 'linux-arm64', 'wfp_redirect.node'));
+  buildLinuxAddon('linux-arm64', [...linuxSources(), LIBSTDCXX_FLOOR], ['-DNODE_GYP_MODULE_NAME=wfp_redirect', '-DWFP_REDIRECT_BUILD="prebuild"'], join(stage, 'prebuilds', 'linux-arm64', 'wfp_redirect.node'));
   buildTestAddons();
   const version = LINUX_VERSIONS[LINUX_VERSIONS.length - 1];
   const node = officialNode('linux-arm64', version);
   const started = Date.now();
-  const [file, args] = withBinfmt(qemu, [node, MOCHA]);
+  console.log(`test:arm64: NOT RUN under qemu-user (it does not emulate IP_TRANSPARENT, SO_MARK, SO_ORIGINAL_DST): ${NOT_UNDER_QEMU.join('; ')}`);
+  const grep = ['--grep', NOT_UNDER_QEMU.map(escape).join('|'), '--invert'];
+  const [file, args] = withBinfmt(qemu, [node, MOCHA, ...grep]);
   const ok = runSuite(`Linux arm64 Node ${version} under qemu-user (prebuild)`, join(cache, `linux-arm64-node-${version}.log`), (log) =>
     spawnSync(file, args, {
       cwd: stage,
