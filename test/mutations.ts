@@ -749,7 +749,6 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: 'export type WfpRedirectErrorCode = WsaErrorCode | WfpHresultCode | SystemErrorCode | (typeof WFP_ERROR_CODES)[number];', replace: 'export type WfpRedirectErrorCode = WsaErrorCode | WfpHresultCode | SystemErrorCode | (typeof WFP_ERROR_CODES)[number] | `E${string}`;' }],
     specs: ['types.test.js'],
     runtime: 'linux',
-    short: true,
   },
   {
     name: 'types-without-node-reference',
@@ -857,7 +856,6 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: 'if (n > this.end - this.pos) throw', replace: 'if (n > this.end - this.pos + 1) throw' }],
     specs: ['sniff-fuzz.test.js'],
     runtime: 'linux',
-    short: true,
   },
   {
     name: 'sniff-http-reads-past-input',
@@ -1002,7 +1000,6 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: '      if (replay?.length) inbound.unshift(replay);\n', replace: '' }],
     specs: ['proxy-sniff.test.js'],
     runtime: 'linux',
-    short: true,
   },
   {
     name: 'proxy-sniff-not-given-to-route',
@@ -1019,7 +1016,6 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: "  if (length > context.byteLength) throw badContext('wfpr', `its length field says ${length} bytes, the context has ${context.byteLength} (truncated)`);\n", replace: '' }],
     specs: ['context-layouts.test.js'],
     runtime: 'linux',
-    short: true,
   },
   {
     name: 'wfpr-version-unchecked',
@@ -1240,7 +1236,6 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: "    return `${this.protocol}://${host}:${this.port}`;", replace: "    return `${this.protocol}://${this.username}:${this.#password}@${host}:${this.port}`;" }],
     specs: ['upstream-url.test.js'],
     runtime: "linux",
-    short: true,
   },
   {
     name: "upstream-destination-unchecked",
@@ -1339,5 +1334,13 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: "const ALL = [...Object.keys(LINUX_TARGETS), 'win32-x64'];", replace: "const ALL = ['linux-x64', 'win32-x64'];" }],
     specs: ['package.check.js'],
     runtime: 'linux',
+  },
+  {
+    name: 'without-context-ignored',
+    intent: '--without-context HOST:PORT is accepted but a connection redirected without a context is still refused',
+    file: 'lib/proxy/cli.ts',
+    edits: [{ find: "if (withoutContext && (error as { code?: string }).code === 'ERR_REDIRECTED_WITHOUT_CONTEXT')", replace: "if (withoutContext && withoutContext.port < 0 && (error as { code?: string }).code === 'ERR_REDIRECTED_WITHOUT_CONTEXT')" }],
+    specs: ['wfp-sim.test.js'],
+    runtime: 'win32',
   },
 ];

@@ -80,6 +80,7 @@ describe('bin/wfp-redirect-proxy', function () {
     ['--mark out of range', ['--listen', '0', '--upstream', 'a:1', '--mark', '4294967296'], process.platform === 'linux' ? /--mark wants a whole number from 0 to 4294967295, not "4294967296"/ : /--mark sets SO_MARK/],
     ['--workers 0', ['--listen', '0', '--upstream', 'a:1', '--workers', '0'], /--workers wants a whole number from 1 to 1024, not "0"/],
     ['--transparent with --upstream', ['--listen', '0', '--transparent', '--upstream', 'a:1'], /exactly one of --transparent, --context and --upstream \(got --transparent and --upstream\)/],
+    ['--without-context with --upstream', ['--listen', '0', '--upstream', 'a:1', '--without-context', '127.0.0.1:80'], /--without-context goes with --transparent or --context/],
     ['an unknown context layout', ['--listen', '0', '--context', 'sockaddr@x'], /--context wants sockaddr, sockaddr@OFFSET, wfpsampler, wfpr \(OFFSET 0 to 65535\), not "sockaddr@x"/],
   ];
   for (const [label, args, message] of badUsages) {

@@ -522,6 +522,36 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
     });
   }
 
+  it('--without-context HOST:PORT: a connection redirected without a context goes there, still carrying its records', async function () {
+    const [fallback] = await origins(1);
+    const proxy = await start(
+      ['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--context', 'wfpsampler', '--without-context', `127.0.0.1:${fallback.port}`, '--log', 'json'],
+      /listening on .*:(\d+)$/,
+      { ipc: true },
+    );
+    const clients: net.Socket[] = [];
+    try {
+      const [withoutContext] = await freePorts(1);
+      const records = blobFor(7, 3000, 3);
+      await askProxy(proxy, { redirectWithoutContext: { peerAddress: CLIENT_ADDRESS, peerPort: withoutContext, records: records.toString('base64') } });
+      clients.push(...(await exchanges(proxy, [withoutContext], 64 * 1024)));
+      const sets = await setsIn(proxy);
+      assert.equal(sets.length, 1);
+      assert.ok(sets[0].records.equals(records));
+      assert.equal(sets[0].connectedAtSet, false);
+      assert.deepEqual(fallback.peers, [sets[0].localPort]);
+      for (const client of clients) client.end();
+      await waitFor(() => logsOf(proxy).length >= 1, proxy);
+      const [log] = logsOf(proxy);
+      assert.equal(log.destination, `127.0.0.1:${fallback.port}`);
+      assert.equal(log.error, undefined, JSON.stringify(log));
+    } finally {
+      for (const client of clients) client.destroy();
+      await stop(proxy);
+      fallback.close();
+    }
+  });
+
   it('--upstream: the records are carried where the connection was redirected, and nothing is set where it was not', async function () {
     const [upstream] = await origins(1);
     const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });

@@ -39,6 +39,11 @@ Where each connection goes:
                                (?password_env=NAME). With --udp, a SOCKS5 upstream
                                carries the flows (UDP ASSOCIATE). Never logged with
                                its credentials
+  --without-context refuse|HOST:PORT
+                               Windows: a connection a callout redirected without
+                               storing a context (FWP_E_NOT_FOUND) is refused
+                               (default, logged ERR_REDIRECTED_WITHOUT_CONTEXT) or
+                               goes to HOST:PORT, still carrying its records
   --upstream HOST:PORT         one fixed destination for every connection (any
                                platform); on Windows the records are still
                                carried when the connection was redirected, and
@@ -101,6 +106,7 @@ const OPTIONS = {
   upstream: { type: 'string' },
   via: { type: 'string' },
   context: { type: 'string' },
+  'without-context': { type: 'string' },
   transparent: { type: 'boolean' },
   'idle-timeout': { type: 'string' },
   'connect-timeout': { type: 'string' },
@@ -124,7 +130,14 @@ const OPTIONS = {
 type Values = ReturnType<typeof parseOptions>['values'];
 
 /** Where connections go: their original destination (on Windows, the WFP context read in a layout), or one upstream. */
-export type Mode = { kind: 'original'; layout: ContextLayout } | { kind: 'upstream'; upstream: Destination };
+export type Mode =
+  | {
+      kind: 'original';
+      layout: ContextLayout;
+      /** Windows: where a connection redirected without a context goes; undefined to refuse it. */
+      withoutContext: Destination | undefined;
+    }
+  | { kind: 'upstream'; upstream: Destination };
 
 export interface CliConfig {
   listen: Destination;
@@ -197,8 +210,13 @@ export function count(text: string | undefined, option: string, fallback: number
 function mode(values: Values, windows8: () => boolean): Mode {
   const given = [values.transparent ? '--transparent' : undefined, values.context === undefined ? undefined : '--context', values.upstream === undefined ? undefined : '--upstream'].filter(Boolean);
   if (given.length !== 1) throw new UsageError(`give exactly one of --transparent, --context and --upstream${given.length ? ` (got ${given.join(' and ')})` : ''}`);
-  if (values.upstream !== undefined) return { kind: 'upstream', upstream: endpoint(values.upstream, '--upstream') };
-  if (values.transparent) return { kind: 'original', layout: 'sockaddr' };
+  if (values.upstream !== undefined) {
+    if (values['without-context'] !== undefined) throw new UsageError('--without-context goes with --transparent or --context: with --upstream every connection goes there');
+    return { kind: 'upstream', upstream: endpoint(values.upstream, '--upstream') };
+  }
+  const fallback = values['without-context'];
+  const withoutContext = fallback === undefined || fallback === 'refuse' ? undefined : endpoint(fallback, '--without-context');
+  if (values.transparent) return { kind: 'original', layout: 'sockaddr', withoutContext };
   let layout: ContextLayout;
   try {
     layout = parseContextLayout(values.context);
@@ -206,7 +224,7 @@ function mode(values: Values, windows8: () => boolean): Mode {
     throw new UsageError(`--context wants ${CONTEXT_LAYOUT_NAMES.join(', ')} (OFFSET 0 to 65535), not "${values.context}"`);
   }
   if (!windows8()) throw new UsageError('--context reads the WFP redirect context, which exists only on Windows 8 / Server 2012 and later; use --transparent or --upstream here');
-  return { kind: 'original', layout };
+  return { kind: 'original', layout, withoutContext };
 }
 
 function workerCount(text: string | undefined, singleExecutable: boolean): number {

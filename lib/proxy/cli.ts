@@ -11,7 +11,7 @@ import { type CliConfig, HELP, parseCli, UsageError } from './cli-args';
 import { formatEndpoint } from './endpoints';
 import { LineWriter, survivesItsReader } from './line-writer';
 import { formatter, type LogEntry } from './log-format';
-import { type DestinationSource, TransparentProxy } from './tcp-proxy';
+import { type Destination, type DestinationSource, TransparentProxy } from './tcp-proxy';
 import { type UdpDestinationSource, UdpRelay } from './udp-relay';
 import { LISTENING, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
 
@@ -83,9 +83,23 @@ interface Relays {
   udp: UdpRelay | undefined;
 }
 
-/** The original destination, from netfilter (Linux) or the WFP context in `layout` (Windows). */
-function originalDestination(layout: ContextLayout): DestinationSource {
-  return { kind: 'resolver', resolve: (socket) => getOriginalDestination(socket, { layout }) };
+/**
+ * The original destination, from netfilter (Linux) or the WFP context in
+ * `layout` (Windows); a connection redirected without a context goes to
+ * `withoutContext` where one is given.
+ */
+function originalDestination(layout: ContextLayout, withoutContext: Destination | undefined): DestinationSource {
+  return {
+    kind: 'resolver',
+    resolve: async (socket) => {
+      try {
+        return await getOriginalDestination(socket, { layout });
+      } catch (error) {
+        if (withoutContext && (error as { code?: string }).code === 'ERR_REDIRECTED_WITHOUT_CONTEXT') return withoutContext;
+        throw error;
+      }
+    },
+  };
 }
 
 /** The relays the configuration asks for, not yet listening. */
@@ -99,7 +113,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
   const listen = worker !== undefined && process.env.WFP_REDIRECT_WORKER_PORT ? { ...config.listen, port: Number(process.env.WFP_REDIRECT_WORKER_PORT) } : config.listen;
   const tcp = new TransparentProxy({
     listen,
-    destination: mode.kind === 'upstream' ? mode : originalDestination(mode.layout),
+    destination: mode.kind === 'upstream' ? mode : originalDestination(mode.layout, mode.withoutContext),
     idleTimeout: config.idleTimeout,
     connectTimeout: config.connectTimeout,
     routeTimeout: config.routeTimeout,
