@@ -182,17 +182,8 @@ export function insideOtherBytes<T>(bytes: Uint8Array, parse: (view: Uint8Array)
   return [parse(view(0x00)), parse(view(0xff))];
 }
 
-/** A seeded generator in [0, 1) (mulberry32, as test/helpers.ts has; that module loads the addon, which these tests do not need). */
-export function seeded(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** A seeded generator in [0, 1): test/helpers.ts's (the addon loads lazily, so importing it costs these tests nothing). */
+export { prng as seeded } from './helpers';
 
 /** Skips the test when a client program is not installed (node.exe under Wine has no curl or openssl). */
 export function needsProgram(context: Mocha.Context, ...programs: string[]): void {
