@@ -512,6 +512,8 @@ export class TransparentProxy {
       this.options.logStart?.({ ...entry });
       const out = (outbound = via ? await this.connectThrough(via, destination, records, inbound) : this.connectOut(destination, records));
       out.on('error', fail);
+      // The client may have gone while an upstream's handshake ran.
+      if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
       const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
       this.time(inbound, out, fail);
       // Relay at once, not after 'connect': what the client sends meanwhile waits in
