@@ -146,19 +146,33 @@ function describeMode(config: CliConfig): string {
   return `${where}${config.via ? ` through ${config.via.display}` : ''}${config.mark === undefined ? '' : `, outbound marked ${config.mark}`}`;
 }
 
-/** Listens (TCP, then UDP on the port TCP got); false when either cannot, said on stderr. */
+/** Times a port the OS picked for TCP (--listen ...:0) is given up for another when UDP finds it taken. */
+const PORT_ATTEMPTS = 5;
+
+/**
+ * Listens: TCP, then UDP on the port TCP got. With port 0, a port free for
+ * TCP may be taken for UDP (another program's socket): then TCP tries
+ * another. False when it cannot start, said on stderr.
+ */
 async function start({ tcp, udp }: Relays, config: CliConfig): Promise<boolean> {
-  try {
-    const address = await tcp.listen();
-    // The port last: scripts and tests read it from the line's end.
-    say(`relaying ${describeMode(config)}; listening on ${formatEndpoint(address.address, address.port)}`);
-    if (udp) {
-      const bound = await udp.listen(address.port);
-      say(`relaying UDP on ${formatEndpoint(bound.address, bound.port)}`);
+  for (let attempt = 1; ; attempt++) {
+    let address: { address: string; port: number } | undefined;
+    try {
+      address = await tcp.listen();
+      const bound = udp ? await udp.listen(address.port) : undefined;
+      // The port last: scripts and tests read it from the line's end.
+      say(`relaying ${describeMode(config)}; listening on ${formatEndpoint(address.address, address.port)}`);
+      if (bound) say(`relaying UDP on ${formatEndpoint(bound.address, bound.port)}`);
+      break;
+    } catch (error) {
+      const taken = (error as { code?: string }).code === 'EADDRINUSE' && address !== undefined && config.listen.port === 0;
+      if (taken && attempt < PORT_ATTEMPTS) {
+        await new Promise((resolve) => tcp.server.close(resolve));
+        continue;
+      }
+      say(`cannot start: ${(error as Error).message}`);
+      return false;
     }
-  } catch (error) {
-    say(`cannot start: ${(error as Error).message}`);
-    return false;
   }
   if (workerNumber() !== undefined) {
     process.send?.({ type: LISTENING });
