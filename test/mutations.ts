@@ -997,7 +997,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'proxy-sniffed-bytes-dropped',
     intent: 'the bytes --sniff read are not replayed to the destination (a TLS handshake through the proxy breaks)',
     file: 'lib/proxy/tcp-proxy.ts',
-    edits: [{ find: '      if (replay?.length) inbound.unshift(replay);\n', replace: '' }],
+    edits: [{ find: '      if (replay?.length) inbound.unshift(replay);\n', replace: '      if (replay && replay.length < 0) inbound.unshift(replay);\n' }],
     specs: ['proxy-sniff.test.js'],
     runtime: 'linux',
   },
