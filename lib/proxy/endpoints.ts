@@ -40,5 +40,10 @@ export function isListeningEndpoint(address: string, port: number, listening: ne
   const plain = unmapped(address);
   if (plain === unmapped(listening.address)) return true;
   const wildcard = listening.address === '0.0.0.0' || listening.address === '::';
-  return wildcard && (plain === 'localhost' || Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === plain)));
+  return wildcard && (plain === 'localhost' || isInterfaceAddress(plain));
+}
+
+/** Whether `address` (unmapped) is one of this host's interfaces' addresses. */
+export function isInterfaceAddress(address: string): boolean {
+  return Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === address));
 }

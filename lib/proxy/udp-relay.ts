@@ -12,12 +12,11 @@
 // redirect rule that catches them) are refused as loops, not relayed again.
 import { lookup } from 'node:dns/promises';
 import net from 'node:net';
-import { networkInterfaces } from 'node:os';
 import { invalidArgType, outOfRange } from '../errors';
 import { originalDestinationFromContext, type OriginalDestinationOptions } from '../original-destination';
 import { RedirectUdpSocket, type RedirectedRemoteInfo } from '../udp-socket';
 import { unmapped } from '../sockaddr';
-import { codeOf, formatEndpoint, isListeningEndpoint } from './endpoints';
+import { codeOf, formatEndpoint, isInterfaceAddress, isListeningEndpoint } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import type { Destination } from './tcp-proxy';
 import { checkUpstream } from './upstream-check';
@@ -121,7 +120,7 @@ function positive(value: number, name: string): number {
 function isLocalAddress(address: string): boolean {
   const plain = unmapped(address);
   if (plain === '::1' || (net.isIPv4(plain) && plain.startsWith('127.'))) return true;
-  return Object.values(networkInterfaces()).some((list) => list?.some((entry) => entry.address === plain));
+  return isInterfaceAddress(plain);
 }
 
 /** What a warning adds to the first datagram dropped for a reason. */
