@@ -13,7 +13,7 @@
 // with a Windows 10 prefix. Needs root (unshare, chroot), as CI has.
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
-const { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } = require('node:fs');
+const { existsSync, mkdirSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { root, cache } = require('./node-builds');
 const { RUN_TIMEOUT_MS, runLogged } = require('./suite');
@@ -77,18 +77,20 @@ function debianMirror() {
 function inChroot(command, env, cwd = root) {
   const script = [
     'set -e',
-    'r=$1; p=$2; shift 2',
+    'r=$1; p=$2; c=$3; shift 3',
     'mount --rbind /dev "$r/dev"',
     'mount -t proc proc "$r/proc"',
     'mkdir -p "$r$p" "$r' + RUNTIME_DIR + '"',
     'chmod 700 "$r' + RUNTIME_DIR + '"',
     'mount --bind "$p" "$r$p"',
+    // A git worktree may link .cache to another checkout's: make that path exist in the chroot too.
+    'if [ "$c" != "$p/.cache" ]; then mkdir -p "$r$c"; mount --bind "$c" "$r$c"; fi',
     'exec chroot "$r" "$@"',
   ].join('\n');
   const vars = Object.entries({ HOME: '/root', PATH: '/usr/sbin:/usr/bin:/sbin:/bin', XDG_RUNTIME_DIR: RUNTIME_DIR, ...env }).map(
     ([name, value]) => `${name}=${value}`,
   );
-  return ['unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', rootfs, root, '/usr/bin/env', '-i', '-C', cwd, ...vars, ...command]];
+  return ['unshare', ['--mount', '--propagation', 'private', '--', 'sh', '-c', script, 'sh', rootfs, root, realpathSync(cache), '/usr/bin/env', '-i', '-C', cwd, ...vars, ...command]];
 }
 
 function runInChroot(command, env = {}, options = {}) {
