@@ -31,8 +31,7 @@ export function checkQuery(query: unknown): CheckedQuery {
   if (protocol !== 'tcp' && protocol !== 'udp') throw invalidValue('query.protocol', `must be 'tcp' or 'udp'. Received ${String(protocol).slice(0, 32)}`);
   const checkedLocal = endpoint(local, 'query.local');
   const checkedRemote = remote === undefined ? undefined : endpoint(remote, 'query.remote');
-  if (checkedRemote && net.isIPv4(checkedLocal.address) !== net.isIPv4(checkedRemote.address)) {
-    throw invalidValue('query.remote', 'must be of the same address family as query.local');
-  }
-  return { udp: protocol === 'udp', local: checkedLocal, remote: checkedRemote };
+  // No socket has its two ends in different families (a WFP redirect can change the family): such a remote says nothing.
+  const sameFamily = checkedRemote !== undefined && net.isIPv4(checkedLocal.address) === net.isIPv4(checkedRemote.address);
+  return { udp: protocol === 'udp', local: checkedLocal, remote: sameFamily ? checkedRemote : undefined };
 }
