@@ -1343,4 +1343,50 @@ export const MUTATIONS: Mutation[] = [
     specs: ['wfp-sim.test.js'],
     runtime: 'win32',
   },
+  // process lookup
+  {
+    name: 'process-tuple-reversed',
+    intent: "the proxy asks for the process behind the proxy's end of the connection (local and remote swapped), which is the proxy itself",
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: "await this.processes.lookup({ protocol: 'tcp', local, remote })", replace: "await this.processes.lookup({ protocol: 'tcp', local: remote, remote: local })" }],
+    specs: ['process-netns.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'process-cache-unverified',
+    intent: 'a cached socket holder is answered without checking that it still holds the socket',
+    file: 'lib/process/linux.ts',
+    edits: [{ find: '      if (binding.holdsSocket(cached.pid, cached.fd, inode)) {', replace: '      if (cached.fd >= 0 || binding.holdsSocket(cached.pid, cached.fd, inode)) {' }],
+    specs: ['process.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'process-udp-diag-not-swapped',
+    intent: "UDP's sock_diag lookup is asked with the local end as src, as TCP's is (the kernel reads UDP's the other way round)",
+    file: 'native/linux/socket_owner.cc',
+    edits: [
+      { find: '  const Endpoint& src = udp ? remote : local;', replace: '  const Endpoint& src = local;' },
+      { find: '  const Endpoint& dst = udp ? local : remote;', replace: '  const Endpoint& dst = remote;' },
+    ],
+    specs: ['process.test.js', 'process-netns.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'process-remote-client-asked',
+    intent: 'a client that is not on this host is looked up anyway',
+    file: 'lib/process/index.ts',
+    edits: [{ find: '    if (!isThisHost(checked.local.address)) return undefined;
+', replace: '    if (!isThisHost(checked.local.address) && checked.local.port < 0) return undefined;
+' }],
+    specs: ['process.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'process-own-rows-kept',
+    intent: "Windows: the proxy's own rows in the owner-pid tables are not left out",
+    file: 'lib/process/windows.ts',
+    edits: [{ find: 'row.pid !== 0 && row.pid !== ownPid && ', replace: 'row.pid !== 0 && ' }],
+    specs: ['process.test.js'],
+    runtime: 'win32',
+  },
 ];
