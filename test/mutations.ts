@@ -1375,9 +1375,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'process-remote-client-asked',
     intent: 'a client that is not on this host is looked up anyway',
     file: 'lib/process/index.ts',
-    edits: [{ find: '    if (!isThisHost(checked.local.address)) return undefined;
-', replace: '    if (!isThisHost(checked.local.address) && checked.local.port < 0) return undefined;
-' }],
+    edits: [{ find: '    if (!isThisHost(checked.local.address)) return undefined;\n', replace: '    if (!isThisHost(checked.local.address) && checked.local.port < 0) return undefined;\n' }],
     specs: ['process.test.js'],
     runtime: 'linux',
   },
