@@ -138,13 +138,16 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
         : `const s=require('dgram').createSocket('udp4');s.send('x',${port},'127.0.0.1');setTimeout(()=>{},20000)`;
       const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
       children.push(child);
-      const [, rinfo] = (await once(server, 'message')) as [Buffer, dgram.RemoteInfo];
-      const found = await lookupProcess({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } });
-      assert.deepEqual(found, { pid: child.pid, name: 'node', path: realpathSync(process.execPath) });
-      // A peer the connected socket is not connected to reaches no socket; the unconnected one answers any.
-      const other = await lookupProcess({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port: 9 } });
-      assert.equal(other?.pid, connected ? undefined : child.pid);
-      server.close();
+      try {
+        const [, rinfo] = (await once(server, 'message')) as [Buffer, dgram.RemoteInfo];
+        const found = await lookupProcess({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } });
+        assert.deepEqual(found, { pid: child.pid, name: 'node', path: realpathSync(process.execPath) });
+        // A peer the connected socket is not connected to reaches no socket; the unconnected one answers any.
+        const other = await lookupProcess({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port: 9 } });
+        assert.equal(other?.pid, connected ? undefined : child.pid);
+      } finally {
+        server.close();
+      }
     });
   }
 
@@ -158,20 +161,24 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
     const script = `exec 3<>/dev/udp/127.0.0.1/${port}; echo first >&3; read -r _; sleep 30 & exec 3>&-; echo "$!"; wait`;
     const bash = spawn('bash', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'] });
     children.push(bash);
-    const [, rinfo] = (await once(server, 'message')) as [Buffer, dgram.RemoteInfo];
-    const lookup = new ProcessLookup();
-    const query = { protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } } as const;
-    assert.equal((await lookup.lookup(query))?.pid, bash.pid);
-    assert.equal((await lookup.lookup(query))?.pid, bash.pid);
-    assert.equal(lookup.stats.cacheHits, 1);
-    bash.stdin!.write('go\n');
-    const [line] = (await once(bash.stdout!, 'data')) as [Buffer];
-    const sleeper = Number(line.toString().trim());
-    const found = await lookup.lookup(query);
-    process.kill(sleeper, 'SIGKILL');
-    assert.deepEqual([found?.pid, found?.name], [sleeper, 'sleep']);
-    assert.equal(lookup.stats.cacheStale, 1, 'the cached holder was checked and found stale');
-    server.close();
+    let sleeper: number | undefined;
+    try {
+      const [, rinfo] = (await once(server, 'message')) as [Buffer, dgram.RemoteInfo];
+      const lookup = new ProcessLookup();
+      const query = { protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } } as const;
+      assert.equal((await lookup.lookup(query))?.pid, bash.pid);
+      assert.equal((await lookup.lookup(query))?.pid, bash.pid);
+      assert.equal(lookup.stats.cacheHits, 1);
+      bash.stdin!.write('go\n');
+      const [line] = (await once(bash.stdout!, 'data')) as [Buffer];
+      sleeper = Number(line.toString().trim());
+      const found = await lookup.lookup(query);
+      assert.deepEqual([found?.pid, found?.name], [sleeper, 'sleep']);
+      assert.equal(lookup.stats.cacheStale, 1, 'the cached holder was checked and found stale');
+    } finally {
+      if (sleeper) process.kill(sleeper, 'SIGKILL');
+      server.close();
+    }
   });
 
   it('a client that is not on this host is unknown without asking the OS; the budget bounds a scan', async function () {
