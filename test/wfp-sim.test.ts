@@ -552,6 +552,29 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
     }
   });
 
+  it("--process: a redirected node.exe client's connection is logged with that process (the owner-pid table, matched on the client's local endpoint)", async function () {
+    const [origin] = await origins(1);
+    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--transparent', '--process', '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
+    const clients: net.Socket[] = [];
+    try {
+      const [localPort] = await freePorts(1);
+      await redirect(proxy, localPort, blobFor(3, 40, 1), encodeSockaddr({ address: '127.0.0.1', port: origin.port }));
+      // The client is this node.exe: its socket points at the proxy, and the row's owner is this process.
+      clients.push(...(await exchanges(proxy, [localPort], 1024)));
+      for (const client of clients) client.end();
+      await waitFor(() => logsOf(proxy).length >= 1, proxy);
+      const [log] = logsOf(proxy);
+      assert.equal(log.error, undefined, JSON.stringify(log));
+      assert.equal(log.process?.pid, process.pid, `Wine must fill the owning pid of the client's row: ${JSON.stringify(log)}`);
+      assert.equal(log.process?.name.toLowerCase(), 'node.exe');
+      assert.equal(log.process?.path?.toLowerCase(), process.execPath.toLowerCase());
+    } finally {
+      for (const client of clients) client.destroy();
+      await stop(proxy);
+      origin.close();
+    }
+  });
+
   it('--upstream: the records are carried where the connection was redirected, and nothing is set where it was not', async function () {
     const [upstream] = await origins(1);
     const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstream.port}`, '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
