@@ -1383,8 +1383,16 @@ export const MUTATIONS: Mutation[] = [
     name: 'process-own-rows-kept',
     intent: "Windows: the proxy's own rows in the owner-pid tables are not left out",
     file: 'lib/process/windows.ts',
-    edits: [{ find: 'row.pid !== 0 && row.pid !== ownPid && ', replace: 'row.pid !== 0 && ' }],
+    edits: [{ find: 'row.pid !== 0 && row.pid !== ownPid && ', replace: 'row.pid !== 0 && (row.pid !== ownPid || ownPid > 0) && ' }],
     specs: ['process.test.js'],
+    runtime: 'win32',
+  },
+  {
+    name: 'process-context-pid-ignored',
+    intent: 'the process id a wfpr redirect context carries is ignored for the owner-pid table',
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: "typeof processId === 'number' && processId > 0) this.contextPids.set", replace: "typeof processId === 'number' && processId < 0) this.contextPids.set" }],
+    specs: ['wfp-sim.test.js'],
     runtime: 'win32',
   },
 ];

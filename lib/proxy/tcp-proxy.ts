@@ -7,7 +7,7 @@ import net from 'node:net';
 import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
 import { isSupported, probeRedirectIoctls, queryRedirectRecords } from '../redirect';
-import { ProcessLookup, type ProcessInfo } from '../process';
+import { describeProcess, ProcessLookup, type ProcessInfo } from '../process';
 import { sniffStream, type SniffStreamOptions, type StreamSniff } from '../sniff/stream';
 import { connectVia } from '../upstream/connect-via';
 import { parseUpstream, type Upstream } from '../upstream/url';
@@ -223,6 +223,8 @@ export class TransparentProxy {
   private listening: net.AddressInfo | undefined;
   /** With `processLookup`: the lookup, with its cache. */
   private readonly processes: ProcessLookup | undefined;
+  /** With `processLookup`: the process id a resolver's answer carried (a `wfpr` context's), per connection. */
+  private readonly contextPids = new WeakMap<net.Socket, number>();
 
   constructor(options: ProxyOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
@@ -383,6 +385,9 @@ export class TransparentProxy {
     const source = this.options.destination;
     if (source.kind === 'upstream') return source.upstream;
     const answer = await source.resolve(inbound);
+    // A context that names the connecting process (the `wfpr` layout's processId) says it first-hand.
+    const processId = (answer as { processId?: unknown }).processId;
+    if (this.processes && typeof processId === 'number' && processId > 0) this.contextPids.set(inbound, processId);
     return 'host' in answer ? answer : { host: answer.address, port: answer.port };
   }
 
@@ -444,10 +449,16 @@ export class TransparentProxy {
    * With `processLookup`: the process whose socket is the client's end of
    * `inbound`. That socket points at the original destination when a redirect
    * brought it here (REDIRECT, TPROXY and WFP leave it so), at this proxy when
-   * the client connected straight to it. Never fails: unknown is undefined.
+   * the client connected straight to it. A process id the redirect context
+   * carried (`wfpr`) comes first. Never fails: unknown is undefined.
    */
   private async processOf(inbound: net.Socket, destination: Destination): Promise<ProcessInfo | undefined> {
     if (!this.processes || inbound.remoteAddress === undefined || inbound.remotePort === undefined) return undefined;
+    const fromContext = this.contextPids.get(inbound);
+    if (fromContext !== undefined) {
+      const named = await describeProcess(fromContext).catch(() => undefined);
+      if (named) return named;
+    }
     const local = { address: inbound.remoteAddress, port: inbound.remotePort };
     const remotes = [destination.host, inbound.localAddress].map((host, i) => ({ address: host ?? '', port: i === 0 ? destination.port : inbound.localPort ?? 0 }));
     for (const remote of remotes) {
