@@ -38,7 +38,8 @@ async function main(): Promise<void> {
   while (accepted.length < CONNECTIONS) await new Promise((resolve) => setTimeout(resolve, 20));
   const queries = accepted.map((socket) => ({ protocol: 'tcp' as const, local: { address: socket.remoteAddress!, port: socket.remotePort! }, remote: { address: socket.localAddress!, port: socket.localPort! } }));
   const processes = process.platform === 'linux' ? readdirSync('/proc').filter((name) => /^\d+$/.test(name)).length : NaN;
-  console.log(`process lookup, ${CONNECTIONS} connections of one helper process${quick ? ' (quick: not a measurement)' : ''}; this host: ${processes} processes, ${openFds()} open descriptors`);
+  const host = process.platform === 'linux' ? `this host: ${processes} processes, ${openFds()} open descriptors` : 'Windows: every lookup reads the owner-pid table (no scan, no cache: the rows below differ only by chance)';
+  console.log(`process lookup, ${CONNECTIONS} connections of one helper process${quick ? ' (quick: not a measurement)' : ''}; ${host}`);
 
   const row = async (label: string, run: () => Promise<{ examined: number }>) => {
     const started = process.hrtime.bigint();
