@@ -10,7 +10,7 @@ import dgram from 'node:dgram';
 import { realpathSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
-import { lookupProcess, ProcessLookup, describeProcess } from '../dist/index';
+import { lookupProcess, ProcessLookup, describeProcess, TransparentProxy, type ConnectionLog, type RouteRequest } from '../dist/index';
 import { rejection, spy } from './helpers';
 
 const linux = process.platform === 'linux';
@@ -200,6 +200,34 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
       assert.equal(tight.stats.examined, 1);
       socket.destroy();
     } finally {
+      server.close();
+    }
+  });
+
+  it("TransparentProxy with processLookup: a client that connected straight to the proxy is named for the route hook and the log", async function () {
+    const server = net.createServer((socket) => socket.once('data', () => socket.end('HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok')).on('error', () => {}));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as net.AddressInfo).port;
+    const logs: ConnectionLog[] = [];
+    const seen: Array<RouteRequest['process']> = [];
+    const proxy = new TransparentProxy({
+      listen: { host: '127.0.0.1', port: 0 },
+      destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port } },
+      processLookup: true,
+      route: ({ process: found }) => void seen.push(found),
+      log: (entry) => logs.push(entry),
+    });
+    const listening = await proxy.listen();
+    try {
+      const curl = spawn('curl', ['-s', '--max-time', '2', `http://127.0.0.1:${listening.port}/`], { stdio: 'ignore' });
+      children.push(curl);
+      await exited(curl);
+      for (let i = 0; i < 100 && logs.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(seen.map((found) => found?.pid), [curl.pid]);
+      assert.equal(logs[0]?.process?.name, 'curl', JSON.stringify(logs));
+    } finally {
+      await proxy.shutdown(0);
       server.close();
     }
   });
