@@ -1395,4 +1395,12 @@ export const MUTATIONS: Mutation[] = [
     specs: ['wfp-sim.test.js'],
     runtime: 'win32',
   },
+  {
+    name: 'process-lookup-unbounded',
+    intent: 'a lookup that does not answer holds the connection until the route deadline fails it',
+    file: 'lib/process/index.ts',
+    edits: [{ find: 'return await Promise.race([this.ask(checked), late]);', replace: 'return await Promise.race([this.ask(checked), late.then(() => new Promise<undefined>(() => {}))]);' }],
+    specs: ['process.test.js'],
+    runtime: 'linux',
+  },
 ];

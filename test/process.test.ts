@@ -232,6 +232,45 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
     }
   });
 
+  it('a lookup that does not answer is unknown at its bound: the proxy relays the connection without a process, inside its route deadline', async function () {
+    const stuck = spy('findSocketHolder', () => new Promise(() => {}));
+    const server = net.createServer((socket) => socket.once('data', () => socket.end('HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok')).on('error', () => {}));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const logs: ConnectionLog[] = [];
+    const proxy = new TransparentProxy({
+      listen: { host: '127.0.0.1', port: 0 },
+      destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port } },
+      processLookup: true,
+      routeTimeout: 2000,
+      log: (entry) => logs.push(entry),
+    });
+    const listening = await proxy.listen();
+    try {
+      const lookup = new ProcessLookup({ timeoutMs: 50 });
+      const curl = spawn('curl', ['-s', '--max-time', '5', `http://127.0.0.1:${listening.port}/`], { stdio: ['ignore', 'pipe', 'ignore'] });
+      children.push(curl);
+      let body = '';
+      curl.stdout!.on('data', (chunk) => (body += chunk));
+      await exited(curl);
+      assert.equal(body, 'ok');
+      for (let i = 0; i < 100 && logs.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(logs[0]?.error, undefined, JSON.stringify(logs));
+      assert.equal(logs[0]?.process, undefined);
+      assert.ok(stuck.calls.length >= 1, 'the scan was asked for');
+      // The library's own bound, alone.
+      const held = net.connect(listening.port, '127.0.0.1');
+      await once(held, 'connect');
+      assert.equal(await lookup.lookup({ protocol: 'tcp', local: { address: '127.0.0.1', port: held.localPort! }, remote: { address: '127.0.0.1', port: listening.port } }), undefined);
+      assert.equal(lookup.stats.timedOut, 1);
+      held.destroy();
+    } finally {
+      stuck.restore();
+      await proxy.shutdown(0);
+      server.close();
+    }
+  });
+
   it('describeProcess names a pid', async function () {
     assert.deepEqual(await describeProcess(process.pid), { pid: process.pid, name: 'node', path: realpathSync(process.execPath) });
   });

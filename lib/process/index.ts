@@ -21,12 +21,14 @@ function positive(value: number | undefined, fallback: number, name: string): nu
 
 /** A process lookup with its own cache and budget; `lookupProcess` uses one shared instance. */
 export class ProcessLookup {
-  private readonly counts: ProcessLookupStats = { lookups: 0, cacheHits: 0, cacheStale: 0, exhausted: 0, examined: 0, failures: 0, lastFailure: undefined };
+  private readonly counts: ProcessLookupStats = { lookups: 0, cacheHits: 0, cacheStale: 0, exhausted: 0, timedOut: 0, examined: 0, failures: 0, lastFailure: undefined };
   private readonly linux: LinuxProcessLookup | undefined;
+  private readonly timeoutMs: number;
 
   constructor(options: ProcessLookupOptions = {}) {
     const budget = positive(options.budget, 20_000, 'budget');
     const cacheSize = positive(options.cacheSize, 1024, 'cacheSize');
+    this.timeoutMs = positive(options.timeoutMs, 1000, 'timeoutMs');
     this.linux = process.platform === 'linux' ? new LinuxProcessLookup(budget, cacheSize, this.counts) : undefined;
   }
 
@@ -35,6 +37,22 @@ export class ProcessLookup {
     const checked = checkQuery(query);
     this.counts.lookups++;
     if (!isThisHost(checked.local.address)) return undefined;
+    let timer: NodeJS.Timeout | undefined;
+    // A lookup never holds its caller past its bound: unknown then (the scan ends at its budget on its own).
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => {
+        this.counts.timedOut++;
+        resolve(undefined);
+      }, this.timeoutMs).unref();
+    });
+    try {
+      return await Promise.race([this.ask(checked), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async ask(checked: ReturnType<typeof checkQuery>): Promise<ProcessInfo | undefined> {
     try {
       if (this.linux) return binding.hasSocketDiag ? await this.linux.lookup(checked) : undefined;
       if (process.platform === 'win32' && binding.hasOwnerPidTables) return lookupWindows(checked);

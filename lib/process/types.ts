@@ -38,6 +38,8 @@ export interface ProcessLookupOptions {
   budget?: number | undefined;
   /** Sockets whose holder is remembered (verified before each use). Default 1024. */
   cacheSize?: number | undefined;
+  /** A lookup that takes longer than this, in ms, answers unknown (its scan still ends at the budget). Default 1000. */
+  timeoutMs?: number | undefined;
 }
 
 export interface ProcessLookupStats {
@@ -48,6 +50,8 @@ export interface ProcessLookupStats {
   cacheStale: number;
   /** Lookups that gave up at the budget. */
   exhausted: number;
+  /** Lookups that answered unknown at `timeoutMs`. */
+  timedOut: number;
   /** Descriptors read by the scans, in all. */
   examined: number;
   /** OS calls that failed (the answer was unknown); the last one's code. */

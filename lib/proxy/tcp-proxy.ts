@@ -243,7 +243,8 @@ export class TransparentProxy {
     };
     if (options.mark !== undefined) checkMark(options.mark);
     this.via = options.via === undefined ? undefined : parseUpstream(options.via);
-    this.processes = options.processLookup ? new ProcessLookup() : undefined;
+    // Bounded well inside the route deadline (a connection may need two lookups): a slow lookup makes the process unknown, never the connection fail.
+    this.processes = options.processLookup ? new ProcessLookup({ timeoutMs: Math.max(1, Math.min(1000, Math.floor(this.options.routeTimeout / 4))) }) : undefined;
     this.loops = new RateLimitedReport((count, first) =>
       this.options.warn(
         first
