@@ -210,9 +210,10 @@ OwnerScan FindSocketHolder(uint32_t inode, uint32_t uid, const std::vector<int>&
     for (int done : preferred) seen = seen || done == pid;
     if (seen) continue;
     // The socket's owner uid is its creator's: that user's processes first.
-    struct stat info;
-    if (fstatat(proc_fd, entry->d_name, &info, 0) != 0) continue;
-    if (info.st_uid != uid) {
+    // statx rather than fstatat: glibc exports fstatat only from 2.33, past the prebuilds' floor (2.28).
+    struct statx info;
+    if (statx(proc_fd, entry->d_name, 0, STATX_UID, &info) != 0) continue;
+    if (info.stx_uid != uid) {
       others.push_back(pid);
       continue;
     }
