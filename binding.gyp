@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/js_args.cc",
         "native/js_errors.cc",
+        "native/process_binding.cc",
         "native/socket_lookup.cc",
         "native/udp_binding.cc",
         "native/wsa_errors.cc"
@@ -22,6 +23,7 @@
         ["OS=='win'", {
           "sources": [
             "native/win/os_socket.cc",
+            "native/win/owner_pid_table.cc",
             "native/win/redirect_ioctl.cc",
             "native/win/udp_socket.cc"
           ],
@@ -29,19 +31,20 @@
             "WIN32_LEAN_AND_MEAN",
             "_WIN32_WINNT=0x0602"
           ],
-          "libraries": ["-lws2_32"]
+          "libraries": ["-lws2_32", "-liphlpapi"]
         }, {
           "sources": [
             "native/posix/os_socket.cc",
+            "native/posix/owner_pid_table.cc",
             "native/posix/redirect_ioctl.cc",
             "native/posix/udp_socket.cc"
           ],
           "cflags_cc": ["-Wall", "-Wextra"]
         }],
         ["OS=='linux'", {
-          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc"]
+          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc", "native/linux/socket_owner.cc"]
         }, {
-          "sources": ["native/no_netfilter/original_destination.cc", "native/no_netfilter/socket_mark.cc", "native/no_netfilter/udp_tproxy.cc"]
+          "sources": ["native/no_netfilter/original_destination.cc", "native/no_netfilter/socket_mark.cc", "native/no_netfilter/udp_tproxy.cc", "native/no_netfilter/socket_owner.cc"]
         }]
       ]
     }

@@ -113,6 +113,16 @@ export {
   type DecodedContext,
   type EndpointInput,
 } from './context-layouts';
+export {
+  lookupProcess,
+  describeProcess,
+  ProcessLookup,
+  type ProcessInfo,
+  type ProcessEndpoint,
+  type ProcessLookupQuery,
+  type ProcessLookupOptions,
+  type ProcessLookupStats,
+} from './process';
 export { WFP_HRESULT_CODES, type WfpHresultCode } from './errors';
 export { connectVia, type ConnectViaOptions, type UpstreamDestination } from './upstream/connect-via';
 export { parseUpstream, Upstream, type UpstreamInit, type UpstreamProtocol, type ParseUpstreamOptions } from './upstream/url';

@@ -23,6 +23,20 @@ export interface NativeBinding {
   closeSocket(osSocket: number): void;
   /** Netfilter's destination before NAT (Linux); null where it keeps no record. */
   originalDestination(osSocket: number): { address: string; port: number } | null;
+  /** Linux: the socket of an exact 4-tuple, by sock_diag (UDP: the one a datagram from remote to local reaches); null when there is none. */
+  socketIdentity(udp: boolean, localAddress: string, localPort: number, remoteAddress: string, remotePort: number): { inode: number; uid: number } | null;
+  /** Linux: whether descriptor `fd` of process `pid` is socket `inode`. */
+  holdsSocket(pid: number, fd: number, inode: number): boolean;
+  /** Linux: a process holding socket `inode` (pid 0: none found), reading at most `budget` descriptors, on the threadpool. */
+  findSocketHolder(inode: number, uid: number, preferred: number[], budget: number): Promise<{ pid: number; fd: number; examined: number; exhausted: boolean }>;
+  /** Windows: the owner-pid table rows (TCP connections or UDP sockets) of a family on a local port. */
+  ownerPidRows(udp: boolean, family: 4 | 6, localPort: number): Array<{ localAddress: string; localPort: number; remoteAddress?: string; remotePort?: number; pid: number }>;
+  /** Windows: a process's image path (QueryFullProcessImageNameW); null when it cannot be opened. */
+  processImagePath(pid: number): string | null;
+  /** Whether this build has sock_diag (Linux builds). */
+  readonly hasSocketDiag: boolean;
+  /** Whether this build has the owner-pid tables (Windows builds). */
+  readonly hasOwnerPidTables: boolean;
   /** Whether this build reads netfilter (Linux builds). */
   readonly hasNetfilter: boolean;
   /** Whether this build has the IOCTLs (Windows builds). */

@@ -12,6 +12,7 @@
 #include "js_errors.h"
 #include "original_destination.h"
 #include "os_socket.h"
+#include "process_binding.h"
 #include "redirect_ioctl.h"
 #include "socket_lookup.h"
 #include "socket_mark.h"
@@ -223,6 +224,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("hasSocketMark", Napi::Boolean::New(env, PlatformHasSocketMark()));
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestination));
   InitUdpSocket(env, exports);
+  InitProcessLookup(env, exports);
   exports.Set("hasNetfilter", Napi::Boolean::New(env, PlatformHasNetfilter()));
   exports.Set("hasRedirectIoctls", Napi::Boolean::New(env, PlatformHasRedirectIoctls()));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));

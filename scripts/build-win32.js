@@ -36,15 +36,18 @@ const ARTIFACTS = [
       'native/addon.cc',
       'native/js_args.cc',
       'native/js_errors.cc',
+      'native/process_binding.cc',
       'native/socket_lookup.cc',
       'native/udp_binding.cc',
       'native/wsa_errors.cc',
       'native/win/os_socket.cc',
+      'native/win/owner_pid_table.cc',
       'native/win/redirect_ioctl.cc',
       'native/win/udp_socket.cc',
       'native/no_netfilter/original_destination.cc',
       'native/no_netfilter/socket_mark.cc',
       'native/no_netfilter/udp_tproxy.cc',
+      'native/no_netfilter/socket_owner.cc',
     ],
     flags: ['-DWFP_REDIRECT_BUILD="mingw"'],
   },
@@ -123,7 +126,7 @@ function build(artifact, commonFlags) {
   const importLib = join(artifact.objects, 'libnode-delay.a');
   run(DLLTOOL, ['-d', def, '--output-delaylib', importLib]);
 
-  run(CXX, ['-shared', '-s', '-o', artifact.output, ...objects, importLib, '-static-libgcc', '-static-libstdc++', '-static', '-lws2_32']);
+  run(CXX, ['-shared', '-s', '-o', artifact.output, ...objects, importLib, '-static-libgcc', '-static-libstdc++', '-static', '-lws2_32', '-liphlpapi']);
   checkImports(artifact.output, artifact === ARTIFACTS[0]);
   console.log(`build:win32: ${artifact.output} (${imported.size} symbols delay-loaded from the host executable)`);
 }

@@ -323,4 +323,31 @@ describe('the proxy CLI relaying UDP in Windows node.exe, against a simulated WF
       for (const server of servers) server.close();
     }
   });
+  it("--process: a redirected flow's log names its client's process (the UDP owner-pid table; the relay's own sockets left out)", async function () {
+    const server = dgram.createSocket('udp4');
+    server.on('message', (data, rinfo) => server.send(data, rinfo.port, rinfo.address));
+    await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
+    const socket = await client('IPv4');
+    let proxy: Running | undefined;
+    try {
+      proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--transparent', '--udp', '--udp-idle-timeout', '300', '--process', '--log', 'json'], /relaying UDP on .*:(\d+)$/, { ipc: true });
+      const running = proxy;
+      const context = encodeSockaddr({ address: '127.0.0.1', port: server.address().port });
+      await askProxy(running, { udpRedirect: { peerAddress: '127.0.0.1', peerPort: socket.address().port, records: blobFor(1, 16).toString('base64'), context: context.toString('base64') } });
+      const reply = once(socket, 'message');
+      socket.send(Buffer.from('who am i'), running.port, '127.0.0.1');
+      await reply;
+      const deadline = Date.now() + 10_000;
+      const logs = () => running.stdout.map((line) => JSON.parse(line) as FlowLog);
+      while (logs().length < 1 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+      const [entry] = logs();
+      assert.equal(entry?.end, 'idle', JSON.stringify(logs()));
+      assert.equal(entry.process?.pid, process.pid, `Wine must fill the UDP table's owning pid: ${JSON.stringify(entry)}`);
+      assert.equal(entry.process?.name.toLowerCase(), 'node.exe');
+    } finally {
+      if (proxy) await stop(proxy);
+      socket.close();
+      server.close();
+    }
+  });
 });

@@ -4,6 +4,7 @@
 // own import of WSAIoctl. Queries, original destinations, connectRedirected and
 // the proxy CLI, with real sockets. Pending, with a notice, off Windows.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -549,6 +550,53 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
       for (const client of clients) client.destroy();
       await stop(proxy);
       fallback.close();
+    }
+  });
+
+  it("--process: a redirected node.exe client's connection is logged with that process (the owner-pid table, matched on the client's local endpoint)", async function () {
+    const [origin] = await origins(1);
+    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--transparent', '--process', '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
+    const clients: net.Socket[] = [];
+    try {
+      const [localPort] = await freePorts(1);
+      await redirect(proxy, localPort, blobFor(3, 40, 1), encodeSockaddr({ address: '127.0.0.1', port: origin.port }));
+      // The client is this node.exe: its socket points at the proxy, and the row's owner is this process.
+      clients.push(...(await exchanges(proxy, [localPort], 1024)));
+      for (const client of clients) client.end();
+      await waitFor(() => logsOf(proxy).length >= 1, proxy);
+      const [log] = logsOf(proxy);
+      assert.equal(log.error, undefined, JSON.stringify(log));
+      assert.equal(log.process?.pid, process.pid, `Wine must fill the owning pid of the client's row: ${JSON.stringify(log)}`);
+      assert.equal(log.process?.name.toLowerCase(), 'node.exe');
+      assert.equal(log.process?.path?.toLowerCase(), process.execPath.toLowerCase());
+    } finally {
+      for (const client of clients) client.destroy();
+      await stop(proxy);
+      origin.close();
+    }
+  });
+
+  it("--process with --context wfpr: the process id the context carries is preferred to the owner-pid table's", async function () {
+    const [origin] = await origins(1);
+    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--context', 'wfpr', '--process', '--log', 'json'], /listening on .*:(\d+)$/, { ipc: true });
+    // Another live node.exe, which the context names; the table would name this process, the client's socket's owner.
+    const named = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    const clients: net.Socket[] = [];
+    try {
+      const [localPort] = await freePorts(1);
+      await redirect(proxy, localPort, blobFor(4, 40, 1), encodeWfprContext({ address: '127.0.0.1', port: origin.port, processId: named.pid }));
+      clients.push(...(await exchanges(proxy, [localPort], 1024)));
+      for (const client of clients) client.end();
+      await waitFor(() => logsOf(proxy).length >= 1, proxy);
+      const [log] = logsOf(proxy);
+      assert.equal(log.error, undefined, JSON.stringify(log));
+      assert.equal(log.process?.pid, named.pid, JSON.stringify(log));
+      assert.equal(log.process?.name.toLowerCase(), 'node.exe');
+    } finally {
+      named.kill();
+      for (const client of clients) client.destroy();
+      await stop(proxy);
+      origin.close();
     }
   });
 

@@ -88,6 +88,12 @@ Options:
   --sniff                      read each TCP connection's first bytes (up to 16 KiB,
                                300 ms) for its domain: a TLS ClientHello's SNI or an
                                HTTP request's Host; logged, and replayed unchanged
+  --process                    name the process behind each connection and UDP
+                               flow whose client is on this host (pid, name,
+                               path) in the log: Linux through sock_diag and
+                               /proc (root, or the same user, to read another
+                               user's processes), Windows through the owner-pid
+                               tables; unknown for remote clients
   -h, --help                   this text
   --version                    the package version
 
@@ -123,6 +129,7 @@ const OPTIONS = {
   log: { type: 'string' },
   'log-start': { type: 'boolean' },
   sniff: { type: 'boolean' },
+  process: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -155,6 +162,8 @@ export interface CliConfig {
   log: 'text' | 'json';
   logStart: boolean;
   sniff: boolean;
+  /** --process: look up the process behind each connection and flow. */
+  processLookup: boolean;
   /** The upstream proxy every connection goes through. */
   via: Upstream | undefined;
 }
@@ -301,6 +310,7 @@ export function parseCli(argv: string[], platform: { windows8: () => boolean; si
       log,
       logStart: values['log-start'] ?? false,
       sniff: values.sniff ?? false,
+      processLookup: values.process ?? false,
       via: viaOption(values.via),
     },
   };

@@ -120,6 +120,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
     halfCloseTimeout: config.halfCloseTimeout,
     maxConnections: config.maxConnections,
     sniff: config.sniff,
+    processLookup: config.processLookup,
     via: config.via,
     log,
     logStart,
@@ -130,7 +131,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
   // A UDP flow's datagrams must all reach the one process holding its outbound socket: worker 1 relays UDP.
   if (!config.udp || (worker ?? 1) !== 1) return { tcp, udp: undefined };
   const destination: UdpDestinationSource = mode.kind === 'upstream' ? mode : { kind: 'original', layout: mode.layout };
-  const udp = new UdpRelay({ listen, destination, ...config.udp, log, logStart, mark, warn: say, via: config.via });
+  const udp = new UdpRelay({ listen, destination, ...config.udp, log, logStart, mark, warn: say, via: config.via, processLookup: config.processLookup });
   return { tcp, udp };
 }
 

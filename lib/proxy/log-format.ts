@@ -13,6 +13,11 @@ export interface LogFormat {
   records: boolean;
 }
 
+/** A process name as one word of a text line: quoted (JSON) where it has spaces or anything unusual. */
+function processName(name: string): string {
+  return /^[\w.+-]+$/.test(name) ? name : JSON.stringify(name);
+}
+
 /** `write(entry, event)`: one line for an entry, `event` being 'end' (the default) or 'start'. */
 export function formatter({ format, worker, records }: LogFormat): (entry: LogEntry, event?: 'start' | 'end') => string {
   if (format === 'json') {
@@ -23,7 +28,8 @@ export function formatter({ format, worker, records }: LogFormat): (entry: LogEn
   return (entry, event = 'end') => {
     const domain = 'domain' in entry && entry.domain !== undefined ? ` (${entry.domain}, ${entry.learned})` : '';
     const via = 'via' in entry && entry.via !== undefined ? ` via ${entry.via}` : '';
-    const head = `${new Date().toISOString()}${who} ${'protocol' in entry ? 'udp#' : '#'}${entry.id} ${entry.client} -> ${entry.destination ?? '?'}${domain}${via}`;
+    const process = entry.process ? ` process=${processName(entry.process.name)}[${entry.process.pid}]` : '';
+    const head = `${new Date().toISOString()}${who} ${'protocol' in entry ? 'udp#' : '#'}${entry.id} ${entry.client} -> ${entry.destination ?? '?'}${domain}${via}${process}`;
     if (event === 'start') return `${head} start\n`;
     const recordSize = records ? ` records=${entry.records}` : '';
     if ('protocol' in entry) {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
 import { isSupported, probeRedirectIoctls, queryRedirectRecords } from '../redirect';
+import { describeProcess, ProcessLookup, type ProcessInfo } from '../process';
 import { sniffStream, type SniffStreamOptions, type StreamSniff } from '../sniff/stream';
 import { connectVia } from '../upstream/connect-via';
 import { parseUpstream, type Upstream } from '../upstream/url';
@@ -88,6 +89,12 @@ export interface ProxyOptions {
   /** Linux: SO_MARK on every outbound connection (connectRedirected's `mark`), for firewall exemptions. */
   mark?: number | undefined;
   /**
+   * Look up the process behind each connection whose client is on this host
+   * (lookupProcess), within `routeTimeout`; the route hook and the log get it.
+   * Default off.
+   */
+  processLookup?: boolean | undefined;
+  /**
    * Conditions of the proxy as a whole, as one line of text: at most one per
    * kind every 10 s (running out of file descriptors, refused loops).
    */
@@ -106,6 +113,8 @@ export interface RouteRequest {
   /** With `sniff`: the name the connection's first bytes gave (TLS SNI, HTTP Host), and how. */
   domain: string | undefined;
   sniffed: StreamSniff | undefined;
+  /** With `processLookup`: the process behind the connection, where its client is on this host and it is known. */
+  process?: ProcessInfo | undefined;
 }
 
 /** Go to `host:port` (through the upstream `via`, when given; `null` for none even where the proxy has one), refuse (null), or go on as planned. */
@@ -129,6 +138,8 @@ export interface ConnectionLog {
   learned?: Learned;
   /** The upstream proxy the connection went through, without credentials. */
   via?: string;
+  /** With `processLookup`: the process behind the connection, where known. */
+  process?: ProcessInfo;
   records: number;
   bytesUp: number;
   bytesDown: number;
@@ -160,6 +171,11 @@ function learnedFrom({ result }: StreamSniff): { domain?: string; learned: Learn
   return { domain: result.name, learned: result.from === 'host-header' ? 'http-host' : 'http-target' };
 }
 
+/** An IPv4-mapped IPv6 address as IPv4. */
+function unmappedHost(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
 /** The file-descriptor (socket) limit, as each OS names it. */
 const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE', 'WSAEMFILE', 'WSAENOBUFS', 'ENOBUFS']);
 
@@ -187,7 +203,7 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff' | 'via'>> &
+  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff' | 'via' | 'processLookup'>> &
     Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'> & { sniff: SniffStreamOptions | undefined };
   /**
    * This proxy's open outbound connections, as "local -> remote" endpoint
@@ -205,11 +221,15 @@ export class TransparentProxy {
   private readonly via: Upstream | undefined;
   /** Where the server listens, once it does (asked once: server.address() is a system call). */
   private listening: net.AddressInfo | undefined;
+  /** With `processLookup`: the lookup, with its cache. */
+  private readonly processes: ProcessLookup | undefined;
+  /** With `processLookup`: the process id a resolver's answer carried (a `wfpr` context's), per connection. */
+  private readonly contextPids = new WeakMap<net.Socket, number>();
 
   constructor(options: ProxyOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
     // `?? default`, not a spread: an option given as undefined takes its default.
-    const { via: _via, ...rest } = options;
+    const { via: _via, processLookup: _processLookup, ...rest } = options;
     this.options = {
       ...rest,
       idleTimeout: options.idleTimeout ?? 300_000,
@@ -223,6 +243,8 @@ export class TransparentProxy {
     };
     if (options.mark !== undefined) checkMark(options.mark);
     this.via = options.via === undefined ? undefined : parseUpstream(options.via);
+    // Bounded well inside the route deadline (a connection may need two lookups): a slow lookup makes the process unknown, never the connection fail.
+    this.processes = options.processLookup ? new ProcessLookup({ timeoutMs: Math.max(1, Math.min(1000, Math.floor(this.options.routeTimeout / 4))) }) : undefined;
     this.loops = new RateLimitedReport((count, first) =>
       this.options.warn(
         first
@@ -364,6 +386,9 @@ export class TransparentProxy {
     const source = this.options.destination;
     if (source.kind === 'upstream') return source.upstream;
     const answer = await source.resolve(inbound);
+    // A context that names the connecting process (the `wfpr` layout's processId) says it first-hand.
+    const processId = (answer as { processId?: unknown }).processId;
+    if (this.processes && typeof processId === 'number' && processId > 0) this.contextPids.set(inbound, processId);
     return 'host' in answer ? answer : { host: answer.address, port: answer.port };
   }
 
@@ -401,11 +426,15 @@ export class TransparentProxy {
       refused(this.loops.note());
       throw loopError(`${entry.client} is one of this proxy's own outbound connections`);
     }
+    // The lookup runs while the sniff waits for the client's first bytes.
+    const looking = this.processOf(inbound, destination);
     const sniffed = this.options.sniff ? await sniffStream(inbound, this.options.sniff) : undefined;
     if (sniffed) Object.assign(entry, learnedFrom(sniffed));
+    const process = await looking;
+    if (process) entry.process = process;
     let via = this.via;
     if (this.options.route) {
-      ({ destination, via } = routed(await this.options.route({ socket: inbound, destination, records, domain: entry.domain, sniffed }), destination, via));
+      ({ destination, via } = routed(await this.options.route({ socket: inbound, destination, records, domain: entry.domain, sniffed, process }), destination, via));
       entry.destination = formatEndpoint(destination.host, destination.port);
     }
     const next = via ?? destination;
@@ -415,6 +444,34 @@ export class TransparentProxy {
     }
     if (via) entry.via = via.display;
     return { records, destination, via, replay: sniffed?.bytes };
+  }
+
+  /**
+   * With `processLookup`: the process whose socket is the client's end of
+   * `inbound`. That socket points at the original destination when a redirect
+   * brought it here (REDIRECT, TPROXY and WFP leave it so), at this proxy when
+   * the client connected straight to it. A process id the redirect context
+   * carried (`wfpr`) comes first. Never fails: unknown is undefined.
+   */
+  private async processOf(inbound: net.Socket, destination: Destination): Promise<ProcessInfo | undefined> {
+    if (!this.processes || inbound.remoteAddress === undefined || inbound.remotePort === undefined) return undefined;
+    const fromContext = this.contextPids.get(inbound);
+    if (fromContext !== undefined) {
+      const named = await describeProcess(fromContext).catch(() => undefined);
+      if (named) return named;
+    }
+    const local = { address: inbound.remoteAddress, port: inbound.remotePort };
+    const remotes = [destination.host, inbound.localAddress].map((host, i) => ({ address: host ?? '', port: i === 0 ? destination.port : inbound.localPort ?? 0 }));
+    for (const remote of remotes) {
+      if (net.isIP(unmappedHost(remote.address)) === 0) continue; // a resolver's name: not what the client's socket holds
+      try {
+        const found = await this.processes.lookup({ protocol: 'tcp', local, remote });
+        if (found) return found;
+      } catch {
+        // Only a malformed query rejects, and none is made here: unknown.
+      }
+    }
+    return undefined;
   }
 
   /** Opens the outbound connection, carrying `records` (and the mark) where there are any. */

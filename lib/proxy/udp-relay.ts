@@ -23,6 +23,7 @@ import { checkUpstream } from './upstream-check';
 import { AssociatedFlowSocket } from './udp-via';
 import { UpstreamError } from '../upstream/errors';
 import { parseUpstream, type Upstream } from '../upstream/url';
+import { ProcessLookup, type ProcessInfo } from '../process';
 
 /** Where a flow goes: a fixed upstream, or where its datagrams were going (TPROXY on Linux, the WFP context on Windows). */
 export type UdpDestinationSource =
@@ -62,6 +63,12 @@ export interface UdpRelayOptions {
    * control connection; the flow ends when the association does.
    */
   via?: string | Upstream | undefined;
+  /**
+   * Look up the process behind each flow whose client is on this host
+   * (lookupProcess), from its first datagram; the flow's log lines get it
+   * (its start line waits for the lookup). Default off.
+   */
+  processLookup?: boolean | undefined;
 }
 
 export type FlowEnd = 'idle' | 'evicted' | 'replaced' | 'shutdown' | 'error' | 'dropped';
@@ -77,6 +84,8 @@ export interface FlowLog {
   bytesDown: number;
   /** Size of the redirect records the flow's first outbound datagram carried. */
   records: number;
+  /** With `processLookup`: the process behind the flow, where known. */
+  process?: ProcessInfo;
   durationMs: number;
   /** Why it ended; 'dropped' is a datagram that started no flow (see `error`). */
   end: FlowEnd;
@@ -132,9 +141,11 @@ const WHY_DROPPED: Record<string, string> = {
 
 export class UdpRelay {
   readonly socket: RedirectUdpSocket;
-  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark' | 'logStart' | 'via'>> & Pick<UdpRelayOptions, 'destination' | 'mark' | 'logStart'>;
+  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark' | 'logStart' | 'via' | 'processLookup'>> & Pick<UdpRelayOptions, 'destination' | 'mark' | 'logStart'>;
   /** The SOCKS5 upstream every flow goes through, if any. */
   private readonly via: Upstream | undefined;
+  /** With `processLookup`: the lookup, with its cache. */
+  private readonly processes: ProcessLookup | undefined;
   /** Oldest activity first: a flow moves to the end on each datagram. */
   private readonly flows = new Map<string, Flow>();
   /** The same flows by client address, each map oldest activity first: the per-source cap. */
@@ -158,7 +169,8 @@ export class UdpRelay {
 
   constructor(options: UdpRelayOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
-    const { via, ...rest } = options;
+    const { via, processLookup, ...rest } = options;
+    this.processes = processLookup ? new ProcessLookup() : undefined;
     this.via = via === undefined ? undefined : parseUpstream(via);
     if (this.via?.protocol === 'http') {
       throw new UpstreamError(`UDP needs a SOCKS5 upstream (UDP ASSOCIATE); ${this.via.display} is HTTP CONNECT, which carries no UDP`, { code: 'ERR_UPSTREAM_URL_INVALID' });
@@ -366,12 +378,34 @@ export class UdpRelay {
       this.reply(flow, reply);
     });
     outbound.on('error', (error: Error) => this.end(flow, 'error', codeOf(error)));
-    this.options.logStart?.({ ...log });
+    this.identify(flow, rinfo);
     this.flows.set(key, flow);
     this.sourceFlows(flow.source).set(key, flow);
     if (this.byClient) this.flowOfClient.set(client, flow);
     if (outbound instanceof RedirectUdpSocket) this.bindOwn(flow, outbound);
     return flow;
+  }
+
+  /**
+   * With `processLookup`: the process whose socket sent the flow's first
+   * datagram (it points at the original destination, or at this relay when
+   * the client sent here directly), into the flow's log; the start line
+   * follows the lookup.
+   */
+  private identify(flow: Flow, rinfo: RedirectedRemoteInfo): void {
+    if (!this.processes) return void this.options.logStart?.({ ...flow.log });
+    const listening = this.socket.address();
+    const direct = this.options.destination.kind === 'upstream';
+    const wildcard = listening.address === '0.0.0.0' || listening.address === '::';
+    // An unconnected client socket answers for any peer; a relay on a wildcard address does not know which of its addresses was used.
+    const remote = !direct ? flow.destination : wildcard ? undefined : { address: listening.address, port: listening.port };
+    this.processes
+      .lookup({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote })
+      .then((found) => {
+        if (found) flow.log.process = found;
+      })
+      .catch(() => {})
+      .finally(() => this.options.logStart?.({ ...flow.log }));
   }
 
   /** Binds a flow's own socket now, so that its port is known before its first datagram can come back. */

@@ -57,6 +57,12 @@ import {
   type WfpRedirectErrorCode,
   type WfpRedirectErrorFields,
   type WsaErrorCode,
+  lookupProcess,
+  describeProcess,
+  ProcessLookup,
+  type ProcessInfo,
+  type ProcessLookupQuery,
+  type ProcessLookupStats,
 } from 'wfp-redirect';
 
 export async function everyExport(socket: net.Socket, maybeRecords: Buffer | undefined): Promise<void> {
@@ -132,5 +138,11 @@ export async function everyExport(socket: net.Socket, maybeRecords: Buffer | und
   const stats: UdpRelayStats = relay.stats;
   const end: FlowEnd = 'evicted';
   void [stats, end, await proxy.listen(), await relay.listen()];
+  const query: ProcessLookupQuery = { protocol: 'tcp', local: { address: '127.0.0.1', port: 40000 }, remote: undefined };
+  const found: ProcessInfo | undefined = await lookupProcess(query);
+  const lookup = new ProcessLookup({ budget: 1000, cacheSize: undefined });
+  const lookupStats: ProcessLookupStats = lookup.stats;
+  const path: string | undefined = (await describeProcess(1))?.path;
+  void [found?.name, await lookup.lookup(query), lookupStats.exhausted, path, new TransparentProxy({ ...proxyOptions, processLookup: true })];
   await Promise.all([proxy.shutdown(0), relay.shutdown()]);
 }

@@ -1,0 +1,347 @@
+// lookupProcess against real client processes on this host: curl over TCP
+// (IPv4 and IPv6), node and bash over UDP, a process that exited, a port
+// taken again by another process, a socket handed from one process to
+// another (the cache must check before it answers), a remote client, the
+// budget, and caller mistakes. Linux (sock_diag and /proc) here; in node.exe
+// under Wine the owner-pid tables (the Windows block below).
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import dgram from 'node:dgram';
+import { realpathSync } from 'node:fs';
+import net from 'node:net';
+import { once } from 'node:events';
+import { lookupProcess, ProcessLookup, describeProcess, TransparentProxy, type ConnectionLog, type RouteRequest } from '../dist/index';
+import { rejection, spy } from './helpers';
+
+const linux = process.platform === 'linux';
+const windows = process.platform === 'win32';
+
+function which(program: string): string | undefined {
+  const found = spawnSync('sh', ['-c', `command -v ${program}`], { encoding: 'utf8' });
+  return found.status === 0 ? realpathSync(found.stdout.trim()) : undefined;
+}
+
+/** A TCP server that holds each connection open until `release`; resolves each accepted socket in turn. */
+async function holdingServer(host: string): Promise<{ server: net.Server; port: number; next(): Promise<net.Socket> }> {
+  const waiting: Array<(socket: net.Socket) => void> = [];
+  const queued: net.Socket[] = [];
+  const server = net.createServer((socket) => {
+    socket.on('error', () => {});
+    const take = waiting.shift();
+    if (take) take(socket);
+    else queued.push(socket);
+  });
+  server.listen(0, host);
+  await once(server, 'listening');
+  return {
+    server,
+    port: (server.address() as net.AddressInfo).port,
+    next: () => new Promise((resolve) => (queued.length ? resolve(queued.shift()!) : waiting.push(resolve))),
+  };
+}
+
+const clientOf = (socket: net.Socket) => ({ address: socket.remoteAddress!, port: socket.remotePort! });
+const serverOf = (socket: net.Socket) => ({ address: socket.localAddress!, port: socket.localPort! });
+
+function exited(child: ChildProcess): Promise<unknown> {
+  return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : once(child, 'exit');
+}
+
+describe('lookupProcess: the process behind a connection on this host (Linux: sock_diag and /proc)', function () {
+  this.timeout(30_000);
+  const children: ChildProcess[] = [];
+
+  before(function () {
+    if (!linux) {
+      console.warn('    (the Linux process lookup is tested on Linux; in node.exe the owner-pid tables are, below)');
+      this.skip();
+    }
+    if (!which('curl')) {
+      console.warn('    !!! THE LINUX PROCESS-LOOKUP TESTS WERE NOT RUN: curl is not installed (apt-get install curl)');
+      this.skip();
+    }
+  });
+  afterEach(() => {
+    for (const child of children.splice(0)) child.kill('SIGKILL');
+  });
+
+  for (const [family, host, url] of [['IPv4', '127.0.0.1', '127.0.0.1'], ['IPv6', '::1', '[::1]']] as const) {
+    it(`${family}: a curl connection is curl's, with its pid and path; the same connection asked the other way round is this process's own socket`, async function () {
+      const { server, port, next } = await holdingServer(host);
+      try {
+        const curl = spawn('curl', ['-s', '--max-time', '20', `http://${url}:${port}/`], { stdio: 'ignore' });
+        children.push(curl);
+        const socket = await next();
+        const found = await lookupProcess({ protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) });
+        assert.deepEqual(found, { pid: curl.pid, name: 'curl', path: which('curl') });
+        // The server's end is this process's: the direction of the tuple matters.
+        const mine = await lookupProcess({ protocol: 'tcp', local: serverOf(socket), remote: clientOf(socket) });
+        assert.equal(mine?.pid, process.pid);
+        // A connection that does not exist is unknown (the listener on the port is not it).
+        assert.equal(await lookupProcess({ protocol: 'tcp', local: { address: host, port }, remote: { address: host, port: 1 } }), undefined);
+        socket.destroy();
+      } finally {
+        server.close();
+      }
+    });
+  }
+
+  it('a process that exited is unknown', async function () {
+    const { server, port, next } = await holdingServer('127.0.0.1');
+    try {
+      const curl = spawn('curl', ['-s', '--max-time', '20', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
+      children.push(curl);
+      const socket = await next();
+      const query = { protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) } as const;
+      assert.equal((await lookupProcess(query))?.pid, curl.pid);
+      curl.kill('SIGKILL');
+      await exited(curl);
+      assert.equal(await lookupProcess(query), undefined, 'the cached holder is gone: unknown, not its old pid');
+      socket.destroy();
+    } finally {
+      server.close();
+    }
+  });
+
+  it('a local port taken again by another process answers that process, not the cached one', async function () {
+    const lookup = new ProcessLookup();
+    const localPort = 20_000 + (process.pid % 20_000);
+    const pids: number[] = [];
+    for (let round = 0; round < 2; round++) {
+      const { server, port, next } = await holdingServer('127.0.0.1');
+      try {
+        const curl = spawn('curl', ['-s', '--max-time', '20', '--local-port', String(localPort), `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
+        children.push(curl);
+        const socket = await next();
+        assert.equal(socket.remotePort, localPort);
+        const found = await lookup.lookup({ protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) });
+        assert.equal(found?.pid, curl.pid, `round ${round}`);
+        pids.push(found!.pid);
+        // The server closes first, so that the client's port is free again at once (no TIME_WAIT on its side).
+        socket.destroy();
+        await exited(curl);
+      } finally {
+        server.close();
+      }
+    }
+    assert.notEqual(pids[0], pids[1]);
+  });
+
+  for (const connected of [false, true]) {
+    it(`UDP: a node process's ${connected ? 'connected' : 'unconnected'} socket`, async function () {
+      const server = dgram.createSocket('udp4');
+      server.bind(0, '127.0.0.1');
+      await once(server, 'listening');
+      const port = server.address().port;
+      const script = connected
+        ? `const s=require('dgram').createSocket('udp4');s.connect(${port},'127.0.0.1',()=>s.send('x'));setTimeout(()=>{},20000)`
+        : `const s=require('dgram').createSocket('udp4');s.send('x',${port},'127.0.0.1');setTimeout(()=>{},20000)`;
+      const child = spawn(process.execPath, ['-e', script], { stdio: 'ignore' });
+      children.push(child);
+      try {
+        const [, rinfo] = (await once(server, 'message')) as [Buffer, dgram.RemoteInfo];
+        const found = await lookupProcess({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } });
+        assert.deepEqual(found, { pid: child.pid, name: 'node', path: realpathSync(process.execPath) });
+        // A peer the connected socket is not connected to reaches no socket; the unconnected one answers any.
+        const other = await lookupProcess({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port: 9 } });
+        assert.equal(other?.pid, connected ? undefined : child.pid);
+      } finally {
+        server.close();
+      }
+    });
+  }
+
+  it('UDP: a socket handed to another process is that process\'s once the first lets go: the cache checks before it answers', async function () {
+    if (!which('bash')) return this.skip();
+    const server = dgram.createSocket('udp4');
+    server.bind(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = server.address().port;
+    // bash sends from fd 3, starts `sleep` holding fd 3 too, closes its own and waits.
+    const script = `exec 3<>/dev/udp/127.0.0.1/${port}; echo first >&3; read -r _; sleep 30 & exec 3>&-; echo "$!"; wait`;
+    const bash = spawn('bash', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'] });
+    children.push(bash);
+    let sleeper: number | undefined;
+    try {
+      const [, rinfo] = (await once(server, 'message')) as [Buffer, dgram.RemoteInfo];
+      const lookup = new ProcessLookup();
+      const query = { protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } } as const;
+      assert.equal((await lookup.lookup(query))?.pid, bash.pid);
+      assert.equal((await lookup.lookup(query))?.pid, bash.pid);
+      assert.equal(lookup.stats.cacheHits, 1);
+      bash.stdin!.write('go\n');
+      const [line] = (await once(bash.stdout!, 'data')) as [Buffer];
+      sleeper = Number(line.toString().trim());
+      const found = await lookup.lookup(query);
+      assert.deepEqual([found?.pid, found?.name], [sleeper, 'sleep']);
+      assert.equal(lookup.stats.cacheStale, 1, 'the cached holder was checked and found stale');
+    } finally {
+      if (sleeper) process.kill(sleeper, 'SIGKILL');
+      server.close();
+    }
+  });
+
+  it('a client that is not on this host is unknown without asking the OS; the budget bounds a scan', async function () {
+    const diag = spy('socketIdentity');
+    try {
+      assert.equal(await lookupProcess({ protocol: 'tcp', local: { address: '192.0.2.7', port: 40000 }, remote: { address: '127.0.0.1', port: 80 } }), undefined);
+      assert.equal(diag.calls.length, 0);
+    } finally {
+      diag.restore();
+    }
+    const { server, port, next } = await holdingServer('127.0.0.1');
+    try {
+      const curl = spawn('curl', ['-s', '--max-time', '20', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
+      children.push(curl);
+      const socket = await next();
+      const tight = new ProcessLookup({ budget: 1 });
+      assert.equal(await tight.lookup({ protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) }), undefined);
+      assert.equal(tight.stats.exhausted, 1);
+      assert.equal(tight.stats.examined, 1);
+      socket.destroy();
+    } finally {
+      server.close();
+    }
+  });
+
+  it("TransparentProxy with processLookup: a client that connected straight to the proxy is named for the route hook and the log", async function () {
+    const server = net.createServer((socket) => socket.once('data', () => socket.end('HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok')).on('error', () => {}));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = (server.address() as net.AddressInfo).port;
+    const logs: ConnectionLog[] = [];
+    const seen: Array<RouteRequest['process']> = [];
+    const proxy = new TransparentProxy({
+      listen: { host: '127.0.0.1', port: 0 },
+      destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port } },
+      processLookup: true,
+      route: ({ process: found }) => void seen.push(found),
+      log: (entry) => logs.push(entry),
+    });
+    const listening = await proxy.listen();
+    try {
+      const curl = spawn('curl', ['-s', '--max-time', '2', `http://127.0.0.1:${listening.port}/`], { stdio: 'ignore' });
+      children.push(curl);
+      await exited(curl);
+      for (let i = 0; i < 100 && logs.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(seen.map((found) => found?.pid), [curl.pid]);
+      assert.equal(logs[0]?.process?.name, 'curl', JSON.stringify(logs));
+    } finally {
+      await proxy.shutdown(0);
+      server.close();
+    }
+  });
+
+  it('a lookup that does not answer is unknown at its bound: the proxy relays the connection without a process, inside its route deadline', async function () {
+    const stuck = spy('findSocketHolder', () => new Promise(() => {}));
+    const server = net.createServer((socket) => socket.once('data', () => socket.end('HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok')).on('error', () => {}));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const logs: ConnectionLog[] = [];
+    const proxy = new TransparentProxy({
+      listen: { host: '127.0.0.1', port: 0 },
+      destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: (server.address() as net.AddressInfo).port } },
+      processLookup: true,
+      routeTimeout: 2000,
+      log: (entry) => logs.push(entry),
+    });
+    const listening = await proxy.listen();
+    try {
+      const lookup = new ProcessLookup({ timeoutMs: 50 });
+      const curl = spawn('curl', ['-s', '--max-time', '5', `http://127.0.0.1:${listening.port}/`], { stdio: ['ignore', 'pipe', 'ignore'] });
+      children.push(curl);
+      let body = '';
+      curl.stdout!.on('data', (chunk) => (body += chunk));
+      await exited(curl);
+      assert.equal(body, 'ok');
+      for (let i = 0; i < 100 && logs.length === 0; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.equal(logs[0]?.error, undefined, JSON.stringify(logs));
+      assert.equal(logs[0]?.process, undefined);
+      assert.ok(stuck.calls.length >= 1, 'the scan was asked for');
+      // The library's own bound, alone.
+      const held = net.connect(listening.port, '127.0.0.1');
+      await once(held, 'connect');
+      assert.equal(await lookup.lookup({ protocol: 'tcp', local: { address: '127.0.0.1', port: held.localPort! }, remote: { address: '127.0.0.1', port: listening.port } }), undefined);
+      assert.equal(lookup.stats.timedOut, 1);
+      held.destroy();
+    } finally {
+      stuck.restore();
+      await proxy.shutdown(0);
+      server.close();
+    }
+  });
+
+  it('describeProcess names a pid', async function () {
+    assert.deepEqual(await describeProcess(process.pid), { pid: process.pid, name: 'node', path: realpathSync(process.execPath) });
+  });
+});
+
+describe('lookupProcess: caller mistakes', function () {
+  it('are TypeError / RangeError with a code; everything else is unknown, not an error', async function () {
+    const local = { address: '127.0.0.1', port: 1 };
+    assert.equal((await rejection(lookupProcess(null as never))).code, 'ERR_INVALID_ARG_TYPE');
+    assert.equal((await rejection(lookupProcess({ protocol: 'sctp', local } as never))).code, 'ERR_INVALID_ARG_VALUE');
+    assert.equal((await rejection(lookupProcess({ protocol: 'tcp', local: { address: 'example.com', port: 1 } }))).code, 'ERR_INVALID_ARG_VALUE');
+    assert.equal((await rejection(lookupProcess({ protocol: 'tcp', local: { address: '127.0.0.1', port: 70000 } }))).code, 'ERR_OUT_OF_RANGE');
+    assert.equal((await rejection(lookupProcess({ protocol: 'udp', local, remote: { address: '::1' } } as never))).code, 'ERR_INVALID_ARG_TYPE');
+    assert.equal((await rejection(describeProcess(0))).code, 'ERR_OUT_OF_RANGE');
+    assert.throws(() => new ProcessLookup({ budget: 0 }), { code: 'ERR_OUT_OF_RANGE' });
+    // Different families: that remote says nothing (no socket has one), so TCP on Linux is unknown.
+    assert.equal(await lookupProcess({ protocol: 'tcp', local, remote: { address: '::1', port: 80 } }), undefined);
+  });
+});
+
+describe('lookupProcess: the owner-pid tables (Windows node.exe)', function () {
+  this.timeout(30_000);
+  before(function () {
+    if (!windows) {
+      console.warn('    (the owner-pid tables are Windows\'s: tested in node.exe under Wine)');
+      this.skip();
+    }
+  });
+
+  for (const [family, host] of [['IPv4', '127.0.0.1'], ['IPv6', '::1']] as const) {
+    it(`${family}: a node.exe client's TCP connection is its process's (pid, node.exe, path); this process's own rows are left out`, async function () {
+      const { server, port, next } = await holdingServer(host);
+      const child = spawn(process.execPath, ['-e', `require('net').connect(${port}, '${host}'); setTimeout(() => {}, 20000)`], { stdio: 'ignore' });
+      try {
+        const socket = await next();
+        const found = await lookupProcess({ protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) });
+        if (found === undefined) {
+          console.warn('    !!! Wine answered no owning pid for the client\'s row (GetExtendedTcpTable TCP_TABLE_OWNER_PID_CONNECTIONS)');
+        }
+        assert.equal(found?.pid, child.pid, 'Wine 10 fills dwOwningPid through nsiproxy; if this fails, it does not');
+        assert.equal(found?.name.toLowerCase(), 'node.exe');
+        assert.equal(found?.path?.toLowerCase(), process.execPath.toLowerCase());
+        // The server's end is in this process: left out, so unknown.
+        assert.equal(await lookupProcess({ protocol: 'tcp', local: serverOf(socket), remote: clientOf(socket) }), undefined);
+        socket.destroy();
+      } finally {
+        child.kill();
+        server.close();
+      }
+    });
+  }
+
+  it("UDP: a node.exe client's socket is its process's", async function () {
+    const server = dgram.createSocket('udp4');
+    server.bind(0, '127.0.0.1');
+    await once(server, 'listening');
+    const port = server.address().port;
+    const child = spawn(process.execPath, ['-e', `const s=require('dgram').createSocket('udp4');s.send('x',${port},'127.0.0.1');setTimeout(()=>{},20000)`], { stdio: 'ignore' });
+    try {
+      const [, rinfo] = (await once(server, 'message')) as [Buffer, dgram.RemoteInfo];
+      const found = await lookupProcess({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } });
+      assert.equal(found?.pid, child.pid, 'the UDP owner-pid table');
+      assert.equal(found?.name.toLowerCase(), 'node.exe');
+    } finally {
+      child.kill();
+      server.close();
+    }
+  });
+
+  it('describeProcess names this node.exe', async function () {
+    const found = await describeProcess(process.pid);
+    assert.equal(found?.path?.toLowerCase(), process.execPath.toLowerCase());
+  });
+});
