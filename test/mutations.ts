@@ -1343,4 +1343,30 @@ export const MUTATIONS: Mutation[] = [
     specs: ['wfp-sim.test.js'],
     runtime: 'win32',
   },
+  // The README's SOCKS5 recipe (issue 25): test/readme-recipe.test.ts runs its commands as written.
+  {
+    name: 'readme-recipe-rule-not-per-user',
+    intent: "the README's rule takes every user's connections, not bob's only",
+    file: 'README.md',
+    edits: [{ find: 'sudo iptables -t nat -A OUTPUT -p tcp -m owner --uid-owner bob ! -d 127.0.0.0/8', replace: 'sudo iptables -t nat -A OUTPUT -p tcp ! -d 127.0.0.0/8' }],
+    specs: ['readme-recipe.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
+    name: 'readme-recipe-proxy-elsewhere',
+    intent: "the README's proxy listens on another port than the rule redirects to",
+    file: 'README.md',
+    edits: [{ find: 'npx wfp-redirect-proxy --listen 127.0.0.1:12345 --transparent --log-start', replace: 'npx wfp-redirect-proxy --listen 127.0.0.1:12346 --transparent --log-start' }],
+    specs: ['readme-recipe.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'readme-recipe-no-ipv6-refusal',
+    intent: "the README's recipe lets bob's IPv6 connections leave around the proxy",
+    file: 'README.md',
+    edits: [{ find: 'sudo ip6tables -A OUTPUT -p tcp -m owner --uid-owner bob ! -d ::1 -j REJECT --reject-with tcp-reset', replace: 'sudo ip6tables -A OUTPUT -p tcp -m owner --uid-owner bob ! -d ::1 -j ACCEPT' }],
+    specs: ['readme-recipe.test.js'],
+    runtime: 'linux',
+  },
 ];
