@@ -339,6 +339,9 @@ function inNamespace(): number {
   execFileSync('ip', ['netns', 'add', NAMESPACE]);
   try {
     execFileSync('ip', ['netns', 'exec', NAMESPACE, 'ip', 'link', 'set', 'lo', 'up']);
+    // dante binds each outbound socket to port 0 before connecting, and such a bind skips every port a
+    // TIME_WAIT holds: the default range (28k ports) ran out within a full run. This namespace's own setting.
+    execFileSync('ip', ['netns', 'exec', NAMESPACE, 'sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=1024 65535']);
     const run = spawnSync('ip', ['netns', 'exec', NAMESPACE, process.execPath, ...process.execArgv, __filename, '--in-namespace', ...process.argv.slice(2)], { stdio: 'inherit' });
     return run.status ?? 1;
   } finally {
@@ -352,7 +355,7 @@ async function main(): Promise<void> {
   if (!windows && !process.argv.includes('--in-namespace')) {
     const why = namespaceUnavailable();
     if (why === undefined) process.exit(inNamespace());
-    console.log(`relay: NOT measuring --transparent (${why}: it needs an iptables REDIRECT in a network namespace of its own)`);
+    console.log(`relay: NOT measuring --transparent, nor the rows through an upstream proxy with redsocks (${why}: they need an iptables REDIRECT in a network namespace of its own)`);
   }
   const transparent = process.argv.includes('--in-namespace');
   const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length).split(',');
