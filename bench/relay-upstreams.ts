@@ -24,6 +24,7 @@ export interface UpstreamServer {
 }
 
 const groups = new Set<number>();
+const dirs = new Set<string>();
 
 /** Starts `command` in a process group of its own (dante forks), its output into `log`. */
 export function launchGroup(command: string, args: string[], log: string): ChildProcess {
@@ -58,20 +59,28 @@ function killGroup(pid: number): void {
   }
 }
 
-/** For the benchmark's exit handler: every group still running. */
+/** For the benchmark's exit handler (also on Ctrl+C): every group still running, every config folder left. */
 export function killAllGroups(): void {
   for (const pid of groups) killGroup(pid);
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
 }
 
-/** A temp folder for one server's config; removed by `stop`. */
+/** A temp folder for one server's config; removed by `removeConfigDir` (or at exit). */
 export function configDir(name: string): string {
-  return mkdtempSync(join(tmpdir(), `wfp-bench-${name}-`));
+  const dir = mkdtempSync(join(tmpdir(), `wfp-bench-${name}-`));
+  dirs.add(dir);
+  return dir;
+}
+
+export function removeConfigDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  dirs.delete(dir);
 }
 
 function removeAfter(dir: string, stop: () => Promise<void>): () => Promise<void> {
   return async () => {
     await stop();
-    rmSync(dir, { recursive: true, force: true });
+    removeConfigDir(dir);
   };
 }
 

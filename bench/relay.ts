@@ -28,11 +28,11 @@
 // --only=PART[,PART]: only the proxies whose names contain one of the parts.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
-import { configDir, killAllGroups, launchGroup, ownerRedirect, redsocksConfig, startUpstream, stopGroup, type UpstreamKind } from './relay-upstreams';
+import { configDir, killAllGroups, launchGroup, ownerRedirect, redsocksConfig, removeConfigDir, startUpstream, stopGroup, type UpstreamKind } from './relay-upstreams';
 
 const root = join(__dirname, '..');
 const logs = join(root, 'dist-bench', 'relay-logs');
@@ -232,7 +232,7 @@ function redsocks(name: string, type: 'socks5' | 'http-connect'): Contender {
       const child = launchGroup('redsocks', ['-c', config], join(logs, `redsocks-${type}.log`));
       const stop = async () => {
         await stopGroup(child);
-        rmSync(dir, { recursive: true, force: true });
+        removeConfigDir(dir);
       };
       try {
         await accepting(port, 10_000, child);
