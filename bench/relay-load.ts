@@ -1,6 +1,9 @@
 // The load of the relay benchmark (bench/relay.ts), in a process of its own so
 // that it does not share an event loop with the proxy or the server.
-// node relay-load.js '{"host","port","bulk":[{streams,bytes}],"connections":{count,inFlight}}'
+// node relay-load.js '{"host","port","bulk":[{streams,bytes}],"connections":{count,inFlight},"halfClose"?:false}'
+// With halfClose false, each bulk stream tells the sink its length up front
+// and does not end its half before the sink's answer (relays that cannot
+// carry a half-close, such as tinyproxy's CONNECT).
 // Prints one JSON line: MB/s per bulk test; connections/s and connect-to-echo
 // latency (p50, p99, in ms) for the connection test.
 import net from 'node:net';
@@ -10,6 +13,7 @@ interface Plan {
   port: number;
   bulk: Array<{ streams: number; bytes: number }>;
   connections: { count: number; inFlight: number };
+  halfClose?: boolean;
 }
 
 const plan = JSON.parse(process.argv[2]) as Plan;
@@ -24,16 +28,26 @@ const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9
 function stream(bytes: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const socket = net.connect({ host: plan.host, port: plan.port, allowHalfOpen: true });
+    const told = plan.halfClose === false;
     let left = bytes;
     let answer = '';
+    let first = true;
     const write = () => {
       while (left > 0) {
-        const chunk = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
+        let chunk = left >= CHUNK.length ? CHUNK : CHUNK.subarray(0, left);
+        if (first && told) {
+          // 'L' and the stream's length (at least 9 bytes: the header itself).
+          chunk = Buffer.from(chunk);
+          chunk[0] = 0x4c;
+          chunk.writeBigUInt64BE(BigInt(bytes), 1);
+        }
+        first = false;
         left -= chunk.length;
         if (!socket.write(chunk)) return;
       }
-      socket.end();
+      if (!told) socket.end();
     };
+    if (told) socket.on('end', () => socket.end());
     socket.on('connect', write);
     socket.on('drain', write);
     socket.on('data', (chunk) => (answer += chunk));

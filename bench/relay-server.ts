@@ -1,6 +1,10 @@
 // The server of the relay benchmark (bench/relay.ts), in a process of its own.
-// One port, two services chosen by a connection's first byte: 'S' is a sink
-// (reads to the end, then answers with the byte count and closes), 'E' an echo.
+// One port, three services chosen by a connection's first byte: 'S' is a sink
+// (reads to the end, then answers with the byte count and closes), 'L' a sink
+// told its length (bytes 1-8, big-endian: the total the stream sends, these 9
+// bytes included) that answers once it has that many, for relays that carry
+// no half-close (tinyproxy's CONNECT tunnel closes both ways at the client's
+// end), 'E' an echo.
 // Prints the port it got as one JSON line.
 import net from 'node:net';
 
@@ -22,6 +26,17 @@ const server = net.createServer({ allowHalfOpen: true }, (socket) => {
       return;
     }
     let bytes = first.length;
+    if (first[0] === 0x4c /* L */) {
+      // The load's first write holds the whole 9-byte header; a split one is not expected on loopback.
+      const total = first.length >= 9 ? Number(first.readBigUInt64BE(1)) : Infinity;
+      const answerWhenDone = () => bytes >= total && socket.end(`${bytes}\n`);
+      socket.on('data', (chunk: Buffer) => {
+        bytes += chunk.length;
+        answerWhenDone();
+      });
+      answerWhenDone();
+      return;
+    }
     socket.on('data', (chunk: Buffer) => {
       bytes += chunk.length;
     });

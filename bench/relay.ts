@@ -7,7 +7,12 @@
 //   - the CLI with --upstream, --workers auto, and (Linux, as root, with
 //     iproute2 and iptables) --transparent behind an iptables REDIRECT in a
 //     network namespace of its own; a plain Node `net` pipe proxy (the floor);
-//     socat and HAProxy (one thread, and as many threads as cores) when installed.
+//     socat and HAProxy (one thread, and as many threads as cores) when installed;
+//   - through an upstream proxy (bench/relay-upstreams.ts), in the namespace:
+//     the CLI with --transparent --via socks5:// in front of dante and redsocks
+//     in front of the same dante, and the same two with HTTP CONNECT in front
+//     of tinyproxy, behind one iptables REDIRECT of the load's user's
+//     connections. Goal: the CLI at least at redsocks' figures.
 // Runs are interleaved (each run goes through every proxy) and each figure is
 // the median over the runs. Goal: the CLI (--upstream) at least 1.0x the Node
 // pipe on all three figures; aim: --workers auto at least HAProxy's with the
@@ -27,6 +32,7 @@ import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
+import { configDir, killAllGroups, launchGroup, ownerRedirect, redsocksConfig, removeConfigDir, startUpstream, stopGroup, type UpstreamKind } from './relay-upstreams';
 
 const root = join(__dirname, '..');
 const logs = join(root, 'dist-bench', 'relay-logs');
@@ -54,13 +60,18 @@ interface Figures {
 
 interface Contender {
   name: string;
-  /** Starts the proxy towards the server's port; resolves once it accepts, to the port it listens on. */
-  start(serverPort: number): Promise<{ port: number; stop(): Promise<void> }>;
+  /** Starts the proxy towards the server's port (and the upstream's, when it `needs` one); resolves once it accepts, to the port it listens on. */
+  start(serverPort: number, upstreamPort?: number): Promise<{ port: number; stop(): Promise<void> }>;
   /**
    * A transparent proxy: the load dials the server itself and a rule, set up
-   * around the measurement, sends its connections to the proxy.
+   * around the measurement, sends its connections to the proxy; with
+   * `loadUid`, the load runs as that user (the rule matches on it).
    */
-  redirect?: { before(serverPort: number, proxyPort: number): void; after(): void };
+  redirect?: { before(serverPort: number, proxyPort: number): void; after(): void; loadUid?: number };
+  /** The upstream proxy this one relays through, started once for the whole run. */
+  needs?: UpstreamKind;
+  /** False for a relay that cannot carry a half-close: the bulk streams then tell the sink their length (bench/relay-load.ts). */
+  halfClose?: boolean;
 }
 
 const children = new Set<ChildProcess>();
@@ -117,12 +128,16 @@ function found(command: string): boolean {
 }
 
 /** A contender that is one process listening on a port chosen for it. */
-function processContender(name: string, command: (port: number, serverPort: number) => { file: string; args: string[]; env?: NodeJS.ProcessEnv }, readyMs = 10_000): Contender {
+function processContender(
+  name: string,
+  command: (port: number, serverPort: number, upstreamPort: number) => { file: string; args: string[]; env?: NodeJS.ProcessEnv },
+  readyMs = 10_000,
+): Contender {
   return {
     name,
-    async start(serverPort) {
+    async start(serverPort, upstreamPort = 0) {
       const port = await freePort();
-      const { file, args, env } = command(port, serverPort);
+      const { file, args, env } = command(port, serverPort, upstreamPort);
       const child = launch(file, args, join(logs, `${name.replace(/[^\w]+/g, '-')}.log`), env);
       await accepting(port, readyMs, child);
       return { port, stop: () => stopChild(child) };
@@ -201,6 +216,56 @@ function linuxContenders(transparent: boolean): Contender[] {
     );
   }
   if (found('haproxy')) list.push(haproxy(1), ...(cores > 1 ? [haproxy(cores)] : []));
+  if (transparent) list.push(...upstreamContenders());
+  return list;
+}
+
+/** redsocks towards the upstream on the port it is given, from a config file in a temp folder, stopped with it. */
+function redsocks(name: string, type: 'socks5' | 'http-connect'): Contender {
+  return {
+    name,
+    async start(_serverPort, upstreamPort = 0) {
+      const port = await freePort();
+      const dir = configDir('redsocks');
+      const config = join(dir, 'redsocks.conf');
+      writeFileSync(config, redsocksConfig(HOST, port, upstreamPort, type));
+      const child = launchGroup('redsocks', ['-c', config], join(logs, `redsocks-${type}.log`));
+      const stop = async () => {
+        await stopGroup(child);
+        removeConfigDir(dir);
+      };
+      try {
+        await accepting(port, 10_000, child);
+      } catch (error) {
+        await stop();
+        throw error;
+      }
+      return { port, stop };
+    },
+    redirect: ownerRedirect(HOST),
+    needs: type === 'socks5' ? 'dante' : 'tinyproxy',
+    ...(type === 'socks5' ? {} : { halfClose: false }),
+  };
+}
+
+/** The rows through an upstream (namespace only: they need the REDIRECT); what is not installed is said and left out. */
+function upstreamContenders(): Contender[] {
+  const node = process.execPath;
+  const list: Contender[] = [];
+  const cliVia = (name: string, scheme: string, needs: UpstreamKind): Contender => ({
+    ...processContender(name, (port, _serverPort, upstreamPort) => ({
+      file: node,
+      args: [cli, '--listen', `${HOST}:${port}`, '--transparent', '--via', `${scheme}://${HOST}:${upstreamPort}`],
+    })),
+    redirect: ownerRedirect(HOST),
+    needs,
+    ...(needs === 'tinyproxy' ? { halfClose: false } : {}),
+  });
+  const missing = (tool: string, pkg: string) => (found(tool) ? false : (console.log(`relay: NOT measuring through ${pkg}: ${tool} is not installed (apt-get install ${pkg})`), true));
+  if (!missing('redsocks', 'redsocks')) {
+    if (!missing('danted', 'dante-server')) list.push(cliVia('dante: wfp-redirect-proxy --transparent --via socks5://', 'socks5', 'dante'), redsocks('dante: redsocks (socks5)', 'socks5'));
+    if (!missing('tinyproxy', 'tinyproxy')) list.push(cliVia('tinyproxy: wfp-redirect-proxy --transparent --via http://', 'http', 'tinyproxy'), redsocks('tinyproxy: redsocks (http-connect)', 'http-connect'));
+  }
   return list;
 }
 
@@ -234,19 +299,20 @@ function windowsContenders(): Contender[] {
   ];
 }
 
-async function measure(port: number, warmup: boolean): Promise<Figures> {
+async function measure(port: number, warmup: boolean, uid?: number, halfClose?: boolean): Promise<Figures> {
   const plan = warmup
-    ? { host: HOST, port, bulk: [{ streams: 1, bytes: SCALE.bytes / 8 }], connections: { count: SCALE.warmupConnections, inFlight: IN_FLIGHT } }
+    ? { host: HOST, port, halfClose, bulk: [{ streams: 1, bytes: SCALE.bytes / 8 }], connections: { count: SCALE.warmupConnections, inFlight: IN_FLIGHT } }
     : {
         host: HOST,
         port,
+        halfClose,
         bulk: [
           { streams: 1, bytes: SCALE.bytes },
           { streams: 8, bytes: SCALE.bytes },
         ],
         connections: { count: SCALE.connections, inFlight: IN_FLIGHT },
       };
-  const run = spawn(process.execPath, [join(__dirname, 'relay-load.js'), JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const run = spawn(process.execPath, [join(__dirname, 'relay-load.js'), JSON.stringify(plan)], { stdio: ['ignore', 'pipe', 'inherit'], ...(uid === undefined ? {} : { uid, gid: uid }) });
   let out = '';
   run.stdout!.on('data', (chunk) => (out += chunk));
   const [code] = await once(run, 'exit');
@@ -273,6 +339,9 @@ function inNamespace(): number {
   execFileSync('ip', ['netns', 'add', NAMESPACE]);
   try {
     execFileSync('ip', ['netns', 'exec', NAMESPACE, 'ip', 'link', 'set', 'lo', 'up']);
+    // dante binds each outbound socket to port 0 before connecting, and such a bind skips every port a
+    // TIME_WAIT holds: the default range (28k ports) ran out within a full run. This namespace's own setting.
+    execFileSync('ip', ['netns', 'exec', NAMESPACE, 'sysctl', '-q', '-w', 'net.ipv4.ip_local_port_range=1024 65535']);
     const run = spawnSync('ip', ['netns', 'exec', NAMESPACE, process.execPath, ...process.execArgv, __filename, '--in-namespace', ...process.argv.slice(2)], { stdio: 'inherit' });
     return run.status ?? 1;
   } finally {
@@ -286,7 +355,7 @@ async function main(): Promise<void> {
   if (!windows && !process.argv.includes('--in-namespace')) {
     const why = namespaceUnavailable();
     if (why === undefined) process.exit(inNamespace());
-    console.log(`relay: NOT measuring --transparent (${why}: it needs an iptables REDIRECT in a network namespace of its own)`);
+    console.log(`relay: NOT measuring --transparent, nor the rows through an upstream proxy with redsocks (${why}: they need an iptables REDIRECT in a network namespace of its own)`);
   }
   const transparent = process.argv.includes('--in-namespace');
   const only = process.argv.find((arg) => arg.startsWith('--only='))?.slice('--only='.length).split(',');
@@ -300,16 +369,21 @@ async function main(): Promise<void> {
   const serverPort = await freePort();
   const server = launch(process.execPath, [join(__dirname, 'relay-server.js'), HOST, String(serverPort)], join(logs, 'server.log'));
   await accepting(serverPort, 10_000, server);
+  const upstreams = new Map<UpstreamKind, { port: number; stop(): Promise<void> }>();
+  for (const kind of new Set(contenders.flatMap((c) => (c.needs ? [c.needs] : [])))) {
+    upstreams.set(kind, await startUpstream(kind, HOST, await freePort(), serverPort, logs, (port, child) => accepting(port, 10_000, child)));
+  }
 
   const figures = new Map<string, Figures[]>(contenders.map((c) => [c.name, []]));
   for (let run = 1; run <= SCALE.runs; run++) {
     for (const contender of contenders) {
-      const started = await contender.start(serverPort);
+      const started = await contender.start(serverPort, contender.needs && upstreams.get(contender.needs)!.port);
       contender.redirect?.before(serverPort, started.port);
       const dial = contender.redirect ? serverPort : started.port;
+      const uid = contender.redirect?.loadUid;
       try {
-        await measure(dial, true);
-        const result = await measure(dial, false);
+        await measure(dial, true, uid, contender.halfClose);
+        const result = await measure(dial, false, uid, contender.halfClose);
         figures.get(contender.name)!.push(result);
         process.stderr.write(`relay: run ${run}/${SCALE.runs} ${contender.name}: ${fixed(result.mbps1)} / ${fixed(result.mbps8)} MB/s, ${fixed(result.perSecond)} conn/s\n`);
       } finally {
@@ -318,6 +392,7 @@ async function main(): Promise<void> {
       }
     }
   }
+  for (const upstream of upstreams.values()) await upstream.stop();
   await stopChild(server);
 
   const rows = contenders.map((c) => {
@@ -379,6 +454,28 @@ function report(rows: Row[]): void {
       goals.transparentOverUpstream = transparentRow.perSecond / upstream.perSecond;
       console.log(`--transparent / --upstream connections/s = ${(transparentRow.perSecond / upstream.perSecond).toFixed(2)} (not a goal: netfilter's lookup, on Linux)`);
     }
+    for (const [upstream, redsocksRow] of [
+      ['dante', 'dante: redsocks'],
+      ['tinyproxy', 'tinyproxy: redsocks'],
+    ]) {
+      const ours = byName(`${upstream}: wfp-redirect-proxy`);
+      const theirs = byName(redsocksRow);
+      if (!ours || !theirs) continue;
+      const against = {
+        mbps1: ours.mbps1 / theirs.mbps1,
+        mbps8: ours.mbps8 / theirs.mbps8,
+        perSecond: ours.perSecond / theirs.perSecond,
+        p50: theirs.p50 / ours.p50,
+        p99: theirs.p99 / ours.p99,
+      };
+      const lowest = Math.min(against.mbps1, against.mbps8, against.perSecond);
+      goals[`${upstream}ViaOverRedsocks`] = against;
+      console.log(
+        `through ${upstream}, wfp-redirect-proxy --via / redsocks: 1 stream ${against.mbps1.toFixed(2)}, 8 streams ${against.mbps8.toFixed(2)}, ` +
+          `connections/s ${against.perSecond.toFixed(2)}, p50 ${against.p50.toFixed(2)}x as fast, p99 ${against.p99.toFixed(2)}x ` +
+          `(goal, the three throughput figures >= 1.0: ${verdict(lowest >= 1)})`,
+      );
+    }
     if (workers && haN) {
       const conn = workers.perSecond / haN.perSecond;
       const bulk = workers.mbps8 / haN.mbps8;
@@ -396,6 +493,7 @@ function report(rows: Row[]): void {
 
 const cleanUp = () => {
   for (const child of children) child.kill('SIGKILL');
+  killAllGroups();
 };
 process.on('exit', cleanUp);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));

@@ -112,19 +112,23 @@ export function openTunnel<T>(
 ): Promise<{ socket: net.Socket; value: T }> {
   return new Promise((resolve, reject) => {
     if (deadline.failure !== undefined) return reject(deadline.failure);
-    const socket = connectRedirected({
+    const target = {
       host: upstream.host,
       port: upstream.port,
       family: options.family,
       lookup: options.lookup,
       localAddress: options.localAddress,
-      redirectRecords: options.redirectRecords,
-      mark: options.mark,
       noDelay: options.noDelay,
       keepAlive: options.keepAlive,
       keepAliveInitialDelay: options.keepAliveInitialDelay,
       allowHalfOpen: options.allowHalfOpen,
-    });
+    };
+    // Nothing to set before connect (no records, no mark): Node's own socket, which
+    // spares connectRedirected's handle and its lookup of the OS socket per connection.
+    const socket =
+      options.redirectRecords === undefined && options.mark === undefined
+        ? net.connect(target)
+        : connectRedirected({ ...target, redirectRecords: options.redirectRecords, mark: options.mark });
     let exchange: Exchange<T> | undefined;
     let settled = false;
 
