@@ -13,6 +13,7 @@ import { parseUpstream, type Upstream } from '../upstream/url';
 import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
+import type { MatchFacts, ProcessInfo, Verdict } from './rules/matcher';
 
 export { formatEndpoint } from './endpoints';
 
@@ -80,6 +81,15 @@ export interface ProxyOptions {
    */
   via?: string | Upstream | undefined;
   /**
+   * Rules (the CLI's --config; lib/proxy/rules' RuleSet or RuleMatcher),
+   * asked per connection before the route hook: direct, through an upstream
+   * (in place of `via`), or block (the client gets a reset, logged
+   * ERR_PROXY_BLOCKED). Where a rule wants a domain, connections are sniffed
+   * even without `sniff`. Read per connection: a reloaded set applies to new
+   * connections only.
+   */
+  rules?: RuleSource | undefined;
+  /**
    * Linux: listen with SO_REUSEPORT, so that several processes can each have a
    * socket on the same port and the kernel spreads connections among them
    * (what the CLI's --workers does). Default false.
@@ -94,6 +104,13 @@ export interface ProxyOptions {
   warn?: ((message: string) => void) | undefined;
 }
 
+/** What the proxy asks of its rules. */
+export interface RuleSource {
+  match(facts: MatchFacts): Verdict;
+  /** Whether any rule wants a domain: connections are then sniffed. */
+  readonly wantsDomain: boolean;
+}
+
 export interface RouteRequest {
   /**
    * The accepted connection, paused. Nothing has been read from it, unless
@@ -105,7 +122,13 @@ export interface RouteRequest {
   records: Buffer | undefined;
   /** With `sniff`: the name the connection's first bytes gave (TLS SNI, HTTP Host), and how. */
   domain: string | undefined;
+  /** How `domain` was learned ('none' when sniffed without a name; undefined when not sniffed). */
+  learned: Learned | undefined;
   sniffed: StreamSniff | undefined;
+  /** The process behind the connection, where it is known. */
+  process?: ProcessInfo | undefined;
+  /** With `rules`: the rule that decided (its name, its path like rules[2], or "default"); the answer then carries its upstream, if any. */
+  rule: string | undefined;
 }
 
 /** Go to `host:port` (through the upstream `via`, when given; `null` for none even where the proxy has one), refuse (null), or go on as planned. */
@@ -129,6 +152,10 @@ export interface ConnectionLog {
   learned?: Learned;
   /** The upstream proxy the connection went through, without credentials. */
   via?: string;
+  /** The process behind the connection, where it is known. */
+  process?: ProcessInfo;
+  /** With `rules`: the rule that decided (its name, rules[N], or "default"). */
+  rule?: string;
   records: number;
   bytesUp: number;
   bytesDown: number;
@@ -164,6 +191,9 @@ function learnedFrom({ result }: StreamSniff): { domain?: string; learned: Learn
 const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE', 'WSAEMFILE', 'WSAENOBUFS', 'ENOBUFS']);
 
 
+/** A connection a rule blocks: its client gets a reset. */
+const BLOCKED = 'ERR_PROXY_BLOCKED';
+
 const NO_RECORDS = new Set<string>(['WSAEINVAL', 'WSAEOPNOTSUPP', 'WSAENOPROTOOPT']);
 
 
@@ -187,8 +217,8 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff' | 'via'>> &
-    Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'> & { sniff: SniffStreamOptions | undefined };
+  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff' | 'via' | 'rules'>> &
+    Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'rules'> & { sniff: SniffStreamOptions | undefined };
   /**
    * This proxy's open outbound connections, as "local -> remote" endpoint
    * pairs: an inbound connection from such a local endpoint, going to that
@@ -401,11 +431,15 @@ export class TransparentProxy {
       refused(this.loops.note());
       throw loopError(`${entry.client} is one of this proxy's own outbound connections`);
     }
-    const sniffed = this.options.sniff ? await sniffStream(inbound, this.options.sniff) : undefined;
+    const rules = this.options.rules;
+    const sniffing = this.options.sniff ?? (rules?.wantsDomain ? {} : undefined);
+    const sniffed = sniffing ? await sniffStream(inbound, sniffing) : undefined;
     if (sniffed) Object.assign(entry, learnedFrom(sniffed));
     let via = this.via;
+    if (rules) via = this.ruled(rules, destination, entry);
     if (this.options.route) {
-      ({ destination, via } = routed(await this.options.route({ socket: inbound, destination, records, domain: entry.domain, sniffed }), destination, via));
+      const request = { socket: inbound, destination, records, domain: entry.domain, learned: entry.learned, sniffed, process: entry.process, rule: entry.rule };
+      ({ destination, via } = routed(await this.options.route(request), destination, via));
       entry.destination = formatEndpoint(destination.host, destination.port);
     }
     const next = via ?? destination;
@@ -415,6 +449,15 @@ export class TransparentProxy {
     }
     if (via) entry.via = via.display;
     return { records, destination, via, replay: sniffed?.bytes };
+  }
+
+  /** The rules' word on a connection: the upstream to go through (undefined: direct); throws ERR_PROXY_BLOCKED for a block. */
+  private ruled(rules: RuleSource, destination: Destination, entry: ConnectionLog): Upstream | undefined {
+    const facts: MatchFacts = { protocol: 'tcp', address: destination.host, port: destination.port, domain: entry.domain, process: entry.process };
+    const { label, action } = rules.match(facts);
+    entry.rule = label;
+    if (action.kind === 'block') throw coded(`blocked by ${label}`, BLOCKED);
+    return action.kind === 'via' ? action.upstream : undefined;
   }
 
   /** Opens the outbound connection, carrying `records` (and the mark) where there are any. */
@@ -493,7 +536,9 @@ export class TransparentProxy {
     const fail = (error: unknown) => {
       if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(codeOf(error))) this.descriptors.note();
       entry.error ??= codeOf(error);
-      inbound.destroy();
+      // A blocked connection is refused as a closed port would be: a reset, not an orderly end.
+      if (entry.error === BLOCKED && !inbound.destroyed) inbound.resetAndDestroy();
+      else inbound.destroy();
       outbound?.destroy();
     };
     inbound.on('error', fail);
