@@ -195,11 +195,11 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
     const { proxy } = await startProxy(RULES);
     try {
       const sent = await client([process.execPath, join(__dirname, 'fixtures', 'udp-send-each.js'), UDP_CLIENT, SERVER, '443',
-        quicInitial('quic.ok.test', '0102030405060708'), quicInitial('quic.blocked.test', '1112131415161718'), quicInitial('quic.socks.test', '2122232425262728'), 'c0ffee']);
+        quicInitial('quic.ok.test', '0102030405060708'), `${quicInitial('quic.blocked.test', '1112131415161718')}*3`, quicInitial('quic.socks.test', '2122232425262728'), 'c0ffee']);
       assert.deepEqual(JSON.parse(sent.stdout), [{ replied: true, intact: true }, { replied: false, intact: false }, { replied: true, intact: true }, { replied: true, intact: true }], sent.stderr);
       const log = await lines(proxy, (all) => all.filter((line) => line.protocol === 'udp').length >= 1);
       const blocked = log.filter((line) => line.end === 'blocked');
-      assert.equal(blocked.length, 1, proxy.stdout.join('\n'));
+      assert.equal(blocked.length, 1, `three datagrams of one blocked flow, one line: ${proxy.stdout.join('\n')}`);
       assert.deepEqual([blocked[0].domain, blocked[0].learned, blocked[0].rule, blocked[0].error], ['quic.blocked.test', 'quic', 'rules[2]', 'ERR_PROXY_BLOCKED']);
       await stop(proxy);
       const ended = proxy.stdout.map((line) => JSON.parse(line) as Line).filter((line) => line.protocol === 'udp' && line.end !== 'blocked');
@@ -216,17 +216,39 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
     const { proxy, file } = await startProxy({ rules: [{ domain: 'blocked.test', action: 'block' }] });
     try {
       assert.match((await curl('-H', 'Host: blocked.test', `http://${SERVER}/`)).stderr, /reset by peer/i);
+      // A connection open across the reload keeps the decision it had: its second request, after the reload, is answered too.
+      const request = (close: string) => `printf 'GET / HTTP/1.1\\r\\nHost: other.test\\r\\n${close}\\r\\n' >&3`;
+      const open = client(['bash', '-c', `exec 3<>/dev/tcp/${SERVER}/80; ${request('')}; sleep 1.5; ${request('Connection: close\\r\\n')}; timeout 5 cat <&3`]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
       writeFileSync(file, JSON.stringify({ rules: [{ domain: 'other.test', action: 'block', name: 'other' }] }));
       proxy.child.kill('SIGHUP');
       await lines(proxy, () => proxy.stderr.some((line) => line.includes('reloaded')));
       assert.ok(proxy.stderr.some((line) => /reloaded .*: 1 rule/.test(line)), proxy.stderr.join('\n'));
       assert.equal((await curl('-H', 'Host: blocked.test', `http://${SERVER}/`)).stdout, 'host=blocked.test peer=10.88.0.1');
+      const kept = await open;
+      assert.equal(kept.stdout.match(/host=other\.test/g)?.length, 2, `the open connection: ${kept.stdout}${kept.stderr}`);
       writeFileSync(file, JSON.stringify({ rules: [{ domain: 'other.test', action: 'deny' }] }));
       proxy.child.kill('SIGHUP');
       await lines(proxy, () => proxy.stderr.some((line) => line.includes('not reloaded')));
       assert.ok(proxy.stderr.some((line) => line.includes(`not reloaded, the rules in force stay: ${file}: rules[0].action: wants "direct" or "block"`)), proxy.stderr.join('\n'));
       assert.match((await curl('-H', 'Host: other.test', `http://${SERVER}/`)).stderr, /reset by peer/i, 'the good rules stay in force');
       assert.equal(proxy.child.exitCode, null, 'the proxy runs on');
+    } finally {
+      await stop(proxy);
+    }
+  });
+
+  it('--workers 2: SIGHUP to the primary, and every worker reads the file again', async function () {
+    const { proxy, file } = await startProxy({ rules: [] }, ['--workers', '2']);
+    try {
+      await lines(proxy, () => proxy.stderr.filter((line) => /worker \d: relaying .*listening on/.test(line)).length >= 2);
+      assert.equal((await curl('-H', 'Host: late.test', `http://${SERVER}/`)).stdout, 'host=late.test peer=10.88.0.1');
+      writeFileSync(file, JSON.stringify({ rules: [{ domain: 'late.test', action: 'block' }] }));
+      proxy.child.kill('SIGHUP');
+      await lines(proxy, () => proxy.stderr.filter((line) => /worker \d: reloaded/.test(line)).length >= 2);
+      assert.deepEqual(proxy.stderr.filter((line) => /worker \d: reloaded/.test(line)).map((line) => /worker (\d)/.exec(line)![1]).sort(), ['1', '2'], proxy.stderr.join('\n'));
+      // However the kernel spreads them, every new connection meets the new rules.
+      for (let i = 0; i < 6; i++) assert.match((await curl('-H', 'Host: late.test', `http://${SERVER}/`)).stderr, /reset by peer/i);
     } finally {
       await stop(proxy);
     }
