@@ -1441,4 +1441,12 @@ export const MUTATIONS: Mutation[] = [
     specs: ['proxy-rules.test.js'],
     runtime: 'linux',
   },
+  {
+    name: 'rules-udp-blocked-flow-forgotten',
+    intent: "a blocked UDP flow is not remembered: each of its datagrams is sniffed and decided again",
+    file: 'lib/proxy/udp-relay.ts',
+    edits: [{ find: '    if (last === undefined) return false;', replace: '    if (last === undefined || last >= 0) return false;' }],
+    specs: ['udp-rules.test.js'],
+    runtime: 'linux',
+  },
 ];
