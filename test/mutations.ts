@@ -1449,4 +1449,12 @@ export const MUTATIONS: Mutation[] = [
     specs: ['udp-rules.test.js'],
     runtime: 'linux',
   },
+  {
+    name: 'rules-windows-file-change-ignored',
+    intent: 'on Windows (no SIGHUP) a change of the rules file is not watched, so the rules are never read again',
+    file: 'lib/proxy/cli.ts',
+    edits: [{ find: '  if (!RELOAD_SIGNAL) rules.watch(reload);', replace: "  if (!RELOAD_SIGNAL && rules.file === '') rules.watch(reload);" }],
+    specs: ['wfp-sim-rules.test.js'],
+    runtime: 'win32',
+  },
 ];
