@@ -1457,4 +1457,12 @@ export const MUTATIONS: Mutation[] = [
     specs: ['wfp-sim-rules.test.js'],
     runtime: 'win32',
   },
+  {
+    name: 'rules-windows-blocked-flow-by-destination',
+    intent: "Windows: a blocked UDP flow's later datagrams (without a context) are not known as its own, and are logged as nobody's",
+    file: 'lib/proxy/udp-relay.ts',
+    edits: [{ find: '        if (this.isBlocked(client)) return;', replace: "        if (this.isBlocked(client) && client === '') return;" }],
+    specs: ['wfp-sim-rules.test.js'],
+    runtime: 'win32',
+  },
 ];

@@ -5,6 +5,7 @@
 // block: a reset), and a change of the file (Windows has no SIGHUP) reads the
 // rules again, a bad new file leaving the old in force. Pending off Windows.
 import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
@@ -12,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSockaddr, type ConnectionLog } from '..';
 import { isWindows } from './helpers';
+import { clientHelloMessage, cryptoFrame, protectedInitial, serverNameExtension } from './sniff-helpers';
 import { askProxy, CLI, echoServer, start, stop, type Running } from './proxy-process';
 
 const PRELOAD = join(__dirname, 'fixtures', 'wfp-sim-preload.js');
@@ -96,6 +98,62 @@ describe('--config in Windows node.exe, against a simulated WFP redirect service
       assert.ok(proxy.stderr.some((text) => text.includes('rules[0].port: wants a port number')), proxy.stderr.join('\n'));
       assert.deepEqual(await redirectedClient(proxy, portOf(open), 'GET / HTTP/1.1\r\nHost: fine.test\r\n\r\n', Buffer.from('records-5')), { echoed: '', ended: 'ECONNRESET' }, 'the good rules stay in force');
     } finally {
+      await stop(proxy);
+      open.close();
+      closed.close();
+    }
+  });
+
+  it('UDP: each flow decided at its first datagram (the one with the context): direct relayed, blocked by port or by a QUIC Initial\'s name dropped, its later datagrams (no context) dropped with it, one line per blocked flow', async function () {
+    const reflector = async () => {
+      const server = dgram.createSocket('udp4');
+      server.on('message', (data, rinfo) => server.send(Buffer.from(data).reverse(), rinfo.port, rinfo.address));
+      await new Promise<void>((resolve) => server.bind(0, '127.0.0.1', resolve));
+      return server;
+    };
+    const [open, closed] = await Promise.all([reflector(), reflector()]);
+    const file = join(dir, 'udp-rules.json');
+    writeFileSync(file, JSON.stringify({ rules: [{ protocol: 'udp', port: closed.address().port, action: 'block', name: 'udp-closed' }, { domain: 'quic.blocked.test', action: 'block', name: 'no-quic' }] }));
+    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--transparent', '--udp', '--config', file, '--log', 'json'], /relaying UDP on .*:(\d+)$/, { ipc: true });
+    const sockets: dgram.Socket[] = [];
+    try {
+      /** A redirected flow to `server`: sends each payload, and says for each whether the reversed bytes came back. */
+      const flow = async (server: dgram.Socket, payloads: Buffer[]) => {
+        const socket = dgram.createSocket('udp4');
+        sockets.push(socket);
+        await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+        const context = encodeSockaddr({ address: '127.0.0.1', port: server.address().port });
+        await askProxy(proxy, { udpRedirect: { peerAddress: '127.0.0.1', peerPort: socket.address().port, records: Buffer.from('udp-records').toString('base64'), context: context.toString('base64') } });
+        const answered: boolean[] = [];
+        for (const payload of payloads) {
+          const reply = new Promise<boolean>((resolve) => {
+            const timer = setTimeout(() => resolve(false), 700);
+            socket.once('message', (data) => {
+              clearTimeout(timer);
+              resolve(data.equals(Buffer.from(payload).reverse()));
+            });
+          });
+          socket.send(payload, proxy.port, '127.0.0.1');
+          answered.push(await reply);
+        }
+        return { port: socket.address().port, answered };
+      };
+      const three = [Buffer.from('one'), Buffer.from('two'), Buffer.from('three')];
+      const direct = await flow(open, three);
+      const byPort = await flow(closed, three);
+      const initial = protectedInitial(cryptoFrame(0, clientHelloMessage([serverNameExtension('quic.blocked.test')])));
+      const byName = await flow(open, [initial, Buffer.from('after')]);
+      assert.deepEqual([direct.answered, byPort.answered, byName.answered], [[true, true, true], [false, false, false], [false, false]]);
+      await waitFor(() => logsOf(proxy).filter((entry) => (entry as { end?: string }).end === 'blocked').length >= 2, proxy, 'two blocked lines');
+      const logs = logsOf(proxy) as Array<ConnectionLog & { end?: string }>;
+      const of = (port: number) => logs.filter((entry) => entry.client === `127.0.0.1:${port}`);
+      assert.deepEqual(of(byPort.port).map((entry) => [entry.end, entry.rule, entry.error]), [['blocked', 'udp-closed', 'ERR_PROXY_BLOCKED']], JSON.stringify(logs));
+      assert.deepEqual(of(byName.port).map((entry) => [entry.end, entry.rule, entry.domain, entry.learned]), [['blocked', 'no-quic', 'quic.blocked.test', 'quic']]);
+      assert.ok(!logs.some((entry) => entry.error === 'ERR_NOT_REDIRECTED'), 'a blocked flow\'s later datagrams are not "nobody redirected"');
+      const { sends } = await askProxy<{ sends: Array<{ port: number }> }>(proxy, { udpSends: true });
+      assert.ok(!sends.some((call) => call.port === closed.address().port), 'nothing was sent to the blocked destination');
+    } finally {
+      for (const socket of sockets) socket.close();
       await stop(proxy);
       open.close();
       closed.close();

@@ -355,15 +355,20 @@ export class UdpRelay {
     let flow: Flow | undefined;
     if (this.byClient && !rinfo.redirectContext) {
       flow = this.flowOfClient.get(client);
-      if (!flow) return this.drop(rinfo, 'ERR_NOT_REDIRECTED');
+      if (!flow) {
+        // A blocked flow's later datagrams: known by their client, as an open flow's are.
+        if (this.isBlocked(client)) return;
+        return this.drop(rinfo, 'ERR_NOT_REDIRECTED');
+      }
     } else {
       const destination = this.destinationOf(rinfo);
       if (typeof destination === 'string') return this.drop(rinfo, destination);
       const key = `${client} ${formatEndpoint(destination.address, destination.port)}`;
       flow = this.flows.get(key);
       if (!flow) {
-        if (this.isBlocked(key)) return;
-        const route = this.routeOf(data, rinfo, destination, key);
+        // Windows: a datagram with a context is a new redirect, decided afresh; a blocked one is remembered by its client.
+        if (!this.byClient && this.isBlocked(key)) return;
+        const route = this.routeOf(data, rinfo, destination, this.byClient ? client : key);
         if (route === undefined) return;
         flow = this.open(key, rinfo, destination, route);
       }
@@ -398,9 +403,10 @@ export class UdpRelay {
    * A new flow's route: its QUIC name (sniffed from this first datagram only,
    * when the rules or `sniff` want one) and the rules' word. Undefined when a
    * rule blocks it: remembered, logged (rate-limited) and dropped.
-   * `process`: the process behind the flow, where it is known.
+   * `process`: the process behind the flow, where it is known. `blockKey`:
+   * what a blocked flow is remembered by (its key; Windows: its client).
    */
-  private routeOf(data: Buffer, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }, key: string, process?: ProcessInfo): FlowRoute | undefined {
+  private routeOf(data: Buffer, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }, blockKey: string, process?: ProcessInfo): FlowRoute | undefined {
     const rules = this.options.rules;
     let domain: string | undefined;
     let learned: FlowRoute['learned'];
@@ -411,10 +417,14 @@ export class UdpRelay {
     }
     if (!rules) return { via: this.via, domain, learned, rule: undefined };
     const { label, action } = rules.match({ protocol: 'udp', address: destination.address, port: destination.port, domain, process });
+    this.blocked.delete(blockKey);
     if (action.kind !== 'block') return { via: action.kind === 'via' ? action.upstream : undefined, domain, learned, rule: label };
     ++this.dropped;
+    // Windows: the client's earlier flow must not take the datagrams of this redirect (they come without a context).
+    const previous = this.byClient ? this.flowOfClient.get(blockKey) : undefined;
+    if (previous) this.end(previous, 'replaced');
     if (this.blocked.size >= this.options.maxFlows) this.blocked.delete(this.blocked.keys().next().value!);
-    this.blocked.set(key, Date.now());
+    this.blocked.set(blockKey, Date.now());
     if (this.report(`block:${label}`, `UDP flows blocked by ${label}`)) {
       this.options.log({
         id: ++this.nextId, protocol: 'udp', client: formatEndpoint(rinfo.address, rinfo.port), destination: formatEndpoint(destination.address, destination.port),
