@@ -276,6 +276,7 @@ export class TransparentProxy {
     if (options.sniff !== undefined && typeof options.sniff !== 'boolean' && (options.sniff === null || typeof options.sniff !== 'object')) {
       throw invalidArgType('options.sniff', 'a boolean or { maxBytes, timeoutMs }', options.sniff);
     }
+    if (options.rules !== undefined && (options.rules === null || typeof options.rules.match !== 'function')) throw invalidArgType('options.rules', 'a RuleSet or RuleMatcher', options.rules);
     for (const name of ['log', 'logStart', 'route', 'warn'] as const) {
       if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
     }
