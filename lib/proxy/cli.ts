@@ -14,7 +14,7 @@ import { formatter, type LogEntry } from './log-format';
 import { type Destination, type DestinationSource, TransparentProxy } from './tcp-proxy';
 import { type UdpDestinationSource, UdpRelay } from './udp-relay';
 import { LISTENING, RELOAD, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
-import { ConfigError, describeVerdict, ExplainQueryError, loadConfig, parseExplainQuery, RuleMatcher, RuleSet } from './rules';
+import { ConfigError, describeVerdict, ExplainQueryError, loadConfig, parseExplainQuery, RuleMatcher, RuleSet } from './rules/index';
 
 /**
  * What stops the proxy gracefully: Ctrl+C and SIGTERM everywhere; on Windows
