@@ -74,7 +74,7 @@ export {
   type RuleAction,
   type MatchFacts,
   type Verdict,
-} from './proxy/rules';
+} from './proxy/rules/index';
 export {
   UdpRelay,
   type UdpRelayOptions,
