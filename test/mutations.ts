@@ -1465,4 +1465,12 @@ export const MUTATIONS: Mutation[] = [
     specs: ['wfp-sim-rules.test.js'],
     runtime: 'win32',
   },
+  {
+    name: 'rules-route-hook-not-told-the-rule',
+    intent: 'the route hook is asked without the rule that decided',
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: 'sniffed, process: entry.process, rule: entry.rule };', replace: 'sniffed, process: entry.process, rule: entry.rule && undefined };' }],
+    specs: ['tcp-rules.test.js'],
+    runtime: 'linux',
+  },
 ];
