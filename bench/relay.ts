@@ -418,8 +418,9 @@ function report(rows: Row[]): void {
       console.log(`--transparent / --upstream connections/s = ${(transparentRow.perSecond / upstream.perSecond).toFixed(2)} (not a goal: netfilter's lookup, on Linux)`);
     }
     const ruled = byName('wfp-redirect-proxy --transparent --config');
-    if (transparentRow && ruled) {
-      const value = ruled.perSecond / transparentRow.perSecond;
+    const plain = exactly('wfp-redirect-proxy --transparent');
+    if (plain && ruled) {
+      const value = ruled.perSecond / plain.perSecond;
       goals.rulesOverTransparent = value;
       console.log(`--transparent --config (1,000 rules) / --transparent connections/s = ${value.toFixed(2)} (aim: >= 0.95)`);
     }
