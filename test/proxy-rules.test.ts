@@ -86,8 +86,8 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
   });
 
   before(async function () {
-    const missing = ['curl', 'openssl', 'danted'].find((tool) => spawnSync('which', [tool]).status !== 0);
-    const reason = missing ? `${missing} is not installed` : (addNetworkNamespace(CLIENT_NS, ['iptables']) ?? addNetworkNamespace(SERVER_NS));
+    const missing = process.platform === 'linux' ? ['curl', 'openssl', 'danted'].find((tool) => spawnSync('which', [tool]).status !== 0) : undefined;
+    const reason = process.platform !== 'linux' ? 'not Linux' : missing ? `${missing} is not installed` : (addNetworkNamespace(CLIENT_NS, ['iptables']) ?? addNetworkNamespace(SERVER_NS));
     if (reason) {
       console.warn(`    !!! THE --config END-TO-END TESTS WERE NOT RUN: ${reason}`);
       this.skip();
