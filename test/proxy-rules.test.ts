@@ -20,6 +20,7 @@ import { clientHelloMessage, cryptoFrame, protectedInitial, serverNameExtension 
 const CLIENT_NS = `wfp-rules-c-${process.pid}`;
 const SERVER_NS = `wfp-rules-s-${process.pid}`;
 const SERVER = '10.88.0.2';
+const SERVER6 = 'fd88::2';
 const DANTE_OUT = '10.88.0.3';
 const UDP_CLIENT = '10.88.0.5';
 const PROXY_PORT = 7171;
@@ -71,23 +72,22 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
   let dante: ChildProcess | undefined;
   let dir: string;
 
-  const startProxy = (config: object, extra: string[] = []) => {
+  /** The proxy in the client namespace with `config`; by default also relaying UDP, on 0.0.0.0 (`dualStack`: TCP alone, on [::]). */
+  const startProxy = async (config: object, extra: string[] = [], dualStack = false) => {
     const file = join(dir, `rules-${Math.random().toString(36).slice(2)}.json`);
     writeFileSync(file, JSON.stringify(config));
-    return startWith(file, extra);
-  };
-  const startWith = async (file: string, extra: string[] = []) => ({
-    file,
-    proxy: await start(
-      ['netns', 'exec', CLIENT_NS, process.execPath, CLI, '--listen', `0.0.0.0:${PROXY_PORT}`, '--transparent', '--udp', '--mark', MARK, '--config', file, '--log', 'json', ...extra],
-      /relaying UDP on .*:(\d+)$/,
+    const listen = dualStack ? ['--listen', `[::]:${PROXY_PORT}`] : ['--listen', `0.0.0.0:${PROXY_PORT}`, '--udp'];
+    const proxy = await start(
+      ['netns', 'exec', CLIENT_NS, process.execPath, CLI, ...listen, '--transparent', '--mark', MARK, '--config', file, '--log', 'json', ...extra],
+      dualStack ? /listening on .*:(\d+)$/ : /relaying UDP on .*:(\d+)$/,
       { command: 'ip' },
-    ),
-  });
+    );
+    return { file, proxy };
+  };
 
   before(async function () {
     const missing = process.platform === 'linux' ? ['curl', 'openssl', 'danted'].find((tool) => spawnSync('which', [tool]).status !== 0) : undefined;
-    const reason = process.platform !== 'linux' ? 'not Linux' : missing ? `${missing} is not installed` : (addNetworkNamespace(CLIENT_NS, ['iptables']) ?? addNetworkNamespace(SERVER_NS));
+    const reason = process.platform !== 'linux' ? 'not Linux' : missing ? `${missing} is not installed` : (addNetworkNamespace(CLIENT_NS, ['iptables', 'ip6tables']) ?? addNetworkNamespace(SERVER_NS));
     if (reason) {
       console.warn(`    !!! THE --config END-TO-END TESTS WERE NOT RUN: ${reason}`);
       this.skip();
@@ -101,6 +101,9 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
     inClient(['ip', 'addr', 'add', '10.88.0.1/24', 'dev', 'wfprules0']);
     for (const address of [DANTE_OUT, UDP_CLIENT]) inClient(['ip', 'addr', 'add', `${address}/32`, 'dev', 'wfprules0']);
     inServer(['ip', 'addr', 'add', `${SERVER}/24`, 'dev', 'wfprules1']);
+    inClient(['ip', '-6', 'addr', 'add', 'fd88::1/64', 'dev', 'wfprules0', 'nodad']);
+    inServer(['ip', '-6', 'addr', 'add', `${SERVER6}/64`, 'dev', 'wfprules1', 'nodad']);
+    inClient(['ip6tables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', SERVER6, '-m', 'mark', '!', '--mark', MARK, '-j', 'REDIRECT', '--to-ports', String(PROXY_PORT)]);
     // TCP: every client connection to the server, but not the proxy's own (marked) nor dante's (from DANTE_OUT).
     inClient(['iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', SERVER, '!', '-s', DANTE_OUT, '-m', 'mark', '!', '--mark', MARK, '-j', 'REDIRECT', '--to-ports', String(PROXY_PORT)]);
     // UDP: the UDP client's datagrams, marked, routed back in through lo and diverted by TPROXY.
@@ -173,6 +176,27 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
       assert.deepEqual([by('x.ads.test').learned, by('x.ads.test').rule, by('x.ads.test').error], ['sni', 'no-ads', 'ERR_PROXY_BLOCKED']);
       const byPort = log.find((line) => line.destination === `${SERVER}:8080`);
       assert.deepEqual([byPort?.rule, byPort?.error], ['rules[4]', 'ERR_PROXY_BLOCKED']);
+    } finally {
+      await stop(proxy);
+    }
+  });
+
+  it('IPv6 and a dual-stack listener: an IPv6 block matches IPv6 destinations, an IPv4 block the IPv4 connections that reach [::] as ::ffff: addresses', async function () {
+    // The domain rule turns sniffing on, so that a block comes after curl's first bytes: a reset it reports as such, never a failed connect.
+    const { proxy } = await startProxy(
+      { rules: [{ cidr: `${SERVER6}/128`, port: 443, action: 'block', name: 'v6-tls' }, { cidr: 'fd88::/64', action: 'direct', name: 'v6' }, { cidr: '10.88.0.0/24', port: 443, action: 'block', name: 'v4-tls' }, { domain: 'never.test', action: 'block' }] },
+      [],
+      true,
+    );
+    try {
+      assert.equal((await curl('-H', 'Host: six.test', `http://[${SERVER6}]/`)).stdout, 'host=six.test peer=fd88::1');
+      assert.equal((await curl('-H', 'Host: four.test', `http://${SERVER}/`)).stdout, 'host=four.test peer=10.88.0.1');
+      assert.match((await curl('-k', `https://[${SERVER6}]/`)).stderr, /reset by peer/i);
+      assert.match((await curl('-k', `https://${SERVER}/`)).stderr, /reset by peer/i);
+      const log = await lines(proxy, (all) => all.length >= 4);
+      const of = (destination: string) => log.find((line) => line.destination === destination) ?? assert.fail(`no line for ${destination}: ${proxy.stdout.join('\n')}`);
+      assert.deepEqual([of(`[${SERVER6}]:80`).rule, of(`${SERVER}:80`).rule, of(`[${SERVER6}]:443`).rule, of(`${SERVER}:443`).rule], ['v6', 'default', 'v6-tls', 'v4-tls']);
+      assert.match((log.find((line) => line.destination === `${SERVER}:80`) as { client?: string }).client ?? '', /^\[::ffff:10\.88\.0\.1\]:/, 'the IPv4 client came in on the dual-stack socket');
     } finally {
       await stop(proxy);
     }
