@@ -172,6 +172,22 @@ function haproxy(threads: number): Contender {
   });
 }
 
+/**
+ * 1,000 rules by address, port and process, none matching the benchmark's
+ * loopback connections (no `domain`: the load's bytes are neither TLS nor
+ * HTTP, and a sniff would measure its timeout, not its cost).
+ */
+function thousandRules(): object {
+  const rules = Array.from({ length: 1000 }, (_, i) => {
+    switch (i % 3) {
+      case 0: return { cidr: [`10.${i % 250}.${(i >> 8) % 250}.0/24`, `fd00:${i.toString(16)}::/32`], action: 'block' };
+      case 1: return { process: [`app${i}`, `/opt/app${i}/bin/app`], via: 'corp' };
+      default: return { cidr: '127.0.0.0/8', port: [i, `${20000 + i}-${20000 + i}`], action: 'block' };
+    }
+  });
+  return { upstreams: { corp: 'socks5://192.0.2.1:1080' }, rules, default: 'direct' };
+}
+
 /** The Linux contenders; `transparent` when the iptables REDIRECT can be set up here (inside the namespace). */
 function linuxContenders(transparent: boolean): Contender[] {
   const node = process.execPath;
@@ -189,6 +205,28 @@ function linuxContenders(transparent: boolean): Contender[] {
         args: [cli, '--listen', `${HOST}:${port}`, '--transparent', '--mark', String(MARK)],
       })),
       // The proxy's own connections carry the mark and pass.
+      redirect: {
+        before(serverPort, proxyPort) {
+          rule = ['OUTPUT', '-p', 'tcp', '-d', HOST, '--dport', String(serverPort), '-m', 'mark', '!', '--mark', String(MARK), '-j', 'REDIRECT', '--to-ports', String(proxyPort)];
+          execFileSync('iptables', ['-t', 'nat', '-A', ...rule]);
+        },
+        after() {
+          execFileSync('iptables', ['-t', 'nat', '-D', ...rule]);
+        },
+      },
+    });
+  }
+  if (transparent) {
+    // The same, deciding each connection by 1,000 rules (none of which matches, so all are tried: the default decides).
+    const config = join(logs, 'rules-1000.json');
+    mkdirSync(logs, { recursive: true });
+    writeFileSync(config, JSON.stringify(thousandRules()));
+    let rule: string[] = [];
+    list.push({
+      ...processContender('wfp-redirect-proxy --transparent --config (1,000 rules)', (port) => ({
+        file: node,
+        args: [cli, '--listen', `${HOST}:${port}`, '--transparent', '--mark', String(MARK), '--config', config],
+      })),
       redirect: {
         before(serverPort, proxyPort) {
           rule = ['OUTPUT', '-p', 'tcp', '-d', HOST, '--dport', String(serverPort), '-m', 'mark', '!', '--mark', String(MARK), '-j', 'REDIRECT', '--to-ports', String(proxyPort)];
@@ -475,6 +513,13 @@ function report(rows: Row[]): void {
           `connections/s ${against.perSecond.toFixed(2)}, p50 ${against.p50.toFixed(2)}x as fast, p99 ${against.p99.toFixed(2)}x ` +
           `(goal, the three throughput figures >= 1.0: ${verdict(lowest >= 1)})`,
       );
+    }
+    const ruled = byName('wfp-redirect-proxy --transparent --config');
+    const plain = exactly('wfp-redirect-proxy --transparent');
+    if (plain && ruled) {
+      const value = ruled.perSecond / plain.perSecond;
+      goals.rulesOverTransparent = value;
+      console.log(`--transparent --config (1,000 rules) / --transparent connections/s = ${value.toFixed(2)} (aim: >= 0.95)`);
     }
     if (workers && haN) {
       const conn = workers.perSecond / haN.perSecond;

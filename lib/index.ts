@@ -59,7 +59,22 @@ export {
   type ConnectionLog,
   type RouteRequest,
   type RouteAnswer,
+  type RuleSource,
 } from './proxy/tcp-proxy';
+export {
+  RuleSet,
+  RuleMatcher,
+  loadConfig,
+  checkConfig,
+  ConfigError,
+  parseExplainQuery,
+  describeVerdict,
+  type RulesConfig,
+  type Rule,
+  type RuleAction,
+  type MatchFacts,
+  type Verdict,
+} from './proxy/rules/index';
 export {
   UdpRelay,
   type UdpRelayOptions,

@@ -87,13 +87,30 @@ Options:
                                decided and each UDP flow opens
   --sniff                      read each TCP connection's first bytes (up to 16 KiB,
                                300 ms) for its domain: a TLS ClientHello's SNI or an
-                               HTTP request's Host; logged, and replayed unchanged
+                               HTTP request's Host; logged, and replayed unchanged.
+                               With --udp: the server name of a QUIC Initial in each
+                               flow's first datagram
+  --config FILE                decide each connection and UDP flow by the rules in
+                               FILE (JSON: "upstreams", "rules", "default"; see the
+                               README): direct, through a named upstream, or block
+                               (TCP: a reset; UDP: the flow dropped). Goes with
+                               --transparent or --context, not --upstream or --via
+                               (name upstreams in the file; "default": {"via": NAME}).
+                               A rule with "domain" turns sniffing on. Linux: SIGHUP
+                               reads FILE again (with --workers, send it to the
+                               primary); Windows: a change of FILE does. A bad new
+                               file is refused on stderr and the old rules stay
+  --explain QUERY              with --config: print the rule that would decide QUERY,
+                               "[tcp|udp] HOST:PORT [process=NAME|PATH] [domain=NAME]"
+                               (HOST an IP address or a domain name), and exit (0;
+                               2 for a bad query or config)
   --process                    name the process behind each connection and UDP
                                flow whose client is on this host (pid, name,
                                path) in the log: Linux through sock_diag and
                                /proc (root, or the same user, to read another
                                user's processes), Windows through the owner-pid
-                               tables; unknown for remote clients
+                               tables; unknown for remote clients. Rules that
+                               name a process look processes up without it
   -h, --help                   this text
   --version                    the package version
 
@@ -130,6 +147,8 @@ const OPTIONS = {
   'log-start': { type: 'boolean' },
   sniff: { type: 'boolean' },
   process: { type: 'boolean' },
+  config: { type: 'string' },
+  explain: { type: 'string' },
   help: { type: 'boolean', short: 'h' },
   version: { type: 'boolean' },
 } as const;
@@ -166,9 +185,11 @@ export interface CliConfig {
   processLookup: boolean;
   /** The upstream proxy every connection goes through. */
   via: Upstream | undefined;
+  /** The rules file (--config). */
+  rulesFile: string | undefined;
 }
 
-export type Parsed = { help: true } | { version: true } | { config: CliConfig };
+export type Parsed = { help: true } | { version: true } | { explain: { file: string; query: string } } | { config: CliConfig };
 
 /**
  * parseArgs, with two things it does not do: a value that looks like a
@@ -262,6 +283,15 @@ function viaOption(text: string | undefined): Upstream | undefined {
   }
 }
 
+/** --config: rules decide per connection where it goes, so neither one fixed destination nor one upstream for all. */
+function configOption(values: Values): string | undefined {
+  if (values.config === undefined) return undefined;
+  if (values.upstream !== undefined) throw new UsageError('--config decides by each connection\'s original destination; with --upstream every connection goes to one place: use --transparent or --context');
+  if (values.via !== undefined) throw new UsageError('--config with --via: name the upstream in the config file ("upstreams") and send everything else through it with "default": { "via": NAME }');
+  if (values.config === '') throw new UsageError('--config wants a file name');
+  return values.config;
+}
+
 function udpOptions(values: Values, listen: Destination): CliConfig['udp'] {
   const names = ['udp-idle-timeout', 'max-udp-flows', 'max-udp-flows-per-source'] as const;
   if (values.udp && values.via !== undefined && /^http:/i.test(values.via)) {
@@ -289,6 +319,10 @@ export function parseCli(argv: string[], platform: { windows8: () => boolean; si
   const { values } = parseOptions(argv);
   if (values.help) return { help: true };
   if (values.version) return { version: true };
+  if (values.explain !== undefined) {
+    if (values.config === undefined) throw new UsageError('--explain needs --config FILE: the rules to explain');
+    return { explain: { file: values.config, query: values.explain } };
+  }
   if (values.listen === undefined) throw new UsageError('--listen HOST:PORT is required');
   const listen = endpoint(values.listen, '--listen');
   const log = values.log ?? 'text';
@@ -312,6 +346,7 @@ export function parseCli(argv: string[], platform: { windows8: () => boolean; si
       sniff: values.sniff ?? false,
       processLookup: values.process ?? false,
       via: viaOption(values.via),
+      rulesFile: configOption(values),
     },
   };
 }

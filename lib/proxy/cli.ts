@@ -13,7 +13,8 @@ import { LineWriter, survivesItsReader } from './line-writer';
 import { formatter, type LogEntry } from './log-format';
 import { type Destination, type DestinationSource, TransparentProxy } from './tcp-proxy';
 import { type UdpDestinationSource, UdpRelay } from './udp-relay';
-import { LISTENING, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
+import { LISTENING, RELOAD, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
+import { ConfigError, describeVerdict, ExplainQueryError, loadConfig, parseExplainQuery, RuleMatcher, RuleSet } from './rules/index';
 
 /**
  * What stops the proxy gracefully: Ctrl+C and SIGTERM everywhere; on Windows
@@ -61,21 +62,67 @@ export async function main(argv: string[]): Promise<number> {
 async function run(argv: string[], lines: LineWriter): Promise<number> {
   let config: CliConfig;
   let relays: Relays;
+  let rules: RuleSet | undefined;
   try {
     const parsed = parseCli(argv, { windows8: isSupported, singleExecutable: isSingleExecutable() });
     if ('help' in parsed) return void process.stdout.write(HELP), 0;
     if ('version' in parsed) return void process.stdout.write(`${packageVersion()}\n`), 0;
+    if ('explain' in parsed) return explain(parsed.explain.file, parsed.explain.query);
     config = parsed.config;
-    if (config.workers > 1 && cluster.isPrimary) return runPrimary({ count: config.workers, listen: config.listen, signals: SHUTDOWN_SIGNALS, say, shutdownTimeout: config.shutdownTimeout });
-    relays = build(config, lines);
+    // Checked here, before any worker starts: a bad file stops the start with its reason.
+    rules = config.rulesFile === undefined ? undefined : new RuleSet(config.rulesFile, { udp: config.udp !== undefined });
+    if (config.workers > 1 && cluster.isPrimary) {
+      return runPrimary({ count: config.workers, listen: config.listen, signals: SHUTDOWN_SIGNALS, say, shutdownTimeout: config.shutdownTimeout, reload: rules !== undefined && RELOAD_SIGNAL !== undefined });
+    }
+    relays = build(config, lines, rules);
   } catch (error) {
     const known = error instanceof UsageError || (error as { code?: string }).code?.startsWith('ERR_PARSE_ARGS');
     process.stderr.write(`wfp-redirect-proxy: ${(error as Error).message}\n${known ? 'Try --help.\n' : ''}`);
     return 2;
   }
   if (!(await start(relays, config))) return 1;
+  const stopReloading = rules ? reloadOn(rules) : () => {};
   const signal = await stopSignal();
+  stopReloading();
   return stop(relays, config, lines, signal);
+}
+
+/** --explain: the rule that would decide a described connection, on stdout; 0, or 2 for a bad query or config. */
+function explain(file: string, query: string): number {
+  try {
+    const matcher = new RuleMatcher(loadConfig(file));
+    process.stdout.write(`${describeVerdict(matcher.match(parseExplainQuery(query)))}\n`);
+    return 0;
+  } catch (error) {
+    if (!(error instanceof ConfigError || error instanceof ExplainQueryError)) throw error;
+    process.stderr.write(`wfp-redirect-proxy: ${error.message}\n`);
+    return 2;
+  }
+}
+
+/** What reads the rules again: SIGHUP, except on Windows, where SIGHUP is the console closing (a shutdown) and a change of the file does. */
+const RELOAD_SIGNAL: NodeJS.Signals | undefined = process.platform === 'win32' ? undefined : 'SIGHUP';
+
+/** Reads the rules again on SIGHUP (a worker: on the primary's word), or on Windows on a change of the file; returns what stops that. */
+function reloadOn(rules: RuleSet): () => void {
+  const reload = () => {
+    try {
+      const { config } = rules.reload();
+      say(`reloaded ${rules.file}: ${config.rules.length} rule(s); new connections and flows follow them`);
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      say(`not reloaded, the rules in force stay: ${error.message}`);
+    }
+  };
+  const onMessage = (message: { type?: string }) => message?.type === RELOAD && reload();
+  if (workerNumber() !== undefined) process.on('message', onMessage);
+  else if (RELOAD_SIGNAL) process.on(RELOAD_SIGNAL, reload);
+  if (!RELOAD_SIGNAL) rules.watch(reload);
+  return () => {
+    process.off('message', onMessage);
+    if (RELOAD_SIGNAL) process.off(RELOAD_SIGNAL, reload);
+    rules.unwatch();
+  };
 }
 
 interface Relays {
@@ -103,7 +150,7 @@ function originalDestination(layout: ContextLayout, withoutContext: Destination 
 }
 
 /** The relays the configuration asks for, not yet listening. */
-function build(config: CliConfig, lines: LineWriter): Relays {
+function build(config: CliConfig, lines: LineWriter, rules: RuleSet | undefined): Relays {
   const worker = workerNumber();
   const line = formatter({ format: config.log, worker, records: process.platform === 'win32' });
   const log = (entry: LogEntry) => lines.write(line(entry));
@@ -122,6 +169,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
     sniff: config.sniff,
     processLookup: config.processLookup,
     via: config.via,
+    rules,
     log,
     logStart,
     mark,
@@ -131,7 +179,7 @@ function build(config: CliConfig, lines: LineWriter): Relays {
   // A UDP flow's datagrams must all reach the one process holding its outbound socket: worker 1 relays UDP.
   if (!config.udp || (worker ?? 1) !== 1) return { tcp, udp: undefined };
   const destination: UdpDestinationSource = mode.kind === 'upstream' ? mode : { kind: 'original', layout: mode.layout };
-  const udp = new UdpRelay({ listen, destination, ...config.udp, log, logStart, mark, warn: say, via: config.via, processLookup: config.processLookup });
+  const udp = new UdpRelay({ listen, destination, ...config.udp, log, logStart, mark, warn: say, via: config.via, rules, sniff: config.sniff, processLookup: config.processLookup });
   return { tcp, udp };
 }
 
@@ -144,7 +192,8 @@ function describeMode(config: CliConfig): string {
       : process.platform === 'win32'
         ? `to their original destinations, from the WFP redirect context (layout ${mode.layout})`
         : 'to their original destinations, from netfilter';
-  return `${where}${config.via ? ` through ${config.via.display}` : ''}${config.mark === undefined ? '' : `, outbound marked ${config.mark}`}`;
+  const rules = config.rulesFile === undefined ? '' : `, decided by the rules in ${config.rulesFile}`;
+  return `${where}${config.via ? ` through ${config.via.display}` : ''}${rules}${config.mark === undefined ? '' : `, outbound marked ${config.mark}`}`;
 }
 
 /** Times a port the OS picked for TCP (--listen ...:0) is given up for another when UDP finds it taken. */

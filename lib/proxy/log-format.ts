@@ -28,8 +28,10 @@ export function formatter({ format, worker, records }: LogFormat): (entry: LogEn
   return (entry, event = 'end') => {
     const domain = 'domain' in entry && entry.domain !== undefined ? ` (${entry.domain}, ${entry.learned})` : '';
     const via = 'via' in entry && entry.via !== undefined ? ` via ${entry.via}` : '';
-    const process = entry.process ? ` process=${processName(entry.process.name)}[${entry.process.pid}]` : '';
-    const head = `${new Date().toISOString()}${who} ${'protocol' in entry ? 'udp#' : '#'}${entry.id} ${entry.client} -> ${entry.destination ?? '?'}${domain}${via}${process}`;
+    const owner = entry.process ? ` process=${processName(entry.process.name)}[${entry.process.pid}]` : '';
+    // A rule's own name may hold spaces: quoted then, so that a line still splits into its fields.
+    const rule = entry.rule === undefined ? '' : ` rule=${/^[\w.\-[\]]+$/.test(entry.rule) ? entry.rule : JSON.stringify(entry.rule)}`;
+    const head = `${new Date().toISOString()}${who} ${'protocol' in entry ? 'udp#' : '#'}${entry.id} ${entry.client} -> ${entry.destination ?? '?'}${domain}${via}${owner}${rule}`;
     if (event === 'start') return `${head} start\n`;
     const recordSize = records ? ` records=${entry.records}` : '';
     if ('protocol' in entry) {

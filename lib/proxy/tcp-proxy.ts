@@ -14,6 +14,7 @@ import { parseUpstream, type Upstream } from '../upstream/url';
 import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
+import type { MatchFacts, Verdict } from './rules/matcher';
 
 export { formatEndpoint } from './endpoints';
 
@@ -81,6 +82,15 @@ export interface ProxyOptions {
    */
   via?: string | Upstream | undefined;
   /**
+   * Rules (the CLI's --config; lib/proxy/rules' RuleSet or RuleMatcher),
+   * asked per connection before the route hook: direct, through an upstream
+   * (in place of `via`), or block (the client gets a reset, logged
+   * ERR_PROXY_BLOCKED). Where a rule wants a domain, connections are sniffed
+   * even without `sniff`. Read per connection: a reloaded set applies to new
+   * connections only.
+   */
+  rules?: RuleSource | undefined;
+  /**
    * Linux: listen with SO_REUSEPORT, so that several processes can each have a
    * socket on the same port and the kernel spreads connections among them
    * (what the CLI's --workers does). Default false.
@@ -101,6 +111,15 @@ export interface ProxyOptions {
   warn?: ((message: string) => void) | undefined;
 }
 
+/** What the proxy asks of its rules. */
+export interface RuleSource {
+  match(facts: MatchFacts): Verdict;
+  /** Whether any rule wants a domain: connections are then sniffed. */
+  readonly wantsDomain: boolean;
+  /** Whether any rule names a process: connections' processes are then looked up. */
+  readonly wantsProcess: boolean;
+}
+
 export interface RouteRequest {
   /**
    * The accepted connection, paused. Nothing has been read from it, unless
@@ -112,9 +131,13 @@ export interface RouteRequest {
   records: Buffer | undefined;
   /** With `sniff`: the name the connection's first bytes gave (TLS SNI, HTTP Host), and how. */
   domain: string | undefined;
+  /** How `domain` was learned ('none' when sniffed without a name; undefined when not sniffed). */
+  learned: Learned | undefined;
   sniffed: StreamSniff | undefined;
-  /** With `processLookup`: the process behind the connection, where its client is on this host and it is known. */
+  /** With `processLookup` (or rules that name a process): the process behind the connection, where its client is on this host and it is known. */
   process?: ProcessInfo | undefined;
+  /** With `rules`: the rule that decided (its name, its path like rules[2], or "default"); the answer then carries its upstream, if any. */
+  rule: string | undefined;
 }
 
 /** Go to `host:port` (through the upstream `via`, when given; `null` for none even where the proxy has one), refuse (null), or go on as planned. */
@@ -138,8 +161,10 @@ export interface ConnectionLog {
   learned?: Learned;
   /** The upstream proxy the connection went through, without credentials. */
   via?: string;
-  /** With `processLookup`: the process behind the connection, where known. */
+  /** The process behind the connection, where it is known. */
   process?: ProcessInfo;
+  /** With `rules`: the rule that decided (its name, rules[N], or "default"). */
+  rule?: string;
   records: number;
   bytesUp: number;
   bytesDown: number;
@@ -180,6 +205,9 @@ function unmappedHost(address: string): string {
 const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE', 'WSAEMFILE', 'WSAENOBUFS', 'ENOBUFS']);
 
 
+/** A connection a rule blocks: its client gets a reset. */
+const BLOCKED = 'ERR_PROXY_BLOCKED';
+
 const NO_RECORDS = new Set<string>(['WSAEINVAL', 'WSAEOPNOTSUPP', 'WSAENOPROTOOPT']);
 
 
@@ -203,8 +231,8 @@ export class TransparentProxy {
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
 
-  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff' | 'via' | 'processLookup'>> &
-    Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart'> & { sniff: SniffStreamOptions | undefined };
+  private readonly options: Required<Omit<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'sniff' | 'via' | 'processLookup' | 'rules'>> &
+    Pick<ProxyOptions, 'route' | 'mark' | 'reusePort' | 'logStart' | 'rules'> & { sniff: SniffStreamOptions | undefined };
   /**
    * This proxy's open outbound connections, as "local -> remote" endpoint
    * pairs: an inbound connection from such a local endpoint, going to that
@@ -223,6 +251,8 @@ export class TransparentProxy {
   private listening: net.AddressInfo | undefined;
   /** With `processLookup`: the lookup, with its cache. */
   private readonly processes: ProcessLookup | undefined;
+  /** processLookup: every connection's process, not only while a rule names one. */
+  private readonly lookUpAlways: boolean;
   /** With `processLookup`: the process id a resolver's answer carried (a `wfpr` context's), per connection. */
   private readonly contextPids = new WeakMap<net.Socket, number>();
 
@@ -244,7 +274,8 @@ export class TransparentProxy {
     if (options.mark !== undefined) checkMark(options.mark);
     this.via = options.via === undefined ? undefined : parseUpstream(options.via);
     // Bounded well inside the route deadline (a connection may need two lookups): a slow lookup makes the process unknown, never the connection fail.
-    this.processes = options.processLookup ? new ProcessLookup({ timeoutMs: Math.max(1, Math.min(1000, Math.floor(this.options.routeTimeout / 4))) }) : undefined;
+    this.lookUpAlways = options.processLookup === true;
+    this.processes = options.processLookup || options.rules ? new ProcessLookup({ timeoutMs: Math.max(1, Math.min(1000, Math.floor(this.options.routeTimeout / 4))) }) : undefined;
     this.loops = new RateLimitedReport((count, first) =>
       this.options.warn(
         first
@@ -268,6 +299,7 @@ export class TransparentProxy {
     if (options.sniff !== undefined && typeof options.sniff !== 'boolean' && (options.sniff === null || typeof options.sniff !== 'object')) {
       throw invalidArgType('options.sniff', 'a boolean or { maxBytes, timeoutMs }', options.sniff);
     }
+    if (options.rules !== undefined && (options.rules === null || typeof options.rules.match !== 'function')) throw invalidArgType('options.rules', 'a RuleSet or RuleMatcher', options.rules);
     for (const name of ['log', 'logStart', 'route', 'warn'] as const) {
       if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
     }
@@ -428,13 +460,17 @@ export class TransparentProxy {
     }
     // The lookup runs while the sniff waits for the client's first bytes.
     const looking = this.processOf(inbound, destination);
-    const sniffed = this.options.sniff ? await sniffStream(inbound, this.options.sniff) : undefined;
+    const rules = this.options.rules;
+    const sniffing = this.options.sniff ?? (rules?.wantsDomain ? {} : undefined);
+    const sniffed = sniffing ? await sniffStream(inbound, sniffing) : undefined;
     if (sniffed) Object.assign(entry, learnedFrom(sniffed));
     const process = await looking;
     if (process) entry.process = process;
     let via = this.via;
+    if (rules) via = this.ruled(rules, destination, entry);
     if (this.options.route) {
-      ({ destination, via } = routed(await this.options.route({ socket: inbound, destination, records, domain: entry.domain, sniffed, process }), destination, via));
+      const request = { socket: inbound, destination, records, domain: entry.domain, learned: entry.learned, sniffed, process: entry.process, rule: entry.rule };
+      ({ destination, via } = routed(await this.options.route(request), destination, via));
       entry.destination = formatEndpoint(destination.host, destination.port);
     }
     const next = via ?? destination;
@@ -454,7 +490,8 @@ export class TransparentProxy {
    * carried (`wfpr`) comes first. Never fails: unknown is undefined.
    */
   private async processOf(inbound: net.Socket, destination: Destination): Promise<ProcessInfo | undefined> {
-    if (!this.processes || inbound.remoteAddress === undefined || inbound.remotePort === undefined) return undefined;
+    if (!this.processes || !(this.lookUpAlways || this.options.rules?.wantsProcess)) return undefined;
+    if (inbound.remoteAddress === undefined || inbound.remotePort === undefined) return undefined;
     const fromContext = this.contextPids.get(inbound);
     if (fromContext !== undefined) {
       const named = await describeProcess(fromContext).catch(() => undefined);
@@ -472,6 +509,15 @@ export class TransparentProxy {
       }
     }
     return undefined;
+  }
+
+  /** The rules' word on a connection: the upstream to go through (undefined: direct); throws ERR_PROXY_BLOCKED for a block. */
+  private ruled(rules: RuleSource, destination: Destination, entry: ConnectionLog): Upstream | undefined {
+    const facts: MatchFacts = { protocol: 'tcp', address: destination.host, port: destination.port, domain: entry.domain, process: entry.process };
+    const { label, action } = rules.match(facts);
+    entry.rule = label;
+    if (action.kind === 'block') throw coded(`blocked by ${label}`, BLOCKED);
+    return action.kind === 'via' ? action.upstream : undefined;
   }
 
   /** Opens the outbound connection, carrying `records` (and the mark) where there are any. */
@@ -550,7 +596,9 @@ export class TransparentProxy {
     const fail = (error: unknown) => {
       if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(codeOf(error))) this.descriptors.note();
       entry.error ??= codeOf(error);
-      inbound.destroy();
+      // A blocked connection is refused as a closed port would be: a reset, not an orderly end.
+      if (entry.error === BLOCKED && !inbound.destroyed) inbound.resetAndDestroy();
+      else inbound.destroy();
       outbound?.destroy();
     };
     inbound.on('error', fail);

@@ -18,7 +18,8 @@ import { RedirectUdpSocket, type RedirectedRemoteInfo } from '../udp-socket';
 import { unmapped } from '../sockaddr';
 import { codeOf, formatEndpoint, isInterfaceAddress, isListeningEndpoint } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
-import type { Destination } from './tcp-proxy';
+import type { Destination, RuleSource } from './tcp-proxy';
+import { sniffQuicInitial } from '../sniff/quic';
 import { checkUpstream } from './upstream-check';
 import { AssociatedFlowSocket } from './udp-via';
 import { UpstreamError } from '../upstream/errors';
@@ -69,9 +70,22 @@ export interface UdpRelayOptions {
    * (its start line waits for the lookup). Default off.
    */
   processLookup?: boolean | undefined;
+  /**
+   * Rules (the CLI's --config), asked once per flow at its first datagram:
+   * direct, through a SOCKS5 upstream (in place of `via`), or block (the
+   * flow's datagrams are dropped; logged once per flow, at most one line per
+   * rule every 10 s, the rest counted in `warn`).
+   */
+  rules?: RuleSource | undefined;
+  /**
+   * Read the server name of a QUIC v1 Initial in each flow's first datagram
+   * (one decryption per new flow, none later), for the log and the rules.
+   * Where a rule wants a domain this happens without it. Default off.
+   */
+  sniff?: boolean | undefined;
 }
 
-export type FlowEnd = 'idle' | 'evicted' | 'replaced' | 'shutdown' | 'error' | 'dropped';
+export type FlowEnd = 'idle' | 'evicted' | 'replaced' | 'shutdown' | 'error' | 'dropped' | 'blocked';
 
 export interface FlowLog {
   id: number;
@@ -87,9 +101,25 @@ export interface FlowLog {
   /** With `processLookup`: the process behind the flow, where known. */
   process?: ProcessInfo;
   durationMs: number;
-  /** Why it ended; 'dropped' is a datagram that started no flow (see `error`). */
+  /** Why it ended; 'dropped' is a datagram that started no flow (see `error`); 'blocked' a flow a rule blocked. */
   end: FlowEnd;
   error?: string;
+  /** The server name of the QUIC Initial in the flow's first datagram, when sniffed. */
+  domain?: string;
+  /** 'quic', or 'none' when the first datagram was looked at and gave no name. */
+  learned?: 'quic' | 'none';
+  /** The SOCKS5 upstream the flow went through, without credentials. */
+  via?: string;
+  /** With `rules`: the rule that decided (its name, rules[N], or "default"). */
+  rule?: string;
+}
+
+/** What was decided of a new flow at its first datagram. */
+interface FlowRoute {
+  via: Upstream | undefined;
+  domain: string | undefined;
+  learned: 'quic' | 'none' | undefined;
+  rule: string | undefined;
 }
 
 export interface UdpRelayStats {
@@ -141,7 +171,8 @@ const WHY_DROPPED: Record<string, string> = {
 
 export class UdpRelay {
   readonly socket: RedirectUdpSocket;
-  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark' | 'logStart' | 'via' | 'processLookup'>> & Pick<UdpRelayOptions, 'destination' | 'mark' | 'logStart'>;
+  private readonly options: Required<Omit<UdpRelayOptions, 'destination' | 'mark' | 'logStart' | 'via' | 'processLookup' | 'rules' | 'sniff'>> &
+    Pick<UdpRelayOptions, 'destination' | 'mark' | 'logStart' | 'rules' | 'sniff'>;
   /** The SOCKS5 upstream every flow goes through, if any. */
   private readonly via: Upstream | undefined;
   /** With `processLookup`: the lookup, with its cache. */
@@ -152,6 +183,8 @@ export class UdpRelay {
   private readonly flowsOfSource = new Map<string, Map<string, Flow>>();
   /** Windows: a redirected flow's context comes with its first datagram only; later ones are known by their client. */
   private readonly flowOfClient = new Map<string, Flow>();
+  /** Flows a rule blocked, by key, with when a datagram of each was last dropped (oldest first; at most maxFlows). */
+  private readonly blocked = new Map<string, number>();
   /** The local ports of the flows' outbound sockets, by family: a datagram from one of them is the relay's own, come back. */
   private readonly ownPorts = new Set<string>();
   /** Linux: each datagram names its original destination (TPROXY). */
@@ -172,6 +205,7 @@ export class UdpRelay {
     const { via, processLookup, ...rest } = options;
     this.processes = processLookup ? new ProcessLookup() : undefined;
     this.via = via === undefined ? undefined : parseUpstream(via);
+    if (options.rules !== undefined && (options.rules === null || typeof options.rules.match !== 'function')) throw invalidArgType('options.rules', 'a RuleSet or RuleMatcher', options.rules);
     if (this.via?.protocol === 'http') {
       throw new UpstreamError(`UDP needs a SOCKS5 upstream (UDP ASSOCIATE); ${this.via.display} is HTTP CONNECT, which carries no UDP`, { code: 'ERR_UPSTREAM_URL_INVALID' });
     }
@@ -330,13 +364,23 @@ export class UdpRelay {
     let flow: Flow | undefined;
     if (this.byClient && !rinfo.redirectContext) {
       flow = this.flowOfClient.get(client);
-      if (!flow) return this.drop(rinfo, 'ERR_NOT_REDIRECTED');
+      if (!flow) {
+        // A blocked flow's later datagrams: known by their client, as an open flow's are.
+        if (this.isBlocked(client)) return;
+        return this.drop(rinfo, 'ERR_NOT_REDIRECTED');
+      }
     } else {
       const destination = this.destinationOf(rinfo);
       if (typeof destination === 'string') return this.drop(rinfo, destination);
       const key = `${client} ${formatEndpoint(destination.address, destination.port)}`;
       flow = this.flows.get(key);
-      if (!flow) flow = this.open(key, rinfo, destination);
+      if (!flow) {
+        // Windows: a datagram with a context is a new redirect, decided afresh; a blocked one is remembered by its client.
+        if (!this.byClient && this.isBlocked(key)) return;
+        const route = this.routeOf(data, rinfo, destination, this.byClient ? client : key);
+        if (route === undefined) return;
+        flow = this.open(key, rinfo, destination, route);
+      }
     }
     this.touch(flow);
     const first = flow.log.datagramsUp === 0;
@@ -352,7 +396,55 @@ export class UdpRelay {
     flow.outbound.send(data, flow.destination.port, flow.destination.address, options, done);
   }
 
-  private open(key: string, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }): Flow {
+  /** Whether `key` is a flow a rule blocked that is still live: its datagram is dropped (counted, not logged again). */
+  private isBlocked(key: string): boolean {
+    const last = this.blocked.get(key);
+    if (last === undefined) return false;
+    this.blocked.delete(key);
+    // Idle past the flow timeout: a new flow, decided again (the rules may have been reloaded).
+    if (Date.now() - last > this.options.idleTimeout) return false;
+    this.blocked.set(key, Date.now());
+    ++this.dropped;
+    return true;
+  }
+
+  /**
+   * A new flow's route: its QUIC name (sniffed from this first datagram only,
+   * when the rules or `sniff` want one) and the rules' word. Undefined when a
+   * rule blocks it: remembered, logged (rate-limited) and dropped.
+   * `process`: the process behind the flow, where it is known. `blockKey`:
+   * what a blocked flow is remembered by (its key; Windows: its client).
+   */
+  private routeOf(data: Buffer, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }, blockKey: string, process?: ProcessInfo): FlowRoute | undefined {
+    const rules = this.options.rules;
+    let domain: string | undefined;
+    let learned: FlowRoute['learned'];
+    if (this.options.sniff || rules?.wantsDomain) {
+      const sniffed = sniffQuicInitial(data);
+      domain = sniffed.kind === 'found' ? sniffed.name : undefined;
+      learned = domain === undefined ? 'none' : 'quic';
+    }
+    if (!rules) return { via: this.via, domain, learned, rule: undefined };
+    const { label, action } = rules.match({ protocol: 'udp', address: destination.address, port: destination.port, domain, process });
+    this.blocked.delete(blockKey);
+    if (action.kind !== 'block') return { via: action.kind === 'via' ? action.upstream : undefined, domain, learned, rule: label };
+    ++this.dropped;
+    // Windows: the client's earlier flow must not take the datagrams of this redirect (they come without a context).
+    const previous = this.byClient ? this.flowOfClient.get(blockKey) : undefined;
+    if (previous) this.end(previous, 'replaced');
+    if (this.blocked.size >= this.options.maxFlows) this.blocked.delete(this.blocked.keys().next().value!);
+    this.blocked.set(blockKey, Date.now());
+    if (this.report(`block:${label}`, `UDP flows blocked by ${label}`)) {
+      this.options.log({
+        id: ++this.nextId, protocol: 'udp', client: formatEndpoint(rinfo.address, rinfo.port), destination: formatEndpoint(destination.address, destination.port),
+        datagramsUp: 1, bytesUp: data.length, datagramsDown: 0, bytesDown: 0, records: rinfo.redirectRecords?.length ?? 0, durationMs: 0, end: 'blocked',
+        error: 'ERR_PROXY_BLOCKED', ...(domain === undefined ? {} : { domain }), ...(learned === undefined ? {} : { learned }), ...(process ? { process } : {}), rule: label,
+      });
+    }
+    return undefined;
+  }
+
+  private open(key: string, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }, route: FlowRoute): Flow {
     this.makeRoom(unmapped(rinfo.address));
     const client = formatEndpoint(rinfo.address, rinfo.port);
     // A new redirect from a client whose later datagrams are known by the client alone replaces its flow.
@@ -360,14 +452,17 @@ export class UdpRelay {
     if (previous) this.end(previous, 'replaced');
     const id = ++this.nextId;
     const records = rinfo.redirectRecords;
-    const outbound = this.via
-      ? new AssociatedFlowSocket(this.via, { redirectRecords: records, mark: this.options.mark, handshakeTimeout: undefined })
+    const via = route.via;
+    const outbound = via
+      ? new AssociatedFlowSocket(via, { redirectRecords: records, mark: this.options.mark, handshakeTimeout: undefined })
       : new RedirectUdpSocket({ type: net.isIPv6(destination.address) ? 'udp6' : 'udp4', mark: this.options.mark });
     // The listening socket keeps the process alive; a flow, like its idle timer, does not.
     if (outbound instanceof RedirectUdpSocket) outbound.unref();
     const log: FlowLog = {
       id, protocol: 'udp', client, destination: formatEndpoint(destination.address, destination.port),
       datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, records: records?.length ?? 0, durationMs: 0, end: 'idle',
+      ...(route.domain === undefined ? {} : { domain: route.domain }), ...(route.learned === undefined ? {} : { learned: route.learned }),
+      ...(via ? { via: via.display } : {}), ...(route.rule === undefined ? {} : { rule: route.rule }),
     };
     const flow: Flow = {
       id, key, source: unmapped(rinfo.address), client: { address: rinfo.address, port: rinfo.port }, destination, records, outbound, ownPort: undefined, log,

@@ -19,6 +19,8 @@ import net from 'node:net';
 /** The IPC messages between the primary and a worker. */
 export const LISTENING = 'wfp-redirect:listening';
 export const SHUTDOWN = 'wfp-redirect:shutdown';
+/** --config: read the rules again (the primary got SIGHUP). */
+export const RELOAD = 'wfp-redirect:reload';
 
 /** The number (1 to N) of this process among the workers; undefined outside a worker. */
 export function workerNumber(): number | undefined {
@@ -55,6 +57,8 @@ export interface PrimaryOptions {
   shutdownTimeout: number;
   /** One line about the workers as a whole (stderr). */
   say(message: string): void;
+  /** --config: on SIGHUP, tell every worker to read the rules again (each says how that went). */
+  reload?: boolean | undefined;
 }
 
 /**
@@ -64,7 +68,7 @@ export interface PrimaryOptions {
  * had not exited after `shutdownTimeout` + STOP_GRACE_MS and was killed (one
  * line on stderr names it); 130 after a second signal.
  */
-export async function runPrimary({ count, listen, signals, say, shutdownTimeout }: PrimaryOptions): Promise<number> {
+export async function runPrimary({ count, listen, signals, say, shutdownTimeout, reload }: PrimaryOptions): Promise<number> {
   const port = REUSE_PORT && listen.port === 0 ? await freePort(listen.host) : listen.port;
   const live = new Map<Worker, number>();
   const started = new Set<Worker>();
@@ -135,8 +139,15 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout 
     say(`${signal}: stopping ${live.size} worker(s)`);
     stopAll(signal);
   };
+  // The signal reaches the primary alone (kill PID): each worker is told.
+  const onReload = () => {
+    say(`SIGHUP: telling ${live.size} worker(s) to read the rules again`);
+    for (const worker of live.keys()) if (worker.isConnected()) worker.send({ type: RELOAD });
+  };
   for (const name of signals) process.on(name, onSignal);
+  if (reload) process.on('SIGHUP', onReload);
   await finished;
   for (const name of signals) process.off(name, onSignal);
+  process.off('SIGHUP', onReload);
   return code;
 }

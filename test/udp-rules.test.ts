@@ -1,0 +1,108 @@
+// The UDP relay's rules and QUIC sniffing, in one process on loopback (the
+// relay's fixed-upstream mode; the TPROXY path is in proxy-rules.test.ts):
+// rules asked once per flow, a blocked flow's later datagrams dropped without
+// asking again, blocked flows logged at most once per interval, and a QUIC
+// Initial's server name on the flow's log line.
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import { UdpRelay, type FlowLog } from '..';
+import { checkConfig, RuleMatcher, type MatchFacts } from '../dist/proxy/rules';
+import { clientHelloMessage, cryptoFrame, protectedInitial, serverNameExtension } from './sniff-helpers';
+
+async function socket(): Promise<dgram.Socket> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', resolve));
+  return s;
+}
+
+/** Sends `payload` and resolves to the reply, or undefined after `ms`. */
+function exchange(client: dgram.Socket, port: number, payload: Buffer, ms = 1000): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      client.off('message', onMessage);
+      resolve(undefined);
+    }, ms);
+    const onMessage = (message: Buffer) => {
+      clearTimeout(timer);
+      resolve(message);
+    };
+    client.once('message', onMessage);
+    client.send(payload, port, '127.0.0.1');
+  });
+}
+
+describe('UdpRelay with rules and QUIC sniffing', function () {
+  this.timeout(20_000);
+  let reflector: dgram.Socket;
+  before(async () => {
+    reflector = await socket();
+    reflector.on('message', (message, rinfo) => reflector.send(Buffer.from(message).reverse(), rinfo.port, rinfo.address));
+  });
+  after(() => reflector.close());
+
+  const relayWith = async (rules: ConstructorParameters<typeof UdpRelay>[0]['rules'], logs: FlowLog[], sniff = false) => {
+    const relay = new UdpRelay({
+      listen: { host: '127.0.0.1', port: 0 },
+      destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: reflector.address().port } },
+      rules,
+      sniff,
+      log: (entry) => logs.push({ ...entry }),
+    });
+    const { port } = await relay.listen();
+    return { relay, port };
+  };
+
+  it('a blocked flow: its datagrams dropped, the rules asked once for it, one log line naming the rule; blocked flows beyond the first in an interval are counted, not logged', async function () {
+    const matcher = new RuleMatcher(checkConfig({ rules: [{ protocol: 'udp', port: reflector.address().port, action: 'block', name: 'no-udp' }] }, 'rules.json'));
+    const asked: MatchFacts[] = [];
+    const logs: FlowLog[] = [];
+    const { relay, port } = await relayWith({ wantsDomain: false, wantsProcess: false, match: (facts) => (asked.push(facts), matcher.match(facts)) }, logs);
+    const clients = await Promise.all([socket(), socket(), socket()]);
+    try {
+      for (let i = 0; i < 3; i++) assert.equal(await exchange(clients[0], port, Buffer.from(`datagram ${i}`), 200), undefined);
+      assert.equal(asked.length, 1, 'one flow, asked once');
+      assert.deepEqual([asked[0].protocol, asked[0].address, asked[0].port], ['udp', '127.0.0.1', reflector.address().port]);
+      for (const other of clients.slice(1)) assert.equal(await exchange(other, port, Buffer.from('x'), 200), undefined);
+      assert.equal(asked.length, 3);
+      assert.equal(relay.stats.dropped, 5);
+      assert.equal(relay.stats.flows, 0);
+      assert.equal(logs.length, 1, JSON.stringify(logs));
+      assert.deepEqual([logs[0].end, logs[0].error, logs[0].rule], ['blocked', 'ERR_PROXY_BLOCKED', 'no-udp']);
+    } finally {
+      for (const client of clients) client.close();
+      await relay.shutdown();
+    }
+  });
+
+  it('direct: relayed, the rule on the flow\'s line; with sniff, a QUIC Initial\'s server name and "quic", other datagrams "none"', async function () {
+    const logs: FlowLog[] = [];
+    const { relay, port } = await relayWith(new RuleMatcher(checkConfig({ rules: [{ domain: 'other.test', action: 'block' }] }, 'rules.json')), logs, true);
+    const [quic, plain] = await Promise.all([socket(), socket()]);
+    try {
+      const initial = protectedInitial(cryptoFrame(0, clientHelloMessage([serverNameExtension('h3.example.test')])));
+      assert.ok((await exchange(quic, port, initial))?.equals(Buffer.from(initial).reverse()));
+      assert.ok((await exchange(plain, port, Buffer.from('plain')))?.equals(Buffer.from('nialp')));
+      await relay.shutdown();
+      const of = (client: dgram.Socket) => logs.find((entry) => entry.client === `127.0.0.1:${client.address().port}`);
+      assert.deepEqual([of(quic)?.domain, of(quic)?.learned, of(quic)?.rule], ['h3.example.test', 'quic', 'default']);
+      assert.deepEqual([of(plain)?.domain, of(plain)?.learned, of(plain)?.rule], [undefined, 'none', 'default']);
+    } finally {
+      quic.close();
+      plain.close();
+    }
+  });
+
+  it('without rules or sniff, the first datagram is not looked at', async function () {
+    const logs: FlowLog[] = [];
+    const { relay, port } = await relayWith(undefined, logs);
+    const client = await socket();
+    try {
+      const initial = protectedInitial(cryptoFrame(0, clientHelloMessage([serverNameExtension('h3.example.test')])));
+      assert.ok(await exchange(client, port, initial));
+      await relay.shutdown();
+      assert.deepEqual([logs[0].domain, logs[0].learned, logs[0].rule], [undefined, undefined, undefined]);
+    } finally {
+      client.close();
+    }
+  });
+});
