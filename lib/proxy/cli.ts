@@ -205,14 +205,12 @@ const PORT_ATTEMPTS = 5;
  * another. False when it cannot start, said on stderr.
  */
 async function start({ tcp, udp }: Relays, config: CliConfig): Promise<boolean> {
+  let address: { address: string; port: number } | undefined;
+  let bound: { address: string; port: number } | undefined;
   for (let attempt = 1; ; attempt++) {
-    let address: { address: string; port: number } | undefined;
     try {
       address = await tcp.listen();
-      const bound = udp ? await udp.listen(address.port) : undefined;
-      // The port last: scripts and tests read it from the line's end.
-      say(`relaying ${describeMode(config)}; listening on ${formatEndpoint(address.address, address.port)}`);
-      if (bound) say(`relaying UDP on ${formatEndpoint(bound.address, bound.port)}`);
+      bound = udp ? await udp.listen(address.port) : undefined;
       break;
     } catch (error) {
       const taken = (error as { code?: string }).code === 'EADDRINUSE' && address !== undefined && config.listen.port === 0;
@@ -225,10 +223,14 @@ async function start({ tcp, udp }: Relays, config: CliConfig): Promise<boolean> 
     }
   }
   if (workerNumber() !== undefined) {
-    process.send?.({ type: LISTENING });
+    // Told before the line below, which is what scripts wait for: a worker killed once it is seen listening has told the primary.
+    await new Promise<void>((resolve) => (process.send ? process.send({ type: LISTENING }, undefined, {}, () => resolve()) : resolve()));
     // The channel to the primary must not keep a stopped worker alive.
     process.channel?.unref();
   }
+  // The port last: scripts and tests read it from the line's end.
+  say(`relaying ${describeMode(config)}; listening on ${formatEndpoint(address.address, address.port)}`);
+  if (bound) say(`relaying UDP on ${formatEndpoint(bound.address, bound.port)}`);
   return true;
 }
 

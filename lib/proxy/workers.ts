@@ -101,6 +101,11 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       if (message?.type === LISTENING) started.add(worker);
     });
     worker.on('exit', (exitCode, signal) => {
+      // 'exit' may come before the channel is read to its end: a worker's last word (that it listens) is heard first.
+      if (worker.isConnected()) worker.once('disconnect', () => ended(exitCode, signal));
+      else ended(exitCode, signal);
+    });
+    const ended = (exitCode: number, signal: string) => {
       clearTimeout(killTimers.get(worker));
       killTimers.delete(worker);
       live.delete(worker);
@@ -123,7 +128,7 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       }
       started.delete(worker);
       if (live.size === 0) finish();
-    });
+    };
   };
   for (let number = 1; number <= count; number++) fork(number);
   const pids = [...live.keys()].map((worker) => worker.process.pid).join(', ');
