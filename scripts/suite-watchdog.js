@@ -82,7 +82,11 @@ function describe(pids, boundMs) {
     return lines.join('\n');
   }
   const nodes = pids.filter((pid) => executable(pid) === 'node');
-  if (nodes.length === 0) lines.push('  (no Linux node process among them: no stacks)');
+  // Under qemu-user (binfmt_misc) a process's executable is qemu: gdb there shows qemu's own threads (cpu_loop,
+  // do_syscall), never the emulated program's, and qemu-user cannot be attached to once started.
+  const emulated = pids.filter((pid) => /^qemu-/.test(executable(pid)));
+  if (emulated.length) lines.push(`  (pids ${emulated.join(', ')} run under ${executable(emulated[0])} (qemu-user): gdb would show qemu's threads, not the emulated program's; no stacks)`);
+  else if (nodes.length === 0) lines.push('  (no Linux node process among them: no stacks)');
   for (const pid of nodes.slice(0, MAX_STACKS)) lines.push(`--- thread stacks of pid ${pid} (gdb):`, threadStacks(pid));
   if (nodes.length > MAX_STACKS) lines.push(`  (stacks of ${nodes.length - MAX_STACKS} more node processes not taken)`);
   return lines.join('\n');

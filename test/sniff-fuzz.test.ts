@@ -83,12 +83,15 @@ interface Tally {
   kinds: Record<string, number>;
 }
 
-/** Runs `check` on mutations of the seeds until `cases` or the time bound. */
-function fuzz(seeds: Buffer[], seed: number, cases: number, check: (input: Buffer, random: Random) => string): Tally {
+/**
+ * Runs `check` on mutations of the seeds: `least` cases whatever the time (a slow machine, or qemu-user, takes
+ * longer rather than proving less), then on until `cases` or the time bound.
+ */
+function fuzz(seeds: Buffer[], seed: number, least: number, cases: number, check: (input: Buffer, random: Random) => string): Tally {
   const random = seeded(seed);
   const tally: Tally = { cases: 0, kinds: {} };
   const deadline = performance.now() + TIME_BOUND_MS;
-  for (; tally.cases < cases && performance.now() < deadline; tally.cases++) {
+  for (; tally.cases < cases && (tally.cases < least || performance.now() < deadline); tally.cases++) {
     const kind = check(mutate(seeds[below(random, seeds.length)]!, random), random);
     tally.kinds[kind] = (tally.kinds[kind] ?? 0) + 1;
   }
@@ -130,8 +133,7 @@ describe('sniffer fuzzing (seeded, time-bounded)', function () {
   });
 
   it('sniffTlsClientHello: thousands of mutated hellos', function () {
-    const tally = fuzz(tlsSeeds, 0x5eed01, 20000, (input, random) => checkStreamParser(sniffTlsClientHello, input, random));
-    assert.ok(tally.cases >= 2000, `only ${tally.cases} cases in the time bound`);
+    const tally = fuzz(tlsSeeds, 0x5eed01, 2000, 20000, (input, random) => checkStreamParser(sniffTlsClientHello, input, random));
     for (const kind of ['found', 'need-more', 'none']) assert.ok(tally.kinds[kind]! > 0, `no ${kind} in ${JSON.stringify(tally)}`);
   });
 
@@ -142,11 +144,9 @@ describe('sniffer fuzzing (seeded, time-bounded)', function () {
       'CONNECT tunnel.example:443 HTTP/1.1\r\nHost: tunnel.example:443\r\n\r\n',
       'POST /form HTTP/1.0\nhost: 192.0.2.1\ncontent-length: 3\n\nabc',
     ].map((text) => Buffer.from(text, 'latin1'));
-    const http = fuzz(requests, 0x5eed02, 20000, (input, random) => checkStreamParser(sniffHttpHost, input, random));
-    assert.ok(http.cases >= 2000, `only ${http.cases} cases`);
+    const http = fuzz(requests, 0x5eed02, 2000, 20000, (input, random) => checkStreamParser(sniffHttpHost, input, random));
     for (const kind of ['found', 'need-more', 'none']) assert.ok(http.kinds[kind]! > 0, `no ${kind} in ${JSON.stringify(http)}`);
-    const both = fuzz([...requests, ...tlsSeeds], 0x5eed03, 10000, (input, random) => checkStreamParser(sniffFirstBytes, input, random));
-    assert.ok(both.cases >= 1000, `only ${both.cases} cases`);
+    fuzz([...requests, ...tlsSeeds], 0x5eed03, 1000, 10000, (input, random) => checkStreamParser(sniffFirstBytes, input, random));
   });
 
   it('sniffQuicInitial: mutated datagrams, and mutated frames sealed properly', function () {
@@ -165,14 +165,13 @@ describe('sniffer fuzzing (seeded, time-bounded)', function () {
       return result.kind;
     };
     // Mutated on the wire: the header, lengths and tag (most no longer authenticate, as they should not).
-    const wire = fuzz(datagrams, 0x5eed04, 3000, (input) => check([input]));
+    fuzz(datagrams, 0x5eed04, 500, 3000, (input) => check([input]));
     // Mutated before sealing: the frames and the hello inside, as the frame walker and the TLS parser meet them.
     const split = [cryptoFrame(0, realHello.subarray(0, 150)), cryptoFrame(150, realHello.subarray(150))];
-    const sealed = fuzz([frames, ackThenCrypto, ...split], 0x5eed05, 3000, (input, random) => {
+    const sealed = fuzz([frames, ackThenCrypto, ...split], 0x5eed05, 500, 3000, (input, random) => {
       const second = protectedInitial(split[1]!, { packetNumber: 1 });
       return check(below(random, 2) === 0 ? [protectedInitial(input)] : [protectedInitial(input), second]);
     });
-    assert.ok(wire.cases >= 500 && sealed.cases >= 500, `only ${wire.cases} and ${sealed.cases} cases`);
     for (const kind of ['found', 'need-more', 'none']) assert.ok(sealed.kinds[kind]! > 0, `no ${kind} in ${JSON.stringify(sealed)}`);
   });
 });

@@ -147,7 +147,10 @@ describe(`soak: ${TOTAL} UDP flows of ${KINDS.length} kinds through the relay${i
       assert.ok(open <= 0, `${open} descriptor(s) more than before the soak`);
       const grown = (rssOf(pid) - rssAfterWarmUp) / 1048576;
       console.log(`      relay RSS after the second half of the flows: ${grown >= 0 ? '+' : ''}${grown.toFixed(1)} MB`);
-      assert.ok(grown < 32, `RSS grew ${grown.toFixed(1)} MB over the second half`);
+      // Under qemu-user (npm run test:arm64) the relay's RSS holds qemu's translation cache too: tens of MB, growing as V8 compiles.
+      const bound = process.env.WFP_REDIRECT_QEMU_USER ? 64 : 32;
+      if (bound !== 32) console.warn(`    !!! under qemu-user: the UDP relay's RSS includes qemu's own translation cache, so its growth is bounded at ${bound} MB, not 32 (natively +11 MB)`);
+      assert.ok(grown < bound, `RSS grew ${grown.toFixed(1)} MB over the second half`);
     }
     // Still serving.
     assert.ok(await flow('clean', proxy.port, random), 'a clean flow after the soak');
