@@ -105,8 +105,7 @@ Napi::Value SetSocketMarkFn(const Napi::CallbackInfo& info) {
   if (!ReadMark(info, 1, &mark)) return env.Undefined();
   const int error = SetSocketMark(socket, mark);
   if (error != 0) {
-    ThrowSystemError(env, error, "setsockopt", "setsockopt(SO_MARK)",
-                     "marking sockets needs CAP_NET_ADMIN (run as root, or setcap cap_net_admin+ep on the node binary)");
+    ThrowSystemError(env, error, "setsockopt", "setsockopt(SO_MARK)", PrivilegeHint(error, "marking sockets needs CAP_NET_ADMIN (run as root, or setcap cap_net_admin+ep on the node binary)", "the socket could not be marked"));
   }
   return env.Undefined();
 }

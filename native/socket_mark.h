@@ -5,6 +5,7 @@
 #ifndef WFP_REDIRECT_SOCKET_MARK_H_
 #define WFP_REDIRECT_SOCKET_MARK_H_
 
+#include <cerrno>
 #include <cstdint>
 
 #include "os_socket.h"
@@ -14,6 +15,12 @@ namespace wfp {
 bool PlatformHasSocketMark();
 // 0, or the OS's error (EPERM without CAP_NET_ADMIN).
 int SetSocketMark(OsSocket socket, uint32_t mark);
+
+// What to say of a failed SO_MARK or IP_TRANSPARENT: the capability only where
+// the kernel refused for want of it (qemu-user, for one, answers ENOPROTOOPT).
+inline const char* PrivilegeHint(int error, const char* for_eperm, const char* otherwise) {
+  return error == EPERM ? for_eperm : otherwise;
+}
 
 }  // namespace wfp
 

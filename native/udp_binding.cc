@@ -186,8 +186,7 @@ class UdpSocketWrap : public Napi::ObjectWrap<UdpSocketWrap> {
     const int error = OpenUdpSocket(static_cast<int>(family), info[1].As<Napi::Boolean>(), &socket_, &syscall);
     if (error != 0) {
       ThrowSystemError(env, error, syscall, syscall,
-                       info[1].As<Napi::Boolean>() ? "a transparent socket needs CAP_NET_ADMIN (run as root, or "
-                                                     "setcap cap_net_admin+ep on the node binary)"
+                       info[1].As<Napi::Boolean>() ? PrivilegeHint(error, "a transparent socket needs CAP_NET_ADMIN (run as root, or setcap cap_net_admin+ep on the node binary)", "could not create the transparent UDP socket")
                                                    : "could not create the UDP socket");
       return;
     }
@@ -364,8 +363,7 @@ class UdpSocketWrap : public Napi::ObjectWrap<UdpSocketWrap> {
     if (!EnsureOpen(env) || !ReadMark(info, 0, &mark)) return env.Undefined();
     const int error = SetSocketMark(socket_.socket, mark);
     if (error != 0) {
-      ThrowSystemError(env, error, "setsockopt", "setsockopt(SO_MARK)",
-                       "marking sockets needs CAP_NET_ADMIN (run as root, or setcap cap_net_admin+ep on the node binary)");
+      ThrowSystemError(env, error, "setsockopt", "setsockopt(SO_MARK)", PrivilegeHint(error, "marking sockets needs CAP_NET_ADMIN (run as root, or setcap cap_net_admin+ep on the node binary)", "the socket could not be marked"));
     }
     return env.Undefined();
   }
