@@ -36,6 +36,7 @@ const ARTIFACTS = [
       'native/addon.cc',
       'native/js_args.cc',
       'native/js_errors.cc',
+      'native/relay/relay_binding.cc',
       'native/socket_lookup.cc',
       'native/udp_binding.cc',
       'native/wsa_errors.cc',
