@@ -87,3 +87,11 @@ export function stopReading(socket: Socket): number | string {
   handle.reading = false;
   return handle.fd as number;
 }
+
+/** Undoes stopReading: Node reads the socket again (`reading = true` so that its own _read does not start it twice). */
+export function resumeReading(socket: Socket): void {
+  const handle = (socket as unknown as { _handle: StreamHandle & { readStart(): number } })._handle;
+  handle.reading = true;
+  const result = handle.readStart();
+  if (result !== 0) socket.destroy(Object.assign(new Error(`uv_read_start answered ${String(result)}`), { code: 'ERR_SOCKET_READ' }));
+}

@@ -9,7 +9,7 @@
 import { Buffer } from 'node:buffer';
 import type net from 'node:net';
 import { binding } from '../native';
-import { handleTakeOverMissing, stopReading } from '../node-internals';
+import { handleTakeOverMissing, resumeReading, stopReading } from '../node-internals';
 
 /** How a connection's bytes move once it is set up: natively in the addon, or on JS streams. */
 export type RelayEngine = 'native' | 'streams';
@@ -98,9 +98,11 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
     );
     return { ended, destroy: () => void destroy(id) };
   } catch (error) {
-    // Nothing was taken: put back what was read (streams replay it first) and let the caller pipe.
+    // Nothing was taken: put back what was read (streams replay it first), let
+    // Node read again (its stream may be waiting on a read it asked for), and let the caller pipe.
     if (fromOut) out.unshift(fromOut);
     if (fromInbound) inbound.unshift(fromInbound);
+    for (const [socket, fd] of [[inbound, fdA], [out, fdB]] as const) if (typeof fd === 'number') resumeReading(socket);
     return `the native relay refused the pair (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
   }
 }
