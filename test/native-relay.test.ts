@@ -64,7 +64,7 @@ describe('the native relay', function () {
   before(function () {
     const why = nativeRelayUnavailable();
     if (why) {
-      console.warn(`    !!! ${why} connections are relayed on streams here: the native relay's own tests are NOT run (Linux runs them)`);
+      console.warn(`    !!! ${why}: connections are relayed on streams here, so the native relay's own tests are NOT run (Linux runs them)`);
       this.skip();
     }
   });
@@ -228,6 +228,50 @@ describe('TransparentProxy relaying natively and on streams', function () {
         }
       });
 
+      it('with sniff on, the bytes the sniff read go to the destination first, then the rest, each once', async function () {
+        const { proxy, port, logs } = await proxyWith({ relay: engine, sniff: { maxBytes: 64, timeoutMs: 300 } });
+        try {
+          const request = `GET / HTTP/1.1\r\nHost: example.test\r\n\r\n${'body;'.repeat(2000)}`;
+          const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+          const answer = received(client);
+          client.end(request);
+          assert.equal(await answer, request);
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].domain, 'example.test');
+          assert.equal(logs[0].bytesUp, request.length);
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
+      it('a client that sent its FIN before the hand-over: the answer that keeps coming for longer than halfCloseTimeout is not cut', async function () {
+        onServer.push((socket) => {
+          let sent = 0;
+          const timer = setInterval(() => {
+            socket.write('tick;');
+            if (++sent === 8) {
+              clearInterval(timer);
+              socket.end();
+            }
+          }, 80);
+          socket.on('close', () => clearInterval(timer));
+          socket.resume();
+        });
+        const { proxy, port, logs } = await proxyWith({ relay: engine, sniff: { maxBytes: 64, timeoutMs: 300 }, halfCloseTimeout: 300, idleTimeout: 300 });
+        try {
+          const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+          const answer = received(client);
+          client.end('GET / HTTP/1.1\r\nHost: example.test\r\n\r\n');
+          assert.equal(await answer, 'tick;'.repeat(8));
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].error, undefined);
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
       it('a connection idle past idleTimeout is closed with ERR_IDLE_TIMEOUT; one half-closed, at halfCloseTimeout with ERR_HALF_CLOSE_TIMEOUT', async function () {
         const { proxy, port, logs } = await proxyWith({ relay: engine, idleTimeout: 250, halfCloseTimeout: 150 });
         try {
@@ -257,6 +301,30 @@ describe('TransparentProxy relaying natively and on streams', function () {
           client.resume();
           client.write('hello');
           await once(client, 'close');
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].error, 'ECONNRESET');
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
+      it('the client resets: logged as ECONNRESET, the outbound connection is closed too', async function () {
+        let atServer!: net.Socket;
+        onServer.push((socket) => {
+          atServer = socket;
+          socket.resume();
+        });
+        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        try {
+          const client = net.connect({ port, host: HOST }).on('error', () => {});
+          client.write('hello');
+          await until(() => atServer !== undefined, 'the outbound connection');
+          // The outbound connection ends (FIN) or is reset: either way the server hears of it.
+          const closed = new Promise((resolve) => atServer.once('end', resolve).once('close', resolve));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          client.resetAndDestroy();
+          await closed;
           await until(() => logs.length === 1, 'the log line');
           assert.equal(logs[0].error, 'ECONNRESET');
           engineUsed();

@@ -39,8 +39,8 @@ export interface RelayTimeouts {
 export function nativeRelayUnavailable(): string | undefined {
   if (typeof binding.relayStart === 'function' && typeof binding.relayDestroy === 'function') return undefined;
   return process.platform === 'win32'
-    ? "Windows: a socket cannot be taken from libuv's completion port, so"
-    : `${process.platform}: this build has no native relay (Linux only), so`;
+    ? "on Windows a socket cannot be taken from libuv's I/O completion port (docs/internals.md)"
+    : `this ${process.platform} build has no native relay (Linux only)`;
 }
 
 /** Why this pair cannot be handed over now (undefined: it can). */
@@ -80,9 +80,13 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
   const start = binding.relayStart!;
   const destroy = binding.relayDestroy!;
 
-  // Node's timers for these sockets (connect, idle) give way to the relay's.
-  inbound.setTimeout(0);
-  out.setTimeout(0);
+  // Node's timers for these sockets (connect, idle, half-close) give way to
+  // the relay's; with no 'timeout' listener left, one the streams relay's
+  // 'end' handler would still arm (Node read a FIN before the hand-over) cuts nothing.
+  for (const socket of [inbound, out]) {
+    socket.setTimeout(0);
+    socket.removeAllListeners('timeout');
+  }
   const fromInbound = buffered(inbound);
   const fromOut = buffered(out);
   const up = joined(replay, fromInbound);

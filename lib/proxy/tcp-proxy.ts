@@ -13,7 +13,7 @@ import { parseUpstream, type Upstream } from '../upstream/url';
 import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
-import { fallbackNotice, handOver, type NativeRelay, type RelayEngine } from './native-relay';
+import { fallbackNotice, handOver, nativeRelayUnavailable, type NativeRelay, type RelayEngine } from './native-relay';
 
 export { formatEndpoint } from './endpoints';
 export type { RelayEngine } from './native-relay';
@@ -294,6 +294,10 @@ export class TransparentProxy {
       await new Promise((resolve) => this.server.close(resolve));
       throw error;
     }
+    // Said at start-up where the platform has no native relay (each connection would otherwise find out).
+    const noNative = this.options.relay === 'native' ? nativeRelayUnavailable() : undefined;
+    const notice = noNative && fallbackNotice(this, noNative);
+    if (notice) this.options.warn(notice);
     const ioctls = probeRedirectIoctls();
     if (ioctls === 'WSAEOPNOTSUPP' || ioctls === 'WSAENOPROTOOPT') {
       this.options.warn(
