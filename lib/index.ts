@@ -59,6 +59,7 @@ export {
   type ConnectionLog,
   type RouteRequest,
   type RouteAnswer,
+  type RelayEngine,
 } from './proxy/tcp-proxy';
 export {
   UdpRelay,
