@@ -76,19 +76,21 @@ export function handleTakeOverMissing(socket: Socket): string | undefined {
 }
 
 /**
- * Stops Node reading the socket (uv_read_stop; `reading = false` as Node's own
- * pause does, so that a later read() would start it again) and answers its
- * descriptor, or a reason it could not. Check handleTakeOverMissing first.
+ * Stops Node reading the socket (uv_read_stop) for good and answers its
+ * descriptor, or a reason it could not. `reading` stays true: Node's `_read`
+ * starts the handle again whenever that flag is false, and its stream may
+ * still call `_read` later (a read it had asked for), which would take bytes
+ * the native relay must have. Check handleTakeOverMissing first.
  */
 export function stopReading(socket: Socket): number | string {
   const handle = (socket as unknown as { _handle: StreamHandle & { readStop(): number } })._handle;
   const result = handle.readStop();
   if (result !== 0) return `uv_read_stop answered ${String(result)}`;
-  handle.reading = false;
+  handle.reading = true;
   return handle.fd as number;
 }
 
-/** Undoes stopReading: Node reads the socket again (`reading = true` so that its own _read does not start it twice). */
+/** Undoes stopReading: Node reads the socket again (`reading` is true already, so its own _read does not start it twice). */
 export function resumeReading(socket: Socket): void {
   const handle = (socket as unknown as { _handle: StreamHandle & { readStart(): number } })._handle;
   handle.reading = true;
