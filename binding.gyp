@@ -7,6 +7,7 @@
         "native/js_args.cc",
         "native/js_errors.cc",
         "native/process_binding.cc",
+        "native/relay/relay_binding.cc",
         "native/socket_lookup.cc",
         "native/udp_binding.cc",
         "native/wsa_errors.cc"
@@ -42,7 +43,7 @@
           "cflags_cc": ["-Wall", "-Wextra"]
         }],
         ["OS=='linux'", {
-          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc", "native/linux/socket_owner.cc"]
+          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc", "native/linux/socket_owner.cc", "native/relay/relay_engine.cc"]
         }, {
           "sources": ["native/no_netfilter/original_destination.cc", "native/no_netfilter/socket_mark.cc", "native/no_netfilter/udp_tproxy.cc", "native/no_netfilter/socket_owner.cc"]
         }]

@@ -60,6 +60,7 @@ export {
   type RouteRequest,
   type RouteAnswer,
   type RuleSource,
+  type RelayEngine,
 } from './proxy/tcp-proxy';
 export {
   RuleSet,

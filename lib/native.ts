@@ -62,6 +62,22 @@ export interface NativeBinding {
   readonly SIO_QUERY_WFP_CONNECTION_REDIRECT_CONTEXT: number;
   readonly SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS: number;
   readonly MAX_BLOB_SIZE: number;
+  /**
+   * Linux builds: relays two connected TCP sockets (Node's descriptors; the
+   * relay works on duplicates) natively on this thread's loop; `up` goes to
+   * B first, `down` to A. `onDone` once, from the loop. Returns the relay's id.
+   */
+  relayStart?(
+    fdA: number,
+    fdB: number,
+    idleMs: number,
+    halfCloseMs: number,
+    up: Uint8Array | undefined,
+    down: Uint8Array | undefined,
+    onDone: (bytesUp: number, bytesDown: number, code: string | undefined) => void,
+  ): number;
+  /** Ends a relay without an error (its onDone still comes); false when it has ended. */
+  relayDestroy?(id: number): boolean;
   /** Which build produced the binary: 'node-gyp', 'cmake-js' or 'mingw'. */
   readonly build: string;
 }

@@ -1,7 +1,8 @@
 // The Node internals this package uses, all in this file, each checked before
-// use. Only the outbound path (connectRedirected) needs them: Node has no
-// public way to create a TCP socket, act on it, and only then connect it.
-// The inbound path (queries on accepted sockets) uses none.
+// use. The outbound path (connectRedirected) needs them: Node has no public
+// way to create a TCP socket, act on it, and only then connect it. The native
+// relay (lib/proxy/native-relay.ts) needs a socket's descriptor and a way to
+// stop Node reading it. The queries on accepted sockets use none.
 import type { Socket } from 'node:net';
 import { WfpRedirectError } from './errors';
 
@@ -53,4 +54,46 @@ export function newTcpHandle(): TcpHandle {
 /** Whether the net.Socket is built on that handle (`socket._handle`). */
 export function usesHandle(socket: Socket, handle: TcpHandle): boolean {
   return (socket as unknown as { _handle?: unknown })._handle === handle;
+}
+
+/** What the native relay needs of a net.Socket's handle (Node's LibuvStreamWrap). */
+interface StreamHandle {
+  fd?: unknown;
+  reading?: unknown;
+  readStop?: unknown;
+}
+
+/**
+ * Why a socket's handle cannot be taken over (undefined: it can): it must have
+ * a descriptor (`_handle.fd`, POSIX) and `_handle.readStop` (uv_read_stop).
+ */
+export function handleTakeOverMissing(socket: Socket): string | undefined {
+  const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
+  if (handle === null || typeof handle !== 'object') return 'net.Socket._handle';
+  if (typeof handle.fd !== 'number' || handle.fd < 0) return 'net.Socket._handle.fd';
+  if (typeof handle.readStop !== 'function') return 'net.Socket._handle.readStop (uv_read_stop)';
+  return undefined;
+}
+
+/**
+ * Stops Node reading the socket (uv_read_stop) for good and answers its
+ * descriptor, or a reason it could not. `reading` stays true: Node's `_read`
+ * starts the handle again whenever that flag is false, and its stream may
+ * still call `_read` later (a read it had asked for), which would take bytes
+ * the native relay must have. Check handleTakeOverMissing first.
+ */
+export function stopReading(socket: Socket): number | string {
+  const handle = (socket as unknown as { _handle: StreamHandle & { readStop(): number } })._handle;
+  const result = handle.readStop();
+  if (result !== 0) return `uv_read_stop answered ${String(result)}`;
+  handle.reading = true;
+  return handle.fd as number;
+}
+
+/** Undoes stopReading: Node reads the socket again (`reading` is true already, so its own _read does not start it twice). */
+export function resumeReading(socket: Socket): void {
+  const handle = (socket as unknown as { _handle: StreamHandle & { readStart(): number } })._handle;
+  handle.reading = true;
+  const result = handle.readStart();
+  if (result !== 0) socket.destroy(Object.assign(new Error(`uv_read_start answered ${String(result)}`), { code: 'ERR_SOCKET_READ' }));
 }

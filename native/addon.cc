@@ -14,6 +14,7 @@
 #include "os_socket.h"
 #include "process_binding.h"
 #include "redirect_ioctl.h"
+#include "relay/relay_binding.h"
 #include "socket_lookup.h"
 #include "socket_mark.h"
 #include "udp_binding.h"
@@ -224,6 +225,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("originalDestination", Napi::Function::New(env, OriginalDestination));
   InitUdpSocket(env, exports);
   InitProcessLookup(env, exports);
+  InitRelay(env, exports);
   exports.Set("hasNetfilter", Napi::Boolean::New(env, PlatformHasNetfilter()));
   exports.Set("hasRedirectIoctls", Napi::Boolean::New(env, PlatformHasRedirectIoctls()));
   exports.Set("setErrorClass", Napi::Function::New(env, SetErrorClass));

@@ -37,6 +37,7 @@ const ARTIFACTS = [
       'native/js_args.cc',
       'native/js_errors.cc',
       'native/process_binding.cc',
+      'native/relay/relay_binding.cc',
       'native/socket_lookup.cc',
       'native/udp_binding.cc',
       'native/wsa_errors.cc',

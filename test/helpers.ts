@@ -183,7 +183,7 @@ export async function failureOfCall(call: (typeof IOCTL_CALLS)[number], form: 'a
   return form === 'async' ? rejection(call.async(pair)) : thrown(() => call.sync(pair));
 }
 
-type BindingFunction = { [K in keyof NativeBinding]: NativeBinding[K] extends (...args: any[]) => any ? K : never }[keyof NativeBinding];
+type BindingFunction = { [K in keyof NativeBinding]-?: NonNullable<NativeBinding[K]> extends (...args: any[]) => any ? K : never }[keyof NativeBinding];
 export interface Spied {
   calls: Array<{ args: any[]; result?: unknown }>;
   restore(): void;

@@ -85,6 +85,10 @@ Options:
                                datagram on stdout, as each ends (default text)
   --log-start                  also a line as each connection's destination is
                                decided and each UDP flow opens
+  --relay streams|native       how TCP bytes move once a connection is set up:
+                               Node streams (default), or natively in the addon
+                               without crossing into JavaScript (Linux only,
+                               experimental; elsewhere streams, said once)
   --sniff                      read each TCP connection's first bytes (up to 16 KiB,
                                300 ms) for its domain: a TLS ClientHello's SNI or an
                                HTTP request's Host; logged, and replayed unchanged.
@@ -146,6 +150,7 @@ const OPTIONS = {
   log: { type: 'string' },
   'log-start': { type: 'boolean' },
   sniff: { type: 'boolean' },
+  relay: { type: 'string' },
   process: { type: 'boolean' },
   config: { type: 'string' },
   explain: { type: 'string' },
@@ -181,6 +186,8 @@ export interface CliConfig {
   log: 'text' | 'json';
   logStart: boolean;
   sniff: boolean;
+  /** --relay: how TCP bytes move once a connection is set up. */
+  relay: 'streams' | 'native';
   /** --process: look up the process behind each connection and flow. */
   processLookup: boolean;
   /** The upstream proxy every connection goes through. */
@@ -284,6 +291,11 @@ function viaOption(text: string | undefined): Upstream | undefined {
 }
 
 /** --config: rules decide per connection where it goes, so neither one fixed destination nor one upstream for all. */
+function relayOption(value: string | undefined): 'streams' | 'native' {
+  if (value === undefined || value === 'streams' || value === 'native') return value ?? 'streams';
+  throw new UsageError(`--relay wants streams or native, not "${value}"`);
+}
+
 function configOption(values: Values): string | undefined {
   if (values.config === undefined) return undefined;
   if (values.upstream !== undefined) throw new UsageError('--config decides by each connection\'s original destination; with --upstream every connection goes to one place: use --transparent or --context');
@@ -344,6 +356,7 @@ export function parseCli(argv: string[], platform: { windows8: () => boolean; si
       log,
       logStart: values['log-start'] ?? false,
       sniff: values.sniff ?? false,
+      relay: relayOption(values.relay),
       processLookup: values.process ?? false,
       via: viaOption(values.via),
       rulesFile: configOption(values),

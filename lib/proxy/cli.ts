@@ -167,6 +167,7 @@ function build(config: CliConfig, lines: LineWriter, rules: RuleSet | undefined)
     halfCloseTimeout: config.halfCloseTimeout,
     maxConnections: config.maxConnections,
     sniff: config.sniff,
+    relay: config.relay,
     processLookup: config.processLookup,
     via: config.via,
     rules,

@@ -15,8 +15,10 @@ import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopEr
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
 import type { MatchFacts, Verdict } from './rules/matcher';
+import { fallbackNotice, handOver, nativeRelayUnavailable, type NativeRelay, type RelayEngine } from './native-relay';
 
 export { formatEndpoint } from './endpoints';
+export type { RelayEngine } from './native-relay';
 
 export interface Destination {
   host: string;
@@ -96,6 +98,13 @@ export interface ProxyOptions {
    * (what the CLI's --workers does). Default false.
    */
   reusePort?: boolean | undefined;
+  /**
+   * How bytes move once a connection is set up: `'streams'` (default), Node
+   * streams (pipe); `'native'` (experimental), in the addon, never crossing
+   * into JavaScript (Linux; elsewhere, or where a pair cannot be taken over,
+   * it falls back to streams and `warn` says so once).
+   */
+  relay?: RelayEngine | undefined;
   /** Linux: SO_MARK on every outbound connection (connectRedirected's `mark`), for firewall exemptions. */
   mark?: number | undefined;
   /**
@@ -267,6 +276,7 @@ export class TransparentProxy {
       routeTimeout: options.routeTimeout ?? 10_000,
       halfCloseTimeout: options.halfCloseTimeout ?? 30_000,
       maxConnections: options.maxConnections ?? 1024,
+      relay: options.relay ?? 'streams',
       log: options.log ?? (() => {}),
       warn: options.warn ?? (() => {}),
       sniff: options.sniff === true ? {} : options.sniff || undefined,
@@ -296,6 +306,7 @@ export class TransparentProxy {
         throw outOfRange('ERR_OUT_OF_RANGE', `options.${name} must be a whole number${least ? ` of at least ${least}` : ''}. Received ${String(value)}`);
       }
     }
+    if (this.options.relay !== 'native' && this.options.relay !== 'streams') throw invalidArgType('options.relay', "'native' or 'streams'", options.relay);
     if (options.sniff !== undefined && typeof options.sniff !== 'boolean' && (options.sniff === null || typeof options.sniff !== 'object')) {
       throw invalidArgType('options.sniff', 'a boolean or { maxBytes, timeoutMs }', options.sniff);
     }
@@ -337,6 +348,10 @@ export class TransparentProxy {
       await new Promise((resolve) => this.server.close(resolve));
       throw error;
     }
+    // Said at start-up where the platform has no native relay (each connection would otherwise find out).
+    const noNative = this.options.relay === 'native' ? nativeRelayUnavailable() : undefined;
+    const notice = noNative && fallbackNotice(this, noNative);
+    if (notice) this.options.warn(notice);
     const ioctls = probeRedirectIoctls();
     if (ioctls === 'WSAEOPNOTSUPP' || ioctls === 'WSAENOPROTOOPT') {
       this.options.warn(
@@ -593,6 +608,8 @@ export class TransparentProxy {
     this.clients.add(inbound);
     this.open.add(inbound);
     let outbound: net.Socket | undefined;
+    let native: NativeRelay | undefined;
+    let nativeBytes = { bytesUp: 0, bytesDown: 0 };
     const fail = (error: unknown) => {
       if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(codeOf(error))) this.descriptors.note();
       entry.error ??= codeOf(error);
@@ -621,6 +638,25 @@ export class TransparentProxy {
       if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
       const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
       this.time(inbound, out, fail);
+      if (this.options.relay === 'native' && (await connectedOrClosed(out)) && !inbound.destroyed) {
+        const handed = handOver(inbound, out, replay, this.options);
+        if (typeof handed !== 'string') {
+          native = handed;
+          // Either socket destroyed (a failure, a shutdown) ends the native relay; its end closes both.
+          inbound.once('close', handed.destroy);
+          out.once('close', handed.destroy);
+          const end = await handed.ended;
+          nativeBytes = end;
+          if (end.code !== undefined) fail(coded(`relay: ${end.code}`, end.code));
+          inbound.destroy();
+          out.destroy();
+          await Promise.all([inboundClosed, outClosed]);
+          return;
+        }
+        const notice = fallbackNotice(this, handed);
+        if (notice) this.options.warn(notice);
+      }
+      if (out.destroyed) return void (await Promise.all([inboundClosed, outClosed]));
       // Relay at once, not after 'connect': what the client sends meanwhile waits in
       // the outbound socket (pipe() keeps to its high-water mark), and the first bytes
       // go out as the connection completes instead of one event-loop turn later.
@@ -635,8 +671,9 @@ export class TransparentProxy {
       fail(error);
       await inboundClosed;
     } finally {
-      entry.bytesUp = outbound?.bytesWritten ?? 0;
-      entry.bytesDown = inbound.bytesWritten;
+      if (native) nativeBytes = await native.ended;
+      entry.bytesUp = (outbound?.bytesWritten ?? 0) + nativeBytes.bytesUp;
+      entry.bytesDown = inbound.bytesWritten + nativeBytes.bytesDown;
       entry.durationMs = Date.now() - started;
       this.clients.delete(inbound);
       this.open.delete(inbound);
@@ -644,4 +681,22 @@ export class TransparentProxy {
       if (!unlogged) this.options.log(entry);
     }
   }
+}
+
+/** Whether `out` connects (true, at once when it is already) or closes first (false). */
+function connectedOrClosed(out: net.Socket): Promise<boolean> {
+  if (!out.connecting && out.remotePort !== undefined) return Promise.resolve(true);
+  if (out.destroyed) return Promise.resolve(false);
+  return new Promise((resolve) => {
+    const connected = () => {
+      out.off('close', closed);
+      resolve(true);
+    };
+    const closed = () => {
+      out.off('connect', connected);
+      resolve(false);
+    };
+    out.once('connect', connected);
+    out.once('close', closed);
+  });
 }

@@ -34,6 +34,22 @@
     {
       "target_name": "wfp_udp_probe",
       "sources": ["udp_probe.cc"]
+    },
+    {
+      "target_name": "wfp_relay_asan",
+      "conditions": [
+        ["OS=='linux'", {
+          "sources": [
+            "relay_asan_addon.cc",
+            "../../native/relay/relay_binding.cc",
+            "../../native/relay/relay_engine.cc",
+            "../../native/js_errors.cc",
+            "../../native/wsa_errors.cc"
+          ],
+          "cflags_cc": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-O1", "-g"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
     }
   ]
 }

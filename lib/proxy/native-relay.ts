@@ -1,0 +1,123 @@
+// Hands a connection whose setup is finished (both sockets connected, the
+// sniffed bytes known) to the addon's native relay (native/relay/), so that
+// its bytes never cross into JavaScript. The net.Sockets stay open, idle (Node
+// no longer reads them, nothing is written), as the proxy's bookkeeping knows
+// them: destroying either (a failure, a shutdown) ends the native relay, and
+// the relay's end destroys both. Where the native relay cannot take a pair
+// (another platform, a missing internal, a socket JS is still using), the
+// caller relays on streams, and a proxy says why once.
+import { Buffer } from 'node:buffer';
+import type net from 'node:net';
+import { binding } from '../native';
+import { handleTakeOverMissing, resumeReading, stopReading } from '../node-internals';
+
+/** How a connection's bytes move once it is set up: natively in the addon, or on JS streams. */
+export type RelayEngine = 'native' | 'streams';
+
+export interface NativeRelayEnd {
+  /** Bytes the native relay wrote to the outbound socket. */
+  bytesUp: number;
+  /** Bytes the native relay wrote to the accepted socket. */
+  bytesDown: number;
+  /** The failure's code (ECONNRESET, ERR_IDLE_TIMEOUT, ...); undefined when both sides ended or it was destroyed. */
+  code: string | undefined;
+}
+
+export interface NativeRelay {
+  /** Settles once, after the native side has closed its duplicates of both sockets. */
+  readonly ended: Promise<NativeRelayEnd>;
+  /** Ends it without an error; `ended` still settles. */
+  destroy(): void;
+}
+
+export interface RelayTimeouts {
+  idleTimeout: number;
+  halfCloseTimeout: number;
+}
+
+/** Why this process has no native relay at all (undefined: it has one). */
+export function nativeRelayUnavailable(): string | undefined {
+  if (typeof binding.relayStart === 'function' && typeof binding.relayDestroy === 'function') return undefined;
+  return process.platform === 'win32'
+    ? "on Windows a socket cannot be taken from libuv's I/O completion port (docs/internals.md)"
+    : `this ${process.platform} build has no native relay (Linux only)`;
+}
+
+/** Why this pair cannot be handed over now (undefined: it can). */
+function pairRefused(inbound: net.Socket, out: net.Socket): string | undefined {
+  for (const socket of [inbound, out]) {
+    if (socket.destroyed || socket.connecting) return 'a socket is not open and connected';
+    if (socket.writableLength > 0 || socket.writableEnded) return 'a socket still has writes pending';
+    // Somebody reads it in JS (a 'data' listener): it stays on streams.
+    if (socket.readableFlowing === true) return 'a socket is being read by JavaScript';
+    const missing = handleTakeOverMissing(socket);
+    if (missing) return `the Node internal ${missing} is not there`;
+  }
+  return undefined;
+}
+
+/** What Node had read from a socket already (paused, so read() hands over all of it). */
+function buffered(socket: net.Socket): Buffer | undefined {
+  if (socket.readableLength === 0) return undefined;
+  const chunk: unknown = socket.read();
+  return Buffer.isBuffer(chunk) && chunk.length > 0 ? chunk : undefined;
+}
+
+function joined(...parts: (Buffer | undefined)[]): Buffer | undefined {
+  const present = parts.filter((part): part is Buffer => part !== undefined && part.length > 0);
+  return present.length === 0 ? undefined : present.length === 1 ? present[0] : Buffer.concat(present);
+}
+
+/**
+ * Relays `inbound` <-> `out` natively, `replay` going to `out` first; or a
+ * reason it cannot (then nothing was changed: the caller relays on streams).
+ */
+export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | undefined, timeouts: RelayTimeouts): NativeRelay | string {
+  const unavailable = nativeRelayUnavailable();
+  if (unavailable) return unavailable;
+  const refused = pairRefused(inbound, out);
+  if (refused) return refused;
+  const start = binding.relayStart!;
+  const destroy = binding.relayDestroy!;
+
+  // Node's timers for these sockets (connect, idle, half-close) give way to
+  // the relay's; with no 'timeout' listener left, one the streams relay's
+  // 'end' handler would still arm (Node read a FIN before the hand-over) cuts nothing.
+  for (const socket of [inbound, out]) {
+    socket.setTimeout(0);
+    socket.removeAllListeners('timeout');
+  }
+  const fromInbound = buffered(inbound);
+  const fromOut = buffered(out);
+  const up = joined(replay, fromInbound);
+  const fdA = stopReading(inbound);
+  const fdB = stopReading(out);
+  let id: number;
+  try {
+    if (typeof fdA === 'string' || typeof fdB === 'string') throw new Error(typeof fdA === 'string' ? fdA : (fdB as string));
+    let settle!: (end: NativeRelayEnd) => void;
+    const ended = new Promise<NativeRelayEnd>((resolve) => (settle = resolve));
+    id = start(fdA, fdB, timeouts.idleTimeout, timeouts.halfCloseTimeout, up, fromOut, (bytesUp, bytesDown, code) =>
+      settle({ bytesUp, bytesDown, code }),
+    );
+    return { ended, destroy: () => void destroy(id) };
+  } catch (error) {
+    // Nothing was taken: put back what was read (streams replay it first), let
+    // Node read again (its stream may be waiting on a read it asked for), and let the caller pipe.
+    if (fromOut) out.unshift(fromOut);
+    if (fromInbound) inbound.unshift(fromInbound);
+    for (const [socket, fd] of [[inbound, fdA], [out, fdB]] as const) if (typeof fd === 'number') resumeReading(socket);
+    return `the native relay refused the pair (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+  }
+}
+
+const said = new WeakMap<object, Set<string>>();
+
+/** The line that says `owner` relays on streams for `reason`, the first time only (undefined after). */
+export function fallbackNotice(owner: object, reason: string): string | undefined {
+  const reasons = said.get(owner) ?? new Set<string>();
+  said.set(owner, reasons);
+  if (reasons.has(reason)) return undefined;
+  reasons.add(reason);
+  return `connections are relayed on JavaScript streams, not natively: ${reason}`;
+}

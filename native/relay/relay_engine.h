@@ -1,0 +1,60 @@
+// The native relay: once a connection's destination is decided and both of
+// its sockets are connected, bytes move between them here, on the thread's
+// own libuv loop, without crossing into JavaScript. Linux (uv_poll on the
+// sockets, level-triggered, non-blocking reads and writes through one buffer
+// per direction that is reused for the connection's life).
+//
+// Per direction (A->B is "up", B->A is "down"): read from the source only
+// while the buffer is empty, so a destination that does not take bytes stops
+// the reads from its peer (backpressure: at most one buffer per direction is
+// held); on the source's end (read 0) the destination is shut for writing
+// (SHUT_WR), so each half closes on its own. The relay ends when both
+// directions have ended, on the first error, when nothing moved for the idle
+// time (or, once either side ended, the half-close time), or on Destroy.
+#ifndef WFP_REDIRECT_RELAY_ENGINE_H_
+#define WFP_REDIRECT_RELAY_ENGINE_H_
+
+#include <uv.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace wfp {
+
+struct RelayOutcome {
+  uint64_t bytes_up;    // written to B
+  uint64_t bytes_down;  // written to A
+  // nullptr when both directions ended or the relay was destroyed; else the
+  // code the JS relay logs for the same failure (ECONNRESET, EPIPE,
+  // ERR_IDLE_TIMEOUT, ERR_HALF_CLOSE_TIMEOUT, ...). Static storage.
+  const char* code;
+};
+
+struct RelaySettings {
+  uint64_t idle_ms;        // 0: none
+  uint64_t half_close_ms;  // 0: none (the idle time goes on applying)
+  size_t buffer_bytes;     // per direction
+};
+
+class Relay;
+
+// Called once per relay, from the loop, after both sockets are closed. The
+// Relay is gone by then.
+using RelayDone = void (*)(void* data, const RelayOutcome& outcome);
+
+// Starts relaying between the connected stream sockets a and b, which it owns
+// from now on (closed when the relay ends, also when starting fails).
+// `up`/`down`: bytes already read from a (for b) and from b (for a), sent
+// first. Returns 0 or a negative libuv error (nothing started, done never
+// called).
+int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
+               const uint8_t* up, size_t up_length, const uint8_t* down,
+               size_t down_length, RelayDone done, void* data, Relay** out);
+
+// Ends the relay without an error: both sockets are closed, `done` comes
+// later from the loop. Idempotent until `done` has run; not after.
+void DestroyRelay(Relay* relay);
+
+}  // namespace wfp
+
+#endif  // WFP_REDIRECT_RELAY_ENGINE_H_

@@ -1,0 +1,385 @@
+// The native relay (native/relay/, lib/proxy/native-relay.ts): a pair handed
+// over with bytes still in Node's buffers, destroyed while being handed over,
+// a destination that stops reading, both sides half-closing, timeouts, resets,
+// a shutdown with native relays open, and the fallback to streams. Real
+// sockets on loopback; the same cases on the 'streams' engine where the
+// behaviour must be the same. Linux: elsewhere the proxy relays on streams.
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import net from 'node:net';
+import { TransparentProxy, type ConnectionLog } from '..';
+import { handOver, nativeRelayUnavailable, type NativeRelay } from '../dist/proxy/native-relay';
+import { spy } from './helpers';
+
+const HOST = '127.0.0.1';
+
+const until = async (done: () => boolean, what: string, ms = 10_000) => {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+};
+
+/** Everything a socket receives until its end, as one string. */
+function received(socket: net.Socket): Promise<string> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return new Promise((resolve, reject) => {
+    socket.once('end', () => resolve(Buffer.concat(chunks).toString()));
+    socket.once('error', reject);
+  });
+}
+
+async function listening(server: net.Server): Promise<number> {
+  server.listen(0, HOST);
+  await once(server, 'listening');
+  return (server.address() as net.AddressInfo).port;
+}
+
+/**
+ * A pair as the proxy has it: `inbound` accepted (paused) from `client`, `out`
+ * connected to `server`'s `peer`.
+ */
+async function pair() {
+  const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+  const back = net.createServer({ allowHalfOpen: true });
+  const [frontPort, backPort] = [await listening(front), await listening(back)];
+  const client = net.connect({ port: frontPort, host: HOST, allowHalfOpen: true });
+  const [inbound] = (await once(front, 'connection')) as [net.Socket];
+  const out = net.connect({ port: backPort, host: HOST, allowHalfOpen: true });
+  const [peer] = (await once(back, 'connection')) as [net.Socket];
+  if (out.connecting) await once(out, 'connect');
+  const close = () => {
+    for (const socket of [client, inbound, out, peer]) socket.destroy();
+    front.close();
+    back.close();
+  };
+  return { client, inbound, out, peer, close };
+}
+
+describe('the native relay', function () {
+  this.timeout(30_000);
+
+  before(function () {
+    const why = nativeRelayUnavailable();
+    if (why) {
+      console.warn(`    !!! ${why}: connections are relayed on streams here, so the native relay's own tests are NOT run (Linux runs them)`);
+      this.skip();
+    }
+  });
+
+  it('a pair handed over with bytes still in both net.Sockets and a sniffed replay: every byte arrives once, in order, both ways', async function () {
+    const { client, inbound, out, peer, close } = await pair();
+    try {
+      peer.write('down-early;');
+      await until(() => out.readableLength > 0, 'bytes from the destination to wait in the outbound net.Socket');
+      client.write('up-early;');
+      inbound.read(0); // Node reads into the paused socket's buffer, as a sniff leaves it
+      await until(() => inbound.readableLength > 0, 'bytes from the client to wait in the accepted net.Socket');
+      const relay = handOver(inbound, out, Buffer.from('replay;'), { idleTimeout: 10_000, halfCloseTimeout: 10_000 });
+      assert.notEqual(typeof relay, 'string', String(relay));
+      const atPeer = received(peer);
+      const atClient = received(client);
+      client.end('up-late');
+      peer.end('down-late');
+      assert.equal(await atPeer, 'replay;up-early;up-late');
+      assert.equal(await atClient, 'down-early;down-late');
+      const end = await (relay as NativeRelay).ended;
+      assert.deepEqual(end, { bytesUp: 'replay;up-early;up-late'.length, bytesDown: 'down-early;down-late'.length, code: undefined });
+    } finally {
+      close();
+    }
+  });
+
+  it('destroyed during the hand-over, with a megabyte still to write: ends once, closes both peers, no crash', async function () {
+    const { client, inbound, out, peer, close } = await pair();
+    try {
+      const relay = handOver(inbound, out, Buffer.alloc(1 << 20, 1), { idleTimeout: 0, halfCloseTimeout: 0 }) as NativeRelay;
+      assert.equal(typeof relay.destroy, 'function');
+      relay.destroy();
+      relay.destroy(); // idempotent
+      const end = await relay.ended;
+      assert.equal(end.code, undefined);
+      assert.ok(end.bytesUp <= 1 << 20);
+      // The relay's duplicates are gone; Node's own descriptors close the connection.
+      for (const socket of [client, peer]) socket.on('error', () => {}).resume();
+      const ends = [client, peer].map((socket) => new Promise((resolve) => socket.once('end', resolve).once('close', resolve)));
+      inbound.destroy();
+      out.destroy();
+      await Promise.all(ends);
+    } finally {
+      close();
+    }
+  });
+
+  it('a destination that stops reading: the sender is held back (bounded memory), and every byte arrives once it reads again', async function () {
+    const { client, inbound, out, peer, close } = await pair();
+    try {
+      peer.pause();
+      const relay = handOver(inbound, out, undefined, { idleTimeout: 0, halfCloseTimeout: 0 }) as NativeRelay;
+      const chunk = Buffer.alloc(256 * 1024, 7);
+      const offered = 512 * 1024 * 1024;
+      let flushed = 0;
+      let written = 0;
+      const rss = process.memoryUsage().rss;
+      // Write while the kernel takes it; stop once nothing has been taken for 300 ms.
+      let last = Date.now();
+      while (written < offered && Date.now() - last < 300) {
+        if (client.writableLength < 4 * chunk.length) {
+          written += chunk.length;
+          client.write(chunk, () => {
+            flushed += chunk.length;
+            last = Date.now();
+          });
+        } else await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      // Kernel buffers on four sockets and one relay buffer: megabytes, not the half gigabyte offered.
+      assert.ok(flushed < 48 * 1024 * 1024, `${flushed} bytes went before the sender was held back`);
+      assert.ok(process.memoryUsage().rss - rss < 96 * 1024 * 1024, 'the process grew by more than 96 MB');
+      let arrived = 0;
+      peer.on('data', (data: Buffer) => (arrived += data.length));
+      peer.resume();
+      client.end();
+      await once(peer, 'end');
+      assert.equal(arrived, written);
+      peer.end();
+      const end = await relay.ended;
+      assert.equal(end.bytesUp, written);
+      assert.equal(end.code, undefined);
+    } finally {
+      close();
+    }
+  });
+
+  it('refuses a pair JavaScript still writes to, leaving it as it was', async function () {
+    const { inbound, out, close } = await pair();
+    try {
+      out.cork();
+      out.write('pending');
+      assert.match(String(handOver(inbound, out, undefined, { idleTimeout: 0, halfCloseTimeout: 0 })), /writes pending/);
+      assert.equal(out.writableLength, 7);
+    } finally {
+      close();
+    }
+  });
+});
+
+describe('TransparentProxy relaying natively and on streams', function () {
+  this.timeout(30_000);
+  let server: net.Server;
+  let serverPort: number;
+  const onServer: Array<(socket: net.Socket) => void> = [];
+
+  before(async function () {
+    server = net.createServer({ allowHalfOpen: true }, (socket) => {
+      socket.on('error', () => {});
+      (onServer.shift() ?? ((s: net.Socket) => s.pipe(s)))(socket);
+    });
+    serverPort = await listening(server);
+  });
+  after(() => server.close());
+
+  async function proxyWith(options: Partial<ConstructorParameters<typeof TransparentProxy>[0]>) {
+    const logs: ConnectionLog[] = [];
+    const warnings: string[] = [];
+    const proxy = new TransparentProxy({
+      listen: { host: HOST, port: 0 },
+      destination: { kind: 'upstream', upstream: { host: HOST, port: serverPort } },
+      log: (entry) => logs.push(entry),
+      warn: (line) => warnings.push(line),
+      ...options,
+    });
+    return { proxy, port: (await proxy.listen()).port, logs, warnings };
+  }
+
+  for (const engine of ['native', 'streams'] as const) {
+    describe(`relay: '${engine}'`, function () {
+      let starts: ReturnType<typeof spy> | undefined;
+      beforeEach(function () {
+        if (engine === 'native' && nativeRelayUnavailable()) this.skip();
+        starts = nativeRelayUnavailable() ? undefined : spy('relayStart');
+      });
+      afterEach(() => starts?.restore());
+      const engineUsed = () => {
+        if (starts) assert.equal(starts.calls.length > 0, engine === 'native', `relayStart called ${starts.calls.length} times`);
+      };
+
+      it('both sides half-closing: the client ends, the server answers after that and ends too; logged without error', async function () {
+        onServer.push((socket) => {
+          let got = '';
+          socket.on('data', (data) => (got += data));
+          socket.on('end', () => socket.end(`pong after ${got}`));
+        });
+        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        try {
+          const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+          const answer = received(client);
+          client.end('ping');
+          assert.equal(await answer, 'pong after ping');
+          client.end();
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].error, undefined);
+          assert.equal(logs[0].bytesUp, 4);
+          assert.equal(logs[0].bytesDown, 'pong after ping'.length);
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
+      it('with sniff on, the bytes the sniff read go to the destination first, then the rest, each once', async function () {
+        const { proxy, port, logs } = await proxyWith({ relay: engine, sniff: { maxBytes: 64, timeoutMs: 300 } });
+        try {
+          const request = `GET / HTTP/1.1\r\nHost: example.test\r\n\r\n${'body;'.repeat(2000)}`;
+          const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+          const answer = received(client);
+          client.end(request);
+          assert.equal(await answer, request);
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].domain, 'example.test');
+          assert.equal(logs[0].bytesUp, request.length);
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
+      it('a client that sent its FIN before the hand-over: the answer that keeps coming for longer than halfCloseTimeout is not cut', async function () {
+        onServer.push((socket) => {
+          let sent = 0;
+          const timer = setInterval(() => {
+            socket.write('tick;');
+            if (++sent === 8) {
+              clearInterval(timer);
+              socket.end();
+            }
+          }, 80);
+          socket.on('close', () => clearInterval(timer));
+          socket.resume();
+        });
+        const { proxy, port, logs } = await proxyWith({ relay: engine, sniff: { maxBytes: 64, timeoutMs: 300 }, halfCloseTimeout: 300, idleTimeout: 300 });
+        try {
+          const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+          const answer = received(client);
+          client.end('GET / HTTP/1.1\r\nHost: example.test\r\n\r\n');
+          assert.equal(await answer, 'tick;'.repeat(8));
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].error, undefined);
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
+      it('a connection idle past idleTimeout is closed with ERR_IDLE_TIMEOUT; one half-closed, at halfCloseTimeout with ERR_HALF_CLOSE_TIMEOUT', async function () {
+        const { proxy, port, logs } = await proxyWith({ relay: engine, idleTimeout: 250, halfCloseTimeout: 150 });
+        try {
+          const idle = net.connect({ port, host: HOST, allowHalfOpen: true }).on('error', () => {});
+          const started = Date.now();
+          await until(() => idle.destroyed || logs.length > 0, 'the idle connection to close', 5000);
+          await until(() => logs.length === 1, 'its log line');
+          assert.equal(logs[0].error, 'ERR_IDLE_TIMEOUT');
+          assert.ok(Date.now() - started >= 200, `closed after ${Date.now() - started} ms`);
+          onServer.push(() => {}); // reads nothing, never ends
+          const half = net.connect({ port, host: HOST, allowHalfOpen: true }).on('error', () => {});
+          await once(half, 'connect');
+          half.end('done');
+          await until(() => logs.length === 2, 'the half-closed connection to close', 5000);
+          assert.equal(logs[1].error, 'ERR_HALF_CLOSE_TIMEOUT');
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
+      it('the destination resets: logged as ECONNRESET, the client is closed', async function () {
+        onServer.push((socket) => socket.once('data', () => socket.resetAndDestroy()));
+        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        try {
+          const client = net.connect({ port, host: HOST }).on('error', () => {});
+          client.resume();
+          client.write('hello');
+          await once(client, 'close');
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].error, 'ECONNRESET');
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
+      it('the client resets: logged as ECONNRESET, the outbound connection is closed too', async function () {
+        let atServer!: net.Socket;
+        onServer.push((socket) => {
+          atServer = socket;
+          socket.resume();
+        });
+        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        try {
+          const client = net.connect({ port, host: HOST }).on('error', () => {});
+          client.write('hello');
+          await until(() => atServer !== undefined, 'the outbound connection');
+          // The outbound connection ends (FIN) or is reset: either way the server hears of it.
+          const closed = new Promise((resolve) => atServer.once('end', resolve).once('close', resolve));
+          await new Promise((resolve) => setTimeout(resolve, 20));
+          client.resetAndDestroy();
+          await closed;
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].error, 'ECONNRESET');
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
+      it('shutdown with relays open: cuts them at the deadline, counts them, logs each, closes every client', async function () {
+        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        const clients = await Promise.all(
+          Array.from({ length: 5 }, async () => {
+            const client = net.connect({ port, host: HOST }).on('error', () => {});
+            const echo = once(client, 'data');
+            client.write('x');
+            await echo;
+            return client;
+          }),
+        );
+        assert.equal(proxy.connections, 5);
+        assert.equal(await proxy.shutdown(100), 5);
+        await Promise.all(clients.map((client) => (client.closed ? undefined : once(client, 'close'))));
+        await until(() => logs.length === 5, 'five log lines');
+        assert.ok(logs.every((entry) => entry.bytesUp === 1 && entry.bytesDown === 1), JSON.stringify(logs));
+        assert.equal(proxy.connections, 0);
+        engineUsed();
+      });
+    });
+  }
+
+  it('where the native relay refuses a pair, falls back to streams for it and says so once', async function () {
+    if (nativeRelayUnavailable()) this.skip();
+    const refusing = spy('relayStart', () => {
+      throw Object.assign(new Error('no'), { code: 'EMFILE' });
+    });
+    const { proxy, port, logs, warnings } = await proxyWith({ relay: 'native' });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+        const answer = received(client);
+        client.end(`hello ${i}`);
+        assert.equal(await answer, `hello ${i}`);
+      }
+      await until(() => logs.length === 3, 'three log lines');
+      assert.equal(refusing.calls.length, 3);
+      assert.deepEqual(warnings, ['connections are relayed on JavaScript streams, not natively: the native relay refused the pair (EMFILE)']);
+      assert.ok(logs.every((entry) => entry.error === undefined && entry.bytesUp === 7 && entry.bytesDown === 7));
+    } finally {
+      refusing.restore();
+      await proxy.shutdown(0);
+    }
+  });
+
+  it('refuses a relay engine it does not know', function () {
+    const base = { listen: { host: HOST, port: 0 }, destination: { kind: 'upstream' as const, upstream: { host: HOST, port: 1 } } };
+    assert.throws(() => new TransparentProxy({ ...base, relay: 'fast' as 'native' }), { code: 'ERR_INVALID_ARG_TYPE', message: /options\.relay/ });
+  });
+});

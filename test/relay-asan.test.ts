@@ -1,0 +1,41 @@
+// The native relay (native/relay/) under AddressSanitizer and UBSan: the
+// test-only addon wfp_relay_asan (test/native/binding.gyp, `npm run
+// build:conformance`) loaded into node with libasan preloaded, driven by
+// test/fixtures/relay-stress.ts through 1,200 real loopback pairs with random
+// fates (full exchanges, hand-overs larger than the buffer, destroys at random
+// moments, resets, idle timeouts). Any read or write outside memory aborts it.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+const root = join(__dirname, '..');
+const addon = join(root, 'test', 'native', 'build', 'Release', 'wfp_relay_asan.node');
+
+describe('the native relay under AddressSanitizer', function () {
+  this.timeout(180_000);
+  let libasan = '';
+
+  before(function () {
+    if (process.platform !== 'linux') {
+      console.warn('    !!! not Linux: the AddressSanitizer stress of the native relay is NOT done here (the native relay is Linux only)');
+      this.skip();
+    }
+    libasan = execFileSync(process.env.CXX || 'g++', ['-print-file-name=libasan.so'], { encoding: 'utf8' }).trim();
+    assert.ok(existsSync(libasan), `libasan not found (${libasan}): install g++ with libasan`);
+    assert.ok(existsSync(addon), `${addon} is not built: run \`npm run build:conformance\``);
+  });
+
+  it('1,200 pairs with random fates, 32 at a time: every relay ends once, exchanges are exact, no sanitizer report', function () {
+    const run = spawnSync(process.execPath, [join(__dirname, 'fixtures', 'relay-stress.js'), addon, '1200', '28'], {
+      encoding: 'utf8',
+      timeout: 150_000,
+      // Node itself is not built for leak checking; what matters here is every access the relay makes.
+      env: { ...process.env, LD_PRELOAD: libasan, ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=0' },
+    });
+    console.log(`      ${run.stdout.trim()}`);
+    assert.equal(run.status, 0, `the stress failed:\n${run.stdout}\n${run.stderr}`);
+    assert.doesNotMatch(run.stderr, /AddressSanitizer|runtime error/);
+    assert.match(run.stdout, /^1200 relays, 200 exchanges exact, \d+ bytes relayed; ends: .*ERR_HALF_CLOSE_TIMEOUT \d+.*; no sanitizer report/);
+  });
+});
