@@ -1580,7 +1580,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'process-rules-udp-queue-unbounded',
     intent: 'a flow waiting for its process queues every datagram it is sent',
     file: 'lib/proxy/udp-relay.ts',
-    edits: [{ find: 'waiting.bytes + data.length > PENDING_BYTES) return', replace: 'waiting.bytes + data.length > PENDING_BYTES && data.length < 0) return' }],
+    edits: [{ find: 'if (waiting.datagrams.length >= PENDING_DATAGRAMS || waiting.bytes + data.length > PENDING_BYTES)', replace: 'if (data.length < 0)' }],
     specs: ['udp-rules.test.js'],
     runtime: 'linux',
   },

@@ -110,10 +110,12 @@ describe('UdpRelay with rules and QUIC sniffing', function () {
     const logs: FlowLog[] = [];
     const { relay, port } = await processRelay('direct', NODE, logs);
     const client = await socket();
+    let open = true;
     try {
       const replies = await burst(client, port, 5);
       assert.deepEqual(replies, [0, 1, 2, 3, 4].map((i) => `datagram ${i}`), 'every queued datagram relayed, in order');
       await relay.shutdown();
+      open = false;
       assert.equal(logs.length, 1, JSON.stringify(logs));
       assert.equal(logs[0].rule, 'by-process');
       assert.equal(logs[0].process?.name, NODE);
@@ -121,6 +123,7 @@ describe('UdpRelay with rules and QUIC sniffing', function () {
       assert.equal(logs[0].datagramsUp, 5);
     } finally {
       client.close();
+      if (open) await relay.shutdown();
     }
   });
 
@@ -143,7 +146,7 @@ describe('UdpRelay with rules and QUIC sniffing', function () {
     }
   });
 
-  it('a flow waiting for its process queues at most 16 datagrams: the rest are dropped, counted and reported once', async function () {
+  it('a flow waiting for its process queues at most 16 datagrams and 64 KiB: the rest are dropped, counted and reported once', async function () {
     if (process.platform !== 'linux' && process.platform !== 'win32') this.skip();
     const logs: FlowLog[] = [];
     const warnings: string[] = [];
@@ -164,6 +167,15 @@ describe('UdpRelay with rules and QUIC sniffing', function () {
       const dropped = logs.filter((entry) => entry.end === 'dropped');
       assert.deepEqual(dropped.map((entry) => entry.error), ['ERR_PROXY_QUEUE_FULL'], 'the first drop logged, the rest counted');
       assert.ok(warnings.some((line) => line.includes('ERR_PROXY_QUEUE_FULL')), warnings.join('\n'));
+      // Bytes: two of 30000 fit in 64 KiB, the third does not.
+      const big = await socket();
+      const got: number[] = [];
+      big.on('message', (message) => got.push(message.length));
+      for (let i = 0; i < 4; i++) big.send(Buffer.alloc(30_000, i), port, '127.0.0.1');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      big.close();
+      assert.deepEqual(got, [30_000, 30_000]);
+      assert.equal(relay.stats.dropped, 10);
     } finally {
       client.close();
       await relay.shutdown();
