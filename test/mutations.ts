@@ -1616,12 +1616,4 @@ export const MUTATIONS: Mutation[] = [
     specs: ['proxy-rules.test.js'],
     runtime: 'linux',
   },
-  {
-    name: 'process-rules-windows-pending-client-not-joined',
-    intent: "Windows: a waiting flow's datagrams without a context do not join its queue (dropped as nobody's)",
-    file: 'lib/proxy/udp-relay.ts',
-    edits: [{ find: 'const waiting = this.pendingOfClient.get(client);', replace: 'const waiting = this.pendingOfClient.get(client) && undefined;' }],
-    specs: ['wfp-sim-rules.test.js'],
-    runtime: 'win32',
-  },
 ];

@@ -159,7 +159,7 @@ describe('--config in Windows node.exe, against a simulated WFP redirect service
       closed.close();
     }
   });
-  it('process rules (no --process): a rule naming node.exe decides the test\'s own clients, TCP and UDP; a UDP flow\'s datagrams sent at once (only the first with a context) wait for its process and go out in order', async function () {
+  it('process rules (no --process): a rule naming node.exe decides the test\'s own clients, TCP and UDP; a UDP flow\'s datagrams sent at once (only the first with a context) all relayed, in order', async function () {
     const [open, closed] = await Promise.all([echoServer(), echoServer()]);
     const portOf = (server: net.Server) => (server.address() as net.AddressInfo).port;
     const reflector = dgram.createSocket('udp4');
