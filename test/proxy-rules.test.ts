@@ -54,6 +54,8 @@ interface Line {
   rule?: string;
   error?: string;
   end?: string;
+  process?: { pid: number; name: string; path?: string };
+  client?: string;
 }
 
 /** The proxy's JSON log lines once `count` have come that satisfy `until`. */
@@ -212,6 +214,56 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
       assert.ok(waited < 3000, `the banner took ${waited} ms`);
       const [line] = await lines(proxy, (all) => all.length >= 1);
       assert.deepEqual([line.learned, line.domain, line.rule, line.error], ['none', undefined, 'smtp', undefined]);
+    } finally {
+      await stop(proxy);
+    }
+  });
+
+  it('process rules without --process: curl (by name) through dante, a node client (by its full path) reset, wget by the default; each line names the process and the rule', async function () {
+    const { proxy } = await startProxy({
+      upstreams: { dante: `socks5://127.0.0.1:${DANTE_PORT}` },
+      rules: [{ name: 'curl-via-dante', process: 'curl', via: 'dante' }, { name: 'no-node', process: process.execPath, protocol: 'tcp', action: 'block' }],
+      default: 'direct',
+    });
+    try {
+      const viaCurl = await curl('-H', 'Host: curl.test', `http://${SERVER}/`);
+      assert.equal(viaCurl.stdout, `host=curl.test peer=${DANTE_OUT}`, `curl through dante: ${viaCurl.stderr}`);
+      const wget = await client(['wget', '-qO-', '--header', 'Host: wget.test', `http://${SERVER}/`]);
+      assert.equal(wget.stdout, 'host=wget.test peer=10.88.0.1', `wget direct: ${wget.stderr}`);
+      const script = `const s=require('net').connect(80,'${SERVER}',()=>s.write('GET / HTTP/1.0\\r\\nHost: node.test\\r\\n\\r\\n'));let got='';s.on('data',(d)=>got+=d);s.on('error',(e)=>console.log(e.code));s.on('close',()=>console.log('got='+got.length))`;
+      const node = await client([process.execPath, '-e', script]);
+      assert.match(node.stdout, /ECONNRESET|got=0/, `the node client is refused: ${node.stdout} ${node.stderr}`);
+      assert.doesNotMatch(node.stdout, /got=[1-9]/);
+      const log = await lines(proxy, (all) => all.length >= 3);
+      const of = (name: string) => log.find((line) => line.process?.name === name) ?? assert.fail(`no line for ${name}: ${proxy.stdout.join('\n')}`);
+      assert.deepEqual([of('curl').rule, of('curl').via, of('curl').error], ['curl-via-dante', `socks5://127.0.0.1:${DANTE_PORT}`, undefined]);
+      assert.deepEqual([of('wget').rule, of('wget').via], ['default', undefined]);
+      assert.deepEqual([of('node').rule, of('node').error, of('node').process?.path], ['no-node', 'ERR_PROXY_BLOCKED', process.execPath]);
+    } finally {
+      await stop(proxy);
+    }
+  });
+
+  it('UDP process rules through TPROXY without --process: a node client\'s flows through dante (UDP ASSOCIATE) by its name, or blocked, each line naming the process', async function () {
+    const send = () => client([process.execPath, join(__dirname, 'fixtures', 'udp-send-each.js'), UDP_CLIENT, SERVER, '443', 'c0ffee*3', 'beef']);
+    let { proxy } = await startProxy({ upstreams: { dante: `socks5://127.0.0.1:${DANTE_PORT}` }, rules: [{ name: 'node-udp', protocol: 'udp', process: 'node', via: 'dante' }], default: 'block' });
+    try {
+      const sent = await send();
+      assert.deepEqual(JSON.parse(sent.stdout), [{ replied: true, intact: true }, { replied: true, intact: true }], sent.stderr);
+      await stop(proxy);
+      const flows = proxy.stdout.map((line) => JSON.parse(line) as Line).filter((line) => line.protocol === 'udp');
+      assert.equal(flows.length, 2, proxy.stdout.join('\n'));
+      for (const flow of flows) assert.deepEqual([flow.rule, flow.via, flow.process?.name], ['node-udp', `socks5://127.0.0.1:${DANTE_PORT}`, 'node'], JSON.stringify(flow));
+    } finally {
+      await stop(proxy);
+    }
+    ({ proxy } = await startProxy({ rules: [{ name: 'no-node-udp', protocol: 'udp', process: 'node', action: 'block' }], default: 'direct' }));
+    try {
+      const sent = await send();
+      assert.deepEqual(JSON.parse(sent.stdout), [{ replied: false, intact: false }, { replied: false, intact: false }], sent.stderr);
+      const log = await lines(proxy, (all) => all.some((line) => line.end === 'blocked'));
+      const blocked = log.filter((line) => line.end === 'blocked');
+      assert.deepEqual([blocked[0].rule, blocked[0].error, blocked[0].process?.name], ['no-node-udp', 'ERR_PROXY_BLOCKED', 'node']);
     } finally {
       await stop(proxy);
     }

@@ -159,4 +159,51 @@ describe('--config in Windows node.exe, against a simulated WFP redirect service
       closed.close();
     }
   });
+  it('process rules (no --process): a rule naming node.exe decides the test\'s own clients, TCP and UDP; a UDP flow\'s datagrams sent at once (only the first with a context) all relayed, in order', async function () {
+    const [open, closed] = await Promise.all([echoServer(), echoServer()]);
+    const portOf = (server: net.Server) => (server.address() as net.AddressInfo).port;
+    const reflector = dgram.createSocket('udp4');
+    reflector.on('message', (data, rinfo) => reflector.send(Buffer.from(data).reverse(), rinfo.port, rinfo.address));
+    await new Promise<void>((resolve) => reflector.bind(0, '127.0.0.1', resolve));
+    const file = join(dir, 'process-rules.json');
+    writeFileSync(file, JSON.stringify({
+      rules: [
+        { name: 'not-node', process: 'curl.exe', action: 'direct' },
+        { name: 'node-tcp', process: 'node.exe', protocol: 'tcp', port: portOf(open), action: 'direct' },
+        { name: 'node-udp', process: 'node.exe', protocol: 'udp', action: 'direct' },
+      ],
+      default: 'block',
+    }));
+    const proxy = await start(['--require', PRELOAD, CLI, '--listen', '127.0.0.1:0', '--transparent', '--udp', '--config', file, '--log', 'json', '--log-start'], /relaying UDP on .*:(\d+)$/, { ipc: true });
+    const socket = dgram.createSocket('udp4');
+    try {
+      assert.deepEqual(await redirectedClient(proxy, portOf(open), 'hello', Buffer.from('records-1')), { echoed: 'hello', ended: 'close' });
+      assert.deepEqual(await redirectedClient(proxy, portOf(closed), 'hello', Buffer.from('records-2')), { echoed: '', ended: 'ECONNRESET' }, 'node.exe to another port: the default blocks');
+      await new Promise<void>((resolve) => socket.bind(0, '127.0.0.1', resolve));
+      const context = encodeSockaddr({ address: '127.0.0.1', port: reflector.address().port });
+      await askProxy(proxy, { udpRedirect: { peerAddress: '127.0.0.1', peerPort: socket.address().port, records: Buffer.from('udp-records').toString('base64'), context: context.toString('base64') } });
+      const replies: string[] = [];
+      socket.on('message', (data) => replies.push(Buffer.from(data).reverse().toString()));
+      for (const word of ['one', 'two', 'three', 'four']) socket.send(Buffer.from(word), proxy.port, '127.0.0.1');
+      for (let waited = 0; replies.length < 4 && waited < 3000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.deepEqual(replies, ['one', 'two', 'three', 'four'], `every datagram relayed, in order\n${proxy.stderr.join('\n')}\n${proxy.stdout.join('\n')}`);
+      // A flow's end line comes at its end (node.exe is not stopped gently under Wine): its start line (--log-start) says how it was decided.
+      await waitFor(() => logsOf(proxy).some((entry) => (entry as { protocol?: string }).protocol === 'udp'), proxy, 'the UDP flow\'s start line');
+      const logs = logsOf(proxy) as Array<ConnectionLog & { end?: string; protocol?: string }>;
+      const tcp = (port: number) => logs.find((entry) => entry.protocol !== 'udp' && entry.destination === `127.0.0.1:${port}` && entry.rule !== undefined);
+      assert.deepEqual([tcp(portOf(open))?.rule, tcp(portOf(open))?.process?.name?.toLowerCase(), tcp(portOf(open))?.process?.pid], ['node-tcp', 'node.exe', process.pid], JSON.stringify(logs));
+      const blocked = logs.find((entry) => entry.destination === `127.0.0.1:${portOf(closed)}` && entry.error !== undefined);
+      assert.deepEqual([blocked?.rule, blocked?.error, blocked?.process?.pid], ['default', 'ERR_PROXY_BLOCKED', process.pid]);
+      const udp = logs.filter((entry) => entry.protocol === 'udp');
+      assert.equal(udp.length, 1, JSON.stringify(udp));
+      assert.deepEqual([udp[0].rule, udp[0].process?.pid, udp[0].records], ['node-udp', process.pid, 11]);
+      assert.ok(!logs.some((entry) => entry.error === 'ERR_NOT_REDIRECTED'), 'the datagrams without a context joined the waiting flow');
+    } finally {
+      socket.close();
+      reflector.close();
+      await stop(proxy);
+      open.close();
+      closed.close();
+    }
+  });
 });

@@ -67,7 +67,9 @@ export interface UdpRelayOptions {
   /**
    * Look up the process behind each flow whose client is on this host
    * (lookupProcess), from its first datagram; the flow's log lines get it
-   * (its start line waits for the lookup). Default off.
+   * (its start line waits for the lookup). Default off. Where a rule names a
+   * process this happens without it, and a new flow waits for its lookup
+   * (at most PROCESS_WAIT_MS) before it is decided.
    */
   processLookup?: boolean | undefined;
   /**
@@ -113,6 +115,25 @@ export interface FlowLog {
   /** With `rules`: the rule that decided (its name, rules[N], or "default"). */
   rule?: string;
 }
+
+/** A new flow waiting for its process lookup (a rule names a process): its datagrams so far, in order. */
+interface PendingFlow {
+  key: string;
+  /** The client's address, unmapped: what the per-source bound counts by. */
+  source: string;
+  /** The first datagram's: its records and context decide the flow. */
+  rinfo: RedirectedRemoteInfo;
+  destination: { address: string; port: number };
+  blockKey: string;
+  datagrams: Buffer[];
+  bytes: number;
+}
+
+/** Longest a new flow waits for its process lookup when a rule names a process; unknown after it. */
+export const PROCESS_WAIT_MS = 500;
+/** Datagrams, and their bytes, one flow may queue while it waits for its process; more are dropped (ERR_PROXY_QUEUE_FULL). */
+export const PENDING_DATAGRAMS = 16;
+export const PENDING_BYTES = 64 * 1024;
 
 /** What was decided of a new flow at its first datagram. */
 interface FlowRoute {
@@ -167,6 +188,8 @@ const WHY_DROPPED: Record<string, string> = {
   ERR_PROXY_LOOP:
     'the relay\'s own datagrams came back to it: a redirect rule catches them. Exempt them (Linux: --mark N with "-m mark ! --mark N" on the TPROXY rule; Windows: the callout must honour the records)',
   ENOTFOUND: 'the upstream does not resolve',
+  ERR_PROXY_QUEUE_FULL: `a new flow sent more than ${PENDING_DATAGRAMS} datagrams (or ${PENDING_BYTES / 1024} KiB) while its process was looked up (a rule names a process): the rest were dropped`,
+  ERR_PROXY_PENDING_FULL: 'too many new flows were waiting for their process lookup at once (maxFlows overall, maxFlowsPerSource from one address): their datagrams were dropped',
 };
 
 export class UdpRelay {
@@ -177,12 +200,22 @@ export class UdpRelay {
   private readonly via: Upstream | undefined;
   /** With `processLookup`: the lookup, with its cache. */
   private readonly processes: ProcessLookup | undefined;
+  /** processLookup: every flow's process, for the log, not only while a rule names one. */
+  private readonly lookUpAlways: boolean;
   /** Oldest activity first: a flow moves to the end on each datagram. */
   private readonly flows = new Map<string, Flow>();
   /** The same flows by client address, each map oldest activity first: the per-source cap. */
   private readonly flowsOfSource = new Map<string, Map<string, Flow>>();
   /** Windows: a redirected flow's context comes with its first datagram only; later ones are known by their client. */
   private readonly flowOfClient = new Map<string, Flow>();
+  /** New flows waiting for their process lookup, by key (oldest first; at most maxFlows, maxFlowsPerSource from one address). */
+  private readonly pending = new Map<string, PendingFlow>();
+  /** The same by client address: how many from each. */
+  private readonly pendingOfSource = new Map<string, number>();
+  /** Windows: the pending flow of a client, which its datagrams without a context join. */
+  private readonly pendingOfClient = new Map<string, PendingFlow>();
+  /** Set by shutdown: lookups that answer after it open nothing. */
+  private closed = false;
   /** Flows a rule blocked, by key, with when a datagram of each was last dropped (oldest first; at most maxFlows). */
   private readonly blocked = new Map<string, number>();
   /** The local ports of the flows' outbound sockets, by family: a datagram from one of them is the relay's own, come back. */
@@ -203,7 +236,9 @@ export class UdpRelay {
   constructor(options: UdpRelayOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
     const { via, processLookup, ...rest } = options;
-    this.processes = processLookup ? new ProcessLookup() : undefined;
+    // Rules may name a process (now or after a reload): the lookup is there, used while they do.
+    this.processes = processLookup || options.rules ? new ProcessLookup({ timeoutMs: PROCESS_WAIT_MS }) : undefined;
+    this.lookUpAlways = processLookup === true;
     this.via = via === undefined ? undefined : parseUpstream(via);
     if (options.rules !== undefined && (options.rules === null || typeof options.rules.match !== 'function')) throw invalidArgType('options.rules', 'a RuleSet or RuleMatcher', options.rules);
     if (this.via?.protocol === 'http') {
@@ -282,6 +317,12 @@ export class UdpRelay {
   /** Stops receiving and ends every flow; resolves to how many there were. */
   async shutdown(): Promise<number> {
     const open = this.flows.size;
+    this.closed = true;
+    // Flows still waiting for their process: their datagrams go nowhere, and their lookups open nothing.
+    for (const waiting of this.pending.values()) this.dropped += waiting.datagrams.length;
+    this.pending.clear();
+    this.pendingOfSource.clear();
+    this.pendingOfClient.clear();
     for (const flow of [...this.flows.values()]) this.end(flow, 'shutdown');
     for (const report of this.reports.values()) report.stop();
     await new Promise<void>((resolve) => this.socket.close(resolve));
@@ -363,6 +404,9 @@ export class UdpRelay {
     const client = formatEndpoint(rinfo.address, rinfo.port);
     let flow: Flow | undefined;
     if (this.byClient && !rinfo.redirectContext) {
+      // A client's flow still being decided takes its datagrams, in order.
+      const waiting = this.pendingOfClient.get(client);
+      if (waiting) return this.enqueue(waiting, data, rinfo);
       flow = this.flowOfClient.get(client);
       if (!flow) {
         // A blocked flow's later datagrams: known by their client, as an open flow's are.
@@ -375,13 +419,23 @@ export class UdpRelay {
       const key = `${client} ${formatEndpoint(destination.address, destination.port)}`;
       flow = this.flows.get(key);
       if (!flow) {
+        const waiting = this.pending.get(key);
+        if (waiting) return this.enqueue(waiting, data, rinfo);
         // Windows: a datagram with a context is a new redirect, decided afresh; a blocked one is remembered by its client.
         if (!this.byClient && this.isBlocked(key)) return;
-        const route = this.routeOf(data, rinfo, destination, this.byClient ? client : key);
+        const blockKey = this.byClient ? client : key;
+        // A rule names a process: the flow is decided once its process is known (or the lookup gave up).
+        if (this.processes && this.options.rules?.wantsProcess) return this.await(key, data, rinfo, destination, blockKey);
+        const route = this.routeOf(data, rinfo, destination, blockKey);
         if (route === undefined) return;
         flow = this.open(key, rinfo, destination, route);
       }
     }
+    this.forward(flow, data);
+  }
+
+  /** Sends a client's datagram on through its flow. */
+  private forward(flow: Flow, data: Buffer): void {
     this.touch(flow);
     const first = flow.log.datagramsUp === 0;
     flow.log.datagramsUp += 1;
@@ -394,6 +448,71 @@ export class UdpRelay {
     if (flow.outbound instanceof AssociatedFlowSocket) return flow.outbound.send(data, flow.destination.port, flow.destination.address, done);
     const options = first && flow.records ? { redirectRecords: flow.records } : {};
     flow.outbound.send(data, flow.destination.port, flow.destination.address, options, done);
+  }
+
+  /**
+   * Starts deciding a new flow whose rules want its process: its datagrams
+   * queue (bounded) until the lookup answers (at most PROCESS_WAIT_MS), then
+   * the rules decide and the queue goes out in order, or is dropped.
+   */
+  private await(key: string, data: Buffer, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }, blockKey: string): void {
+    const source = unmapped(rinfo.address);
+    const ofSource = this.pendingOfSource.get(source) ?? 0;
+    if (this.pending.size >= this.options.maxFlows || ofSource >= this.options.maxFlowsPerSource) return this.drop(rinfo, 'ERR_PROXY_PENDING_FULL');
+    const waiting: PendingFlow = { key, source, rinfo, destination, blockKey, datagrams: [data], bytes: data.length };
+    this.pending.set(key, waiting);
+    this.pendingOfSource.set(source, ofSource + 1);
+    const client = formatEndpoint(rinfo.address, rinfo.port);
+    if (this.byClient) this.pendingOfClient.set(client, waiting);
+    void this.lookUp(rinfo, destination).then((process) => this.decided(waiting, process));
+  }
+
+  /** Queues a datagram of a flow being decided; beyond its bound, dropped (counted, reported). */
+  private enqueue(waiting: PendingFlow, data: Buffer, rinfo: RedirectedRemoteInfo): void {
+    if (waiting.datagrams.length >= PENDING_DATAGRAMS || waiting.bytes + data.length > PENDING_BYTES) return this.drop(rinfo, 'ERR_PROXY_QUEUE_FULL');
+    waiting.datagrams.push(data);
+    waiting.bytes += data.length;
+  }
+
+  /** A pending flow's process is known (or unknown for good): the rules decide, and its queue goes out in order. */
+  private decided(waiting: PendingFlow, process: ProcessInfo | undefined): void {
+    if (this.closed || this.pending.get(waiting.key) !== waiting) return; // shut down meanwhile
+    this.pending.delete(waiting.key);
+    const left = (this.pendingOfSource.get(waiting.source) ?? 1) - 1;
+    if (left > 0) this.pendingOfSource.set(waiting.source, left);
+    else this.pendingOfSource.delete(waiting.source);
+    const client = formatEndpoint(waiting.rinfo.address, waiting.rinfo.port);
+    if (this.pendingOfClient.get(client) === waiting) this.pendingOfClient.delete(client);
+    const [first, ...rest] = waiting.datagrams;
+    let flow: Flow;
+    try {
+      const route = this.routeOf(first!, waiting.rinfo, waiting.destination, waiting.blockKey, process);
+      if (route === undefined) {
+        this.dropped += rest.length; // the first was counted as the block's
+        return;
+      }
+      flow = this.open(waiting.key, waiting.rinfo, waiting.destination, route, process);
+    } catch (error) {
+      // No outbound socket (EMFILE, a mark refused, ...): this flow's datagrams are lost.
+      this.dropped += rest.length;
+      return this.drop(waiting.rinfo, codeOf(error));
+    }
+    try {
+      for (const data of waiting.datagrams) this.forward(flow, data);
+    } catch (error) {
+      this.end(flow, 'error', codeOf(error)); // a send that threw: the flow cannot go on
+    }
+  }
+
+  /** The process that sent a flow's first datagram; unknown (undefined) when it cannot be told, never an error. */
+  private lookUp(rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }): Promise<ProcessInfo | undefined> {
+    if (!this.processes) return Promise.resolve(undefined);
+    const listening = this.socket.address();
+    const direct = this.options.destination.kind === 'upstream';
+    const wildcard = listening.address === '0.0.0.0' || listening.address === '::';
+    // An unconnected client socket answers for any peer; a relay on a wildcard address does not know which of its addresses was used.
+    const remote = !direct ? destination : wildcard ? undefined : { address: listening.address, port: listening.port };
+    return this.processes.lookup({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote }).catch(() => undefined);
   }
 
   /** Whether `key` is a flow a rule blocked that is still live: its datagram is dropped (counted, not logged again). */
@@ -444,7 +563,7 @@ export class UdpRelay {
     return undefined;
   }
 
-  private open(key: string, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }, route: FlowRoute): Flow {
+  private open(key: string, rinfo: RedirectedRemoteInfo, destination: { address: string; port: number }, route: FlowRoute, process?: ProcessInfo): Flow {
     this.makeRoom(unmapped(rinfo.address));
     const client = formatEndpoint(rinfo.address, rinfo.port);
     // A new redirect from a client whose later datagrams are known by the client alone replaces its flow.
@@ -462,7 +581,7 @@ export class UdpRelay {
       id, protocol: 'udp', client, destination: formatEndpoint(destination.address, destination.port),
       datagramsUp: 0, bytesUp: 0, datagramsDown: 0, bytesDown: 0, records: records?.length ?? 0, durationMs: 0, end: 'idle',
       ...(route.domain === undefined ? {} : { domain: route.domain }), ...(route.learned === undefined ? {} : { learned: route.learned }),
-      ...(via ? { via: via.display } : {}), ...(route.rule === undefined ? {} : { rule: route.rule }),
+      ...(via ? { via: via.display } : {}), ...(route.rule === undefined ? {} : { rule: route.rule }), ...(process ? { process } : {}),
     };
     const flow: Flow = {
       id, key, source: unmapped(rinfo.address), client: { address: rinfo.address, port: rinfo.port }, destination, records, outbound, ownPort: undefined, log,
@@ -473,7 +592,9 @@ export class UdpRelay {
       this.reply(flow, reply);
     });
     outbound.on('error', (error: Error) => this.end(flow, 'error', codeOf(error)));
-    this.identify(flow, rinfo);
+    // Looked up before the decision (a rule named a process): known already.
+    if (this.processes && this.options.rules?.wantsProcess) this.options.logStart?.({ ...flow.log });
+    else this.identify(flow, rinfo);
     this.flows.set(key, flow);
     this.sourceFlows(flow.source).set(key, flow);
     if (this.byClient) this.flowOfClient.set(client, flow);
@@ -488,19 +609,11 @@ export class UdpRelay {
    * follows the lookup.
    */
   private identify(flow: Flow, rinfo: RedirectedRemoteInfo): void {
-    if (!this.processes) return void this.options.logStart?.({ ...flow.log });
-    const listening = this.socket.address();
-    const direct = this.options.destination.kind === 'upstream';
-    const wildcard = listening.address === '0.0.0.0' || listening.address === '::';
-    // An unconnected client socket answers for any peer; a relay on a wildcard address does not know which of its addresses was used.
-    const remote = !direct ? flow.destination : wildcard ? undefined : { address: listening.address, port: listening.port };
-    this.processes
-      .lookup({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote })
-      .then((found) => {
-        if (found) flow.log.process = found;
-      })
-      .catch(() => {})
-      .finally(() => this.options.logStart?.({ ...flow.log }));
+    if (!this.lookUpAlways) return void this.options.logStart?.({ ...flow.log });
+    void this.lookUp(rinfo, flow.destination).then((found) => {
+      if (found) flow.log.process = found;
+      this.options.logStart?.({ ...flow.log });
+    });
   }
 
   /** Binds a flow's own socket now, so that its port is known before its first datagram can come back. */
