@@ -19,8 +19,10 @@ interface Plan {
 const plan = JSON.parse(process.argv[2]) as Plan;
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
 CHUNK[0] = 0x53; // 'S': the server's sink (each stream's first byte decides)
+CHUNK[1] = 0x00; // neither TLS nor HTTP at its second byte: a sniffing proxy knows at once, rather than at its time bound
 const MESSAGE = Buffer.alloc(32, 0x65);
 MESSAGE[0] = 0x45; // 'E': the server's echo
+MESSAGE[1] = 0x00; // as CHUNK[1]
 
 const seconds = (start: bigint) => Number(process.hrtime.bigint() - start) / 1e9;
 

@@ -44,7 +44,9 @@ const modules = {
 ${modules.join('\n')}
 };
 const loaded = {};
-function load(name) {
+function load(id) {
+  // As Node resolves './process': the file, or else the folder's index.
+  const name = id in modules || !(id + '/index' in modules) ? id : id + '/index';
   if (loaded[name]) return loaded[name].exports;
   if (!(name in modules)) throw new Error('wfp-redirect-proxy: ' + name + ' is not in the bundle');
   const module = (loaded[name] = { exports: {} });

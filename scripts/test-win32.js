@@ -7,7 +7,8 @@
 //
 // With --if-available (what `npm test` uses) a machine without the tools gets
 // a loud notice that the Windows suite did NOT run, instead of a failure.
-// With --newest, only the newest line runs (a quicker check while working).
+// With --newest, only the newest line runs (a quicker check while working);
+// with --line=N, only line N (22, 24, 26).
 'use strict';
 const { execFileSync } = require('node:child_process');
 const { join } = require('node:path');
@@ -40,7 +41,8 @@ function main() {
   const passed = [];
   const failed = [];
   try {
-    const versions = process.argv.includes('--newest') ? WIN_VERSIONS.slice(-1) : WIN_VERSIONS;
+    const line = process.argv.find((arg) => arg.startsWith('--line='))?.slice('--line='.length);
+    const versions = process.argv.includes('--newest') ? WIN_VERSIONS.slice(-1) : line ? WIN_VERSIONS.filter((v) => v.split('.')[0] === line) : WIN_VERSIONS;
     for (const version of versions) {
       const exe = officialNode('win32', version);
       const runtime = `Windows node.exe ${version} under ${wine}`;

@@ -2,6 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
+import { basename } from 'node:path';
 import { binding, type NativeBinding } from '../dist/native';
 import {
   getSocketHandle,
@@ -136,6 +137,8 @@ export function thrown(fn: () => unknown): any {
 }
 
 export const isWindows = process.platform === 'win32';
+/** The image name of the runtime running the tests, lower case: node.exe, or a renamed copy's name (wfp-host-app.exe). */
+export const OWN_IMAGE = basename(process.execPath).toLowerCase();
 
 /** mulberry32: a small seeded PRNG, so fuzz inputs are the same on every machine. */
 export function prng(seed: number): () => number {

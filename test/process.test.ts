@@ -11,7 +11,7 @@ import { realpathSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 import { lookupProcess, ProcessLookup, describeProcess, TransparentProxy, type ConnectionLog, type RouteRequest } from '../dist/index';
-import { rejection, spy } from './helpers';
+import { OWN_IMAGE, rejection, spy } from './helpers';
 
 const linux = process.platform === 'linux';
 const windows = process.platform === 'win32';
@@ -311,7 +311,7 @@ describe('lookupProcess: the owner-pid tables (Windows node.exe)', function () {
           console.warn('    !!! Wine answered no owning pid for the client\'s row (GetExtendedTcpTable TCP_TABLE_OWNER_PID_CONNECTIONS)');
         }
         assert.equal(found?.pid, child.pid, 'Wine 10 fills dwOwningPid through nsiproxy; if this fails, it does not');
-        assert.equal(found?.name.toLowerCase(), 'node.exe');
+        assert.equal(found?.name.toLowerCase(), OWN_IMAGE);
         assert.equal(found?.path?.toLowerCase(), process.execPath.toLowerCase());
         // The server's end is in this process: left out, so unknown.
         assert.equal(await lookupProcess({ protocol: 'tcp', local: serverOf(socket), remote: clientOf(socket) }), undefined);
@@ -333,7 +333,7 @@ describe('lookupProcess: the owner-pid tables (Windows node.exe)', function () {
       const [, rinfo] = (await once(server, 'message')) as [Buffer, dgram.RemoteInfo];
       const found = await lookupProcess({ protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } });
       assert.equal(found?.pid, child.pid, 'the UDP owner-pid table');
-      assert.equal(found?.name.toLowerCase(), 'node.exe');
+      assert.equal(found?.name.toLowerCase(), OWN_IMAGE);
     } finally {
       child.kill();
       server.close();

@@ -12,7 +12,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { encodeSockaddr, type ConnectionLog } from '..';
-import { isWindows } from './helpers';
+import { isWindows, OWN_IMAGE } from './helpers';
 import { clientHelloMessage, cryptoFrame, protectedInitial, serverNameExtension } from './sniff-helpers';
 import { askProxy, CLI, echoServer, start, stop, type Running } from './proxy-process';
 
@@ -169,8 +169,8 @@ describe('--config in Windows node.exe, against a simulated WFP redirect service
     writeFileSync(file, JSON.stringify({
       rules: [
         { name: 'not-node', process: 'curl.exe', action: 'direct' },
-        { name: 'node-tcp', process: 'node.exe', protocol: 'tcp', port: portOf(open), action: 'direct' },
-        { name: 'node-udp', process: 'node.exe', protocol: 'udp', action: 'direct' },
+        { name: 'node-tcp', process: OWN_IMAGE, protocol: 'tcp', port: portOf(open), action: 'direct' },
+        { name: 'node-udp', process: OWN_IMAGE, protocol: 'udp', action: 'direct' },
       ],
       default: 'block',
     }));
@@ -191,7 +191,7 @@ describe('--config in Windows node.exe, against a simulated WFP redirect service
       await waitFor(() => logsOf(proxy).some((entry) => (entry as { protocol?: string }).protocol === 'udp'), proxy, 'the UDP flow\'s start line');
       const logs = logsOf(proxy) as Array<ConnectionLog & { end?: string; protocol?: string }>;
       const tcp = (port: number) => logs.find((entry) => entry.protocol !== 'udp' && entry.destination === `127.0.0.1:${port}` && entry.rule !== undefined);
-      assert.deepEqual([tcp(portOf(open))?.rule, tcp(portOf(open))?.process?.name?.toLowerCase(), tcp(portOf(open))?.process?.pid], ['node-tcp', 'node.exe', process.pid], JSON.stringify(logs));
+      assert.deepEqual([tcp(portOf(open))?.rule, tcp(portOf(open))?.process?.name?.toLowerCase(), tcp(portOf(open))?.process?.pid], ['node-tcp', OWN_IMAGE, process.pid], JSON.stringify(logs));
       const blocked = logs.find((entry) => entry.destination === `127.0.0.1:${portOf(closed)}` && entry.error !== undefined);
       assert.deepEqual([blocked?.rule, blocked?.error, blocked?.process?.pid], ['default', 'ERR_PROXY_BLOCKED', process.pid]);
       const udp = logs.filter((entry) => entry.protocol === 'udp');

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import { encodeSockaddr, encodeWfprContext, encodeWfpSamplerContext, originalDestinationFromContext, RedirectUdpSocket, type FlowLog, type RedirectedRemoteInfo } from '..';
-import { isWindows, LOOPBACK, type Family } from './helpers';
+import { isWindows, LOOPBACK, type Family, OWN_IMAGE } from './helpers';
 import { askProxy, CLI, start, stop, type Running } from './proxy-process';
 import { join } from 'node:path';
 import {
@@ -343,7 +343,7 @@ describe('the proxy CLI relaying UDP in Windows node.exe, against a simulated WF
       const [entry] = logs();
       assert.equal(entry?.end, 'idle', JSON.stringify(logs()));
       assert.equal(entry.process?.pid, process.pid, `Wine must fill the UDP table's owning pid: ${JSON.stringify(entry)}`);
-      assert.equal(entry.process?.name.toLowerCase(), 'node.exe');
+      assert.equal(entry.process?.name.toLowerCase(), OWN_IMAGE);
     } finally {
       if (proxy) await stop(proxy);
       socket.close();

@@ -20,7 +20,7 @@ import {
   queryRedirectRecords,
   type ConnectionLog,
 } from '..';
-import { isWindows, listenOrSkip, rejection, type Family, Loopback } from './helpers';
+import { isWindows, listenOrSkip, rejection, type Family, Loopback, OWN_IMAGE } from './helpers';
 import { askProxy, CLI, echoServer, start, stop, type Running } from './proxy-process';
 import { removeWfpSim, TOO_SMALL, wfpSim, type SetRecordsCall, type WfpSim } from './wfp-sim';
 
@@ -567,7 +567,7 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
       const [log] = logsOf(proxy);
       assert.equal(log.error, undefined, JSON.stringify(log));
       assert.equal(log.process?.pid, process.pid, `Wine must fill the owning pid of the client's row: ${JSON.stringify(log)}`);
-      assert.equal(log.process?.name.toLowerCase(), 'node.exe');
+      assert.equal(log.process?.name.toLowerCase(), OWN_IMAGE);
       assert.equal(log.process?.path?.toLowerCase(), process.execPath.toLowerCase());
     } finally {
       for (const client of clients) client.destroy();
@@ -591,7 +591,7 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
       const [log] = logsOf(proxy);
       assert.equal(log.error, undefined, JSON.stringify(log));
       assert.equal(log.process?.pid, named.pid, JSON.stringify(log));
-      assert.equal(log.process?.name.toLowerCase(), 'node.exe');
+      assert.equal(log.process?.name.toLowerCase(), OWN_IMAGE);
     } finally {
       named.kill();
       for (const client of clients) client.destroy();
