@@ -173,15 +173,17 @@ function haproxy(threads: number): Contender {
 }
 
 /**
- * 1,000 rules by address, port and process, none matching the benchmark's
- * loopback connections. No `domain` rules: they would turn sniffing on in the
- * rules-only row too; the row with --sniff measures it.
+ * 1,000 rules by address and port (and, `byProcess`, by process), none
+ * matching the benchmark's loopback connections. No `domain` rules: they
+ * would turn sniffing on in the rules-only row too; the row with --sniff
+ * measures it.
  */
-function thousandRules(): object {
+function thousandRules(byProcess: boolean): object {
   const rules = Array.from({ length: 1000 }, (_, i) => {
     switch (i % 3) {
       case 0: return { cidr: [`10.${i % 250}.${(i >> 8) % 250}.0/24`, `fd00:${i.toString(16)}::/32`], action: 'block' };
-      case 1: return { process: [`app${i}`, `/opt/app${i}/bin/app`], via: 'corp' };
+      // Rules that name a process make the proxy look up each connection's: only in the row that measures that.
+      case 1: return byProcess ? { process: [`app${i}`, `/opt/app${i}/bin/app`], via: 'corp' } : { cidr: `192.0.2.${i % 250}/32`, port: i, via: 'corp' };
       default: return { cidr: '127.0.0.0/8', port: [i, `${20000 + i}-${20000 + i}`], action: 'block' };
     }
   });
@@ -189,7 +191,7 @@ function thousandRules(): object {
 }
 
 const RULES_ROW = 'wfp-redirect-proxy --transparent --config (1,000 rules)';
-const KNOWN_ROW = 'wfp-redirect-proxy --transparent --config (1,000 rules) --sniff --process';
+const KNOWN_ROW = 'wfp-redirect-proxy --transparent --config (1,000 rules, 333 by process) --sniff --process';
 
 /** An iptables REDIRECT of the load's connections to the proxy, for the time of one run; the proxy's own connections carry the mark and pass. */
 function markedRedirect(): NonNullable<Contender['redirect']> {
@@ -216,17 +218,19 @@ function linuxContenders(transparent: boolean): Contender[] {
   ];
   if (transparent) {
     const config = join(logs, 'rules-1000.json');
+    const processConfig = join(logs, 'rules-1000-process.json');
     mkdirSync(logs, { recursive: true });
-    writeFileSync(config, JSON.stringify(thousandRules()));
+    writeFileSync(config, JSON.stringify(thousandRules(false)));
+    writeFileSync(processConfig, JSON.stringify(thousandRules(true)));
     const transparentCli = (name: string, extra: string[]): Contender => ({
       ...processContender(name, (port) => ({ file: node, args: [cli, '--listen', `${HOST}:${port}`, '--transparent', '--mark', String(MARK), ...extra] })),
       redirect: markedRedirect(),
     });
     list.push(transparentCli('wfp-redirect-proxy --transparent', []));
-    // The same, deciding each connection by 1,000 rules (none of which matches, so all are tried: the default decides).
+    // The same, deciding each connection by 1,000 rules (none of which matches, so every candidate is tried: the default decides).
     list.push(transparentCli(RULES_ROW, ['--config', config]));
     // And with what issue 26 asks to measure together: each connection sniffed and its process looked up too.
-    list.push(transparentCli(KNOWN_ROW, ['--config', config, '--sniff', '--process']));
+    list.push(transparentCli(KNOWN_ROW, ['--config', processConfig, '--sniff', '--process']));
   }
   list.push(
     processContender(`wfp-redirect-proxy --upstream --workers auto (${cores})`, (port, serverPort) => ({

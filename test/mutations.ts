@@ -1359,6 +1359,7 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: '      if (binding.holdsSocket(cached.pid, cached.fd, inode)) {', replace: '      if (cached.fd >= 0 || binding.holdsSocket(cached.pid, cached.fd, inode)) {' }],
     specs: ['process.test.js'],
     runtime: 'linux',
+    short: true,
   },
   {
     name: 'process-udp-diag-not-swapped',
@@ -1448,6 +1449,7 @@ export const MUTATIONS: Mutation[] = [
     }],
     specs: ['rules.test.js'],
     runtime: 'linux',
+    short: true,
   },
   {
     name: 'rules-wildcard-matches-bare-domain',
@@ -1649,6 +1651,7 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: 'if (this.processes && this.options.rules?.wantsProcess) return this.await(', replace: "if (this.processes && this.options.rules?.wantsProcess && key === '') return this.await(" }],
     specs: ['udp-rules.test.js', 'proxy-rules.test.js'],
     runtime: 'linux',
+    short: true,
   },
   {
     name: 'process-rules-udp-queue-unbounded',
