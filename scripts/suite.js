@@ -6,6 +6,8 @@
 //   === RESULT <runtime>: <n> passing, <n> failing, <n> pending, exit <code>
 // or, when mocha printed no summary:
 //   === RESULT <runtime>: no mocha summary (the runner crashed), exit <code>
+// then how long it took (=== TOOK <runtime>: <n> s) and, for a run that did
+// not pass, its failures, each line as "=== | <line>".
 // A run that printed its summary and then did not exit within
 // SUMMARY_EXIT_MS is described and killed (scripts/suite-watchdog.js); its
 // <code> then reads "hung 60 s after its summary, killed, SIGKILL".
@@ -108,16 +110,38 @@ function verdictOf(result, text) {
  */
 function runSuite(runtime, logFile, spawn) {
   console.log(`\n=== ${runtime}: the mocha suite`);
+  const started = Date.now();
   const { result, text } = runLogged(logFile, spawn);
   const verdict = verdictOf(result, text);
   console.log(`=== RESULT ${runtime}: ${verdict.line}`);
+  console.log(`=== TOOK ${runtime}: ${Math.round((Date.now() - started) / 1000)} s`);
+  if (!verdict.ok) for (const line of failuresOf(text)) console.log(`=== | ${line}`);
   return verdict.ok;
 }
 
-/** Runs the suite in a Linux `node` binary, with `env` added to this process's environment. */
-function runLinuxSuite(runtime, node, env, logFile) {
+// At most this many lines of a failed run's failures are repeated after its
+// RESULT line, which .ci/run prints again at its end (a CI log is often seen only by its tail).
+const FAILURE_LINES = 40;
+
+/** mocha's list of failures (after its "N failing" line), or the run's last lines when it printed none. */
+function failuresOf(text) {
+  const lines = text.split('\n');
+  const start = lines.findIndex((line) => /^ +\d+ failing\b/.test(line));
+  const shown = start >= 0 ? lines.slice(start + 1) : lines.slice(-FAILURE_LINES);
+  const kept = shown.filter((line) => line.trim() !== '' && !/^\s+at /.test(line));
+  return kept.length > FAILURE_LINES ? [...kept.slice(0, FAILURE_LINES), `... (${kept.length - FAILURE_LINES} more lines in the run's log)`] : kept;
+}
+
+/** mocha's arguments for only `specs` (dist-test/x.test.js, ...), with the settings of .mocharc.json but its list of specs. */
+function onlySpecs(specs) {
+  return ['--no-config', '--reporter', 'spec', '--timeout', '20000', ...specs];
+}
+
+/** Runs the suite (or only `specs`) in a Linux `node` binary, with `env` added to this process's environment. */
+function runLinuxSuite(runtime, node, env, logFile, specs = []) {
+  const args = [MOCHA, ...(specs.length ? onlySpecs(specs) : [])];
   return runSuite(runtime, logFile, (log) =>
-    spawnSync(node, [MOCHA], { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', log, log], timeout: RUN_TIMEOUT_MS }),
+    spawnSync(node, args, { cwd: root, env: { ...process.env, ...env }, stdio: ['ignore', log, log], timeout: RUN_TIMEOUT_MS }),
   );
 }
 
@@ -126,4 +150,4 @@ function banner(lines) {
   console.log(['', rule, ...lines.map((line) => `!!! ${line}`), rule, ''].join('\n'));
 }
 
-module.exports = { MOCHA, RUN_TIMEOUT_MS, SUMMARY_EXIT_MS, runLogged, runSuite, runLinuxSuite, summaryOf, verdictOf, banner };
+module.exports = { MOCHA, RUN_TIMEOUT_MS, onlySpecs, SUMMARY_EXIT_MS, runLogged, runSuite, runLinuxSuite, summaryOf, verdictOf, banner };
