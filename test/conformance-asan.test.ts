@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { runsInOneLineOnly } from './helpers';
 
 const root = join(__dirname, '..');
 
@@ -45,6 +46,7 @@ describe('conformance: the query protocol and the control-message parser under A
       console.warn('    !!! not Linux: the AddressSanitizer fuzz run is NOT done here (it needs g++ with libasan); `npm test` on Linux runs it');
       this.skip();
     }
+    runsInOneLineOnly(this, 'the AddressSanitizer fuzz run (a C++ program of its own)');
   });
 
   it('10,000 random provider scripts: no sanitizer report, each run asks for the buffers and ends as the documented protocol says', function () {

@@ -222,3 +222,16 @@ export function addNetworkNamespace(name: string, tools: string[] = []): string 
   if (made.status !== 0) return `cannot create a network namespace: ${made.stderr.trim()}`;
   return undefined;
 }
+
+/**
+ * For a spec whose subject does not depend on Node's line (a C++ program of its
+ * own under a sanitizer, the TypeScript compiler, the test runner): it runs in
+ * one Linux line only, the one scripts/test-linux.js does not mark with
+ * WFP_REDIRECT_LINE_INDEPENDENT=elsewhere; the others skip it and say so.
+ */
+export function runsInOneLineOnly(ctx: Mocha.Context, what: string): void {
+  const elsewhere = process.env.WFP_REDIRECT_LINE_INDEPENDENT;
+  if (elsewhere === undefined || !elsewhere.startsWith('elsewhere')) return;
+  console.warn(`    !!! ${what} does not depend on Node's line: NOT run in Node ${process.versions.node}; ${elsewhere.slice('elsewhere'.length).trim() || 'another line runs it'}`);
+  ctx.skip();
+}

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { runsInOneLineOnly } from './helpers';
 
 const root = join(__dirname, '..');
 
@@ -18,6 +19,7 @@ describe('the POSIX control-message walk under AddressSanitizer', function () {
       console.warn('    !!! not Linux: the AddressSanitizer run of the POSIX control-message walk is NOT done here (it needs g++ with libasan)');
       this.skip();
     }
+    runsInOneLineOnly(this, 'the AddressSanitizer run of the POSIX control-message walk (a C++ program of its own)');
   });
 
   it('20,000 control areas (well-formed, cut short, random, a length corrupted): none read past, well-formed ones read back exactly', function () {

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { join } from 'node:path';
 import { root } from './proxy-process';
+import { runsInOneLineOnly } from './helpers';
 
 interface Logged {
   result: SpawnSyncReturns<Buffer> & { hungAfterSummaryMs?: number };
@@ -45,6 +46,7 @@ describe('the test runner\'s watchdog (scripts/suite.js)', function () {
       console.warn('    !!! not Linux: the runner and its watchdog run on Linux (they find the run in /proc); not tested here');
       this.skip();
     }
+    runsInOneLineOnly(this, "the test runner's watchdog (it runs in the runner's Node)");
   });
 
   it('kills a run still there 2 s after its summary, with its thread stacks, and counts it as failed', function () {

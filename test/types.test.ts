@@ -9,7 +9,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isWindows } from './helpers';
+import { isWindows, runsInOneLineOnly } from './helpers';
 import { root } from './proxy-process';
 
 /** The ```ts blocks of a Markdown text, in order. */
@@ -54,6 +54,7 @@ describe('the published types, as a strict consumer compiles them', function () 
       console.warn('    !!! type checking is the same on every platform and slow under Wine: it runs in the Linux suite only');
       this.skip();
     }
+    runsInOneLineOnly(this, 'type checking (tsc)');
   });
 
   it('every export, used as the README does, with the mistakes the types must refuse refused', function () {
