@@ -51,9 +51,15 @@ function rebuild(file, runtime) {
   throw new Error(`test:mutations: no rule to rebuild ${file}`);
 }
 
+// A mutant's run still there this long after its summary is killed (the suite's
+// own bound is 60 s): mutants that break a query's answer leave it pending, and
+// waiting a minute for each adds up. A run killed so has not passed either way.
+const MUTANT_EXIT_MS = 20_000;
+
 /** Runs the mutation's test files; returns the verdict (ok: they passed). */
 function runSpecs(mutation) {
-  const args = [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', ...mutation.specs.map((spec) => `dist-test/${spec}`)];
+  // --bail: one failing test kills the mutant; the rest of its specs would only take time (a timeout each).
+  const args = [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', '--bail', ...mutation.specs.map((spec) => `dist-test/${spec}`)];
   const log = join(cache, 'mutations', `${mutation.name}.log`);
   const { result, text } = runLogged(
     log,
@@ -69,6 +75,7 @@ function runSpecs(mutation) {
       return spawnSync(officialNode('linux', LINUX_VERSIONS[LINUX_VERSIONS.length - 1]), args, { cwd: root, stdio: ['ignore', fd, fd], timeout: RUN_TIMEOUT_MS });
     },
     false,
+    MUTANT_EXIT_MS,
   );
   return { ...verdictOf(result, text), log, interrupted: result.signal === 'SIGINT' };
 }
