@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 import { lookupProcess, ProcessLookup, describeProcess, TransparentProxy, type ConnectionLog, type RouteRequest } from '../dist/index';
@@ -42,6 +42,15 @@ async function holdingServer(host: string): Promise<{ server: net.Server; port: 
 
 const clientOf = (socket: net.Socket) => ({ address: socket.remoteAddress!, port: socket.remotePort! });
 const serverOf = (socket: net.Socket) => ({ address: socket.localAddress!, port: socket.localPort! });
+
+/** Waits (at most 5 s) until process `pid` runs `program`: a fork is its parent's image until it execs. */
+async function execed(pid: number, program: string): Promise<void> {
+  const deadline = Date.now() + 5_000;
+  while (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== program) {
+    if (Date.now() > deadline) throw new Error(`process ${pid} did not exec ${program} within 5 s`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
 
 function exited(child: ChildProcess): Promise<unknown> {
   return child.exitCode !== null || child.signalCode !== null ? Promise.resolve() : once(child, 'exit');
@@ -172,6 +181,8 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
       bash.stdin!.write('go\n');
       const [line] = (await once(bash.stdout!, 'data')) as [Buffer];
       sleeper = Number(line.toString().trim());
+      // $! is the forked child, which is still a bash until it has exec'd sleep.
+      await execed(sleeper, 'sleep');
       const found = await lookup.lookup(query);
       assert.deepEqual([found?.pid, found?.name], [sleeper, 'sleep']);
       assert.equal(lookup.stats.cacheStale, 1, 'the cached holder was checked and found stale');
