@@ -293,9 +293,13 @@ describe('the UDP relay: 1,000 flows opened and expired', function () {
       assert.ok(logs.length > 1000, `${logs.length} flows`);
       assert.ok(logs.every((entry) => entry.end === 'idle'), JSON.stringify(logs.find((entry) => entry.end !== 'idle')));
       // A handle being closed is listed until its close callback has run, in a
-      // later phase of the loop than the expiry that closed it: give it 2 s.
-      await until(() => pollHandles() <= handles, 'the poll handles to close', 2_000).catch(() => {});
-      assert.equal(pollHandles(), handles, 'every outbound socket\'s poll handle is closed');
+      // later phase of the loop than the expiry that closed it; on Windows only
+      // once its pending poll request has come back, which under Wine on a busy
+      // machine was seen to take over 2 s (5 of 1,000 still listed). A leak stays.
+      const closing = Date.now();
+      await until(() => pollHandles() <= handles, 'the poll handles to close', 15_000).catch(() => {});
+      assert.equal(pollHandles(), handles, 'every outbound socket\'s poll handle is closed (waited 15 s)');
+      if (Date.now() - closing > 1_000) console.warn(`      !!! the last poll handles took ${Date.now() - closing} ms to close after their flows ended`);
       if (fds !== undefined) assert.equal(openFds(), fds, 'every outbound OS socket is closed');
       console.log(`      RSS after the second 1,000 flows: ${(grown / 1048576).toFixed(1)} MB more than after the first`);
       assert.ok(grown < 32 * 1048576, `RSS grew ${(grown / 1048576).toFixed(1)} MB over the second 1,000 flows`);
