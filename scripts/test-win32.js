@@ -2,7 +2,7 @@
 // `npm run test:win32` (on Linux): cross-builds the addon for win32-x64 and
 // runs the compiled mocha suite inside the official Windows node.exe of each
 // supported Node line (22, 24, 26), under Wine 10 (scripts/wine.js), and the
-// Windows-specific part of it in a renamed copy of each node.exe. Fails when
+// Windows-specific part of it in a renamed copy of the newest node.exe. Fails when
 // any test fails or any run ends without a mocha summary.
 //
 // With --if-available (what `npm test` uses) a machine without the tools gets
@@ -10,7 +10,7 @@
 // With --newest, only the newest line runs (a quicker check while working);
 // with --line=N, only line N (22, 24, 26).
 'use strict';
-const { execFileSync } = require('node:child_process');
+const { execFileSync, spawn } = require('node:child_process');
 const { join } = require('node:path');
 const { root, cache, RENAMED_HOST, WIN_VERSIONS, officialNode, renamedNode } = require('./node-builds');
 const { MOCHA, banner, runSuite } = require('./suite');
@@ -19,7 +19,7 @@ const { INSTALL_HINT, missingTools, ensureWine, spawnWindows, stopWineserver, wi
 // What the renamed host runs: the lookup, the IOCTLs, the simulated WFP service and the loader.
 const RENAMED_HOST_SPECS = ['windows.test.js', 'socket-handle.test.js', 'wfp-sim.test.js', 'loader.test.js'].map((spec) => `dist-test/${spec}`);
 
-function main() {
+async function main() {
   const ifAvailable = process.argv.includes('--if-available');
   // Off Linux, `npm test` has already run the suite in this machine's own Node (on Windows, natively).
   if (process.platform !== 'linux' && ifAvailable) process.exit(0);
@@ -33,10 +33,24 @@ function main() {
     process.exit(ifAvailable ? 0 : 1);
   }
 
-  execFileSync(process.execPath, [join(__dirname, 'build-win32.js')], { cwd: root, stdio: 'inherit' });
+  // Wine's chroot (a debootstrap on a fresh machine: mostly download and unpacking) is
+  // prepared by a child while the cross-compiler builds the addons beside it.
+  const preparing = spawn(process.execPath, ['-e', "require('./scripts/wine').ensureWine()"], { cwd: root, stdio: 'inherit' });
+  const prepared = new Promise((resolve) => {
+    preparing.on('error', resolve);
+    preparing.on('close', resolve);
+  });
+  try {
+    execFileSync(process.execPath, [join(__dirname, 'build-win32.js')], { cwd: root, stdio: 'inherit' });
+  } catch (error) {
+    preparing.kill();
+    throw error;
+  }
+  await prepared;
+  // Again in this process: a no-op when the child succeeded, and the child's failure as an exception when not.
+  ensureWine();
   // The proxy as one .exe, which test/sea.test.ts runs.
   execFileSync(process.execPath, [join(__dirname, 'build-sea.js')], { cwd: root, stdio: 'inherit' });
-  ensureWine();
   const wine = wineVersion();
   const passed = [];
   const failed = [];
@@ -49,7 +63,15 @@ function main() {
       const ok = runSuite(runtime, join(cache, `win32-node-${version}.log`), (log) =>
         spawnWindows(exe, [MOCHA], { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, log),
       );
-      // The same binary in a host not named node.exe, as Electron and single-executable apps are.
+      // The same binary in a host not named node.exe, as Electron and single-executable apps are:
+      // in the newest line only. What the name changes is how the addon finds its host (its
+      // delay-load hook asks for the process's own image, not "node.exe"), the addon's own code,
+      // the same in every line; each line's exports are what the suite above ran against.
+      if (version !== WIN_VERSIONS[WIN_VERSIONS.length - 1] && !line) {
+        console.log(`\n=== ${RENAMED_HOST} (node.exe ${version}, renamed): not run in this line; the newest line's renamed copy runs it (the host's name is the addon's concern, not the line's)`);
+        (ok ? passed : failed).push(version);
+        continue;
+      }
       const renamed = runSuite(`${RENAMED_HOST} (node.exe ${version}, renamed) under ${wine}`, join(cache, `win32-renamed-${version}.log`), (log) =>
         spawnWindows(renamedNode(version), [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', ...RENAMED_HOST_SPECS], { WFP_REDIRECT_EXPECT_BUILD: 'mingw', WFP_REDIRECT_EXPECT_HOST: RENAMED_HOST }, log),
       );
@@ -66,4 +88,4 @@ function main() {
   process.exit(failed.length === 0 ? 0 : 1);
 }
 
-main();
+void main();
