@@ -1588,6 +1588,15 @@ export const MUTATIONS: Mutation[] = [
     short: true,
   },
   {
+    name: 'relay-fin-at-budget-edge-kept',
+    intent: "a FIN found by the last read of a wake-up's budget is not passed on (nothing wakes that direction again): the peer never sees the end",
+    file: 'native/relay/relay_engine.cc',
+    edits: [{ find: '      return PassOnEnd(relay, direction, to);\n', replace: '      continue;\n' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
     name: 'relay-idle-timeout-ignored',
     intent: 'the native relay never times an idle connection out',
     file: 'native/relay/relay_engine.cc',
