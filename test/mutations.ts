@@ -1597,6 +1597,14 @@ export const MUTATIONS: Mutation[] = [
     short: true,
   },
   {
+    name: 'relay-error-drops-received',
+    intent: 'on a socket error (POLLERR) the native relay ends at once, dropping what the socket received before it (an answer, then a reset)',
+    file: 'native/relay/relay_engine.cc',
+    edits: [{ find: '    if (!Pump(relay, side)) return;\n', replace: '' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'relay-idle-timeout-ignored',
     intent: 'the native relay never times an idle connection out',
     file: 'native/relay/relay_engine.cc',

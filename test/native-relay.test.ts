@@ -407,6 +407,26 @@ describe('TransparentProxy relaying natively and on streams', function () {
         }
       });
 
+      it('the destination answers and resets at once: the client gets the answer, then the close; logged as ECONNRESET', async function () {
+        // The answer and the reset reach the proxy's outbound socket together (one tick of this process writes both).
+        onServer.push((socket) => socket.once('data', () => socket.write('answer before the reset', () => socket.resetAndDestroy())));
+        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        try {
+          const client = net.connect({ port, host: HOST }).on('error', () => {});
+          let got = '';
+          client.on('data', (data) => (got += data));
+          client.write('hello');
+          await once(client, 'close');
+          assert.equal(got, 'answer before the reset');
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].error, 'ECONNRESET');
+          assert.equal(logs[0].bytesDown, 'answer before the reset'.length);
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+
       it('the client resets: logged as ECONNRESET, the outbound connection is closed too', async function () {
         let atServer!: net.Socket;
         onServer.push((socket) => {

@@ -197,6 +197,11 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   if (relay->closing) return;
   const int side = handle == &relay->polls[0] ? 0 : 1;
   if (status < 0) {
+    // libuv answers any POLLERR so, without reading: what the socket received
+    // before its error (an answer, then a reset) is still there to read, and a
+    // stream would have read it. Pass on what the other side takes now (the
+    // read that meets the error ends the relay with its code), then end.
+    if (!Pump(relay, side)) return;
     // libuv says EBADF for any POLLERR; the socket knows the real error.
     int error = 0;
     socklen_t length = sizeof(error);
