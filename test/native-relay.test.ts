@@ -498,7 +498,10 @@ describe('TransparentProxy relaying natively and on streams', function () {
           await once(client, 'close');
           assert.equal(got, 'answer before the reset');
           await until(() => logs.length === 1, 'the log line');
-          assert.equal(logs[0].error, 'ECONNRESET');
+          // The native relay reads on to the reset. On streams, Node 22 reports an end there instead (its libuv;
+          // 10 of 10 runs logged no error in 22.23.3, ECONNRESET in 24 and 26), so either is taken from it.
+          if (engine === 'native' || Number(process.versions.node.split('.')[0]) >= 24) assert.equal(logs[0].error, 'ECONNRESET');
+          else assert.ok(logs[0].error === undefined || logs[0].error === 'ECONNRESET', String(logs[0].error));
           assert.equal(logs[0].bytesDown, 'answer before the reset'.length);
           engineUsed();
         } finally {
