@@ -1605,6 +1605,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'relay-via-half-close-ends-upload',
+    intent: "a connection through an upstream (--via) is opened without allowHalfOpen: the destination's FIN makes Node end the upload too",
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: 'signal: gone.signal, allowHalfOpen: true };', replace: 'signal: gone.signal };' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'relay-idle-timeout-ignored',
     intent: 'the native relay never times an idle connection out',
     file: 'native/relay/relay_engine.cc',

@@ -59,6 +59,36 @@ function pattern(n: number, seed: number): Buffer {
   return bytes;
 }
 
+/** A SOCKS5 upstream (no authentication) that keeps each half of a connection on its own, as dante does. */
+async function socksUpstream(): Promise<{ port: number; close(): void }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (client) => {
+    sockets.add(client);
+    client.on('error', () => {}).on('close', () => sockets.delete(client));
+    // Loopback: the greeting and the request each come as one chunk (the proxy waits for each answer).
+    client.once('data', () => {
+      client.write(Buffer.from([5, 0]));
+      client.once('data', (request: Buffer) => {
+        const target = net.connect({ port: request.readUInt16BE(request.length - 2), host: HOST, allowHalfOpen: true }, () => {
+          client.write(Buffer.from([5, 0, 0, 1, 127, 0, 0, 1, 0, 0]));
+          client.pipe(target);
+          target.pipe(client);
+        });
+        sockets.add(target);
+        target.on('error', () => client.destroy()).on('close', () => sockets.delete(target));
+      });
+    });
+  });
+  const port = await listening(server);
+  return {
+    port,
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    },
+  };
+}
+
 async function listening(server: net.Server): Promise<number> {
   server.listen(0, HOST);
   await once(server, 'listening');
@@ -419,6 +449,31 @@ describe('TransparentProxy relaying natively and on streams', function () {
           engineUsed();
         } finally {
           await proxy.shutdown(0);
+        }
+      });
+
+      it('through an upstream (SOCKS5): the server ends its half first, and what the client sends after that still reaches it', async function () {
+        let counted!: (bytes: number) => void;
+        const count = new Promise<number>((resolve) => (counted = resolve));
+        onServer.push((socket) => {
+          let bytes = 0;
+          socket.on('data', (data: Buffer) => (bytes += data.length));
+          socket.on('end', () => counted(bytes));
+          socket.end('hello');
+        });
+        const socks = await socksUpstream();
+        const { proxy, port, logs } = await proxyWith({ relay: engine, via: `socks5://${HOST}:${socks.port}` });
+        try {
+          const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+          assert.equal(await within(received(client), 5000, "the server's hello and end"), 'hello');
+          client.end(Buffer.alloc(100_000, 1));
+          assert.equal(await within(count, 5000, 'the server to have the upload and its end'), 100_000);
+          await until(() => logs.length === 1, 'the log line');
+          assert.equal(logs[0].error, undefined);
+          engineUsed();
+        } finally {
+          await proxy.shutdown(0);
+          socks.close();
         }
       });
 
