@@ -1613,6 +1613,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'relay-worker-end-leaves-relays-open',
+    intent: "a thread's native relays are not ended when its Node environment goes (a worker ending): their sockets stay open, libuv's loop cannot close",
+    file: 'native/relay/relay_binding.cc',
+    edits: [{ find: 'for (auto& [id, pending] : registry->relays) DestroyRelay(pending->relay);', replace: 'for (auto& [id, pending] : registry->relays) (void)pending;' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'relay-idle-timeout-ignored',
     intent: 'the native relay never times an idle connection out',
     file: 'native/relay/relay_engine.cc',

@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { TransparentProxy, type ConnectionLog } from '..';
 import { stopReading } from '../dist/node-internals';
 import { handOver, nativeRelayUnavailable, type NativeRelay } from '../dist/proxy/native-relay';
@@ -205,6 +206,62 @@ describe('the native relay', function () {
       const end = await relay.ended;
       assert.equal(end.bytesUp, written);
       assert.equal(end.code, undefined);
+    } finally {
+      close();
+    }
+  });
+
+  it('a worker thread that ends with native relays open (process.exit, terminate): they end with it, their peers see the close, the process goes on', async function () {
+    // The worker accepts this thread's clients and relays each natively to this thread's server, a megabyte waiting
+    // in each (the server does not read); then it ends. Its relays' duplicates must be closed with it.
+    const code = `
+      const { parentPort, workerData } = require('node:worker_threads');
+      const net = require('node:net');
+      const { once } = require('node:events');
+      const { handOver } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'proxy', 'native-relay'))});
+      let relays = 0;
+      const front = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, async (inbound) => {
+        const out = net.connect(workerData.backPort, '127.0.0.1').on('error', () => {});
+        await once(out, 'connect');
+        const relay = handOver(inbound, out, Buffer.alloc(1 << 20, 1), { idleTimeout: 0, halfCloseTimeout: 0 });
+        if (typeof relay !== 'string' && ++relays === 4) parentPort.postMessage('relaying');
+      });
+      front.listen(0, '127.0.0.1', () => parentPort.postMessage(front.address().port));
+      parentPort.on('message', () => process.exit(0));`;
+    const peers: net.Socket[] = [];
+    const back = net.createServer({ allowHalfOpen: true }, (socket) => peers.push(socket.on('error', () => {}).pause()));
+    const backPort = await listening(back);
+    try {
+      for (const end of ['exit', 'terminate']) {
+        peers.length = 0;
+        const worker = new Worker(code, { eval: true, workerData: { backPort } });
+        const exited = once(worker, 'exit');
+        const [frontPort] = (await within(once(worker, 'message'), 10_000, 'the worker to listen')) as [number];
+        const relaying = within(once(worker, 'message'), 10_000, 'the worker to relay');
+        const clients = Array.from({ length: 4 }, () => net.connect(frontPort, HOST).on('error', () => {}));
+        for (const client of clients) client.resume().write('x');
+        await relaying;
+        await until(() => peers.length === 4, 'the four outbound connections');
+        const closed = [...clients, ...peers].map((socket) => new Promise((resolve) => socket.once('close', resolve).once('end', resolve)));
+        if (end === 'exit') worker.postMessage('exit');
+        else void worker.terminate();
+        await within(exited, 10_000, `the worker to end (${end})`);
+        for (const peer of peers) peer.resume(); // what arrived of the megabyte, then the end
+        await within(Promise.all(closed), 10_000, `the relayed connections to close once the worker ended (${end})`);
+        for (const socket of [...clients, ...peers]) socket.destroy();
+      }
+    } finally {
+      back.close();
+    }
+    // This thread's own relays go on.
+    const { client, inbound, out, peer, close } = await pair();
+    try {
+      const relay = handOver(inbound, out, undefined, { idleTimeout: 0, halfCloseTimeout: 0 }) as NativeRelay;
+      const atPeer = received(peer);
+      client.end('after the workers');
+      assert.equal(await atPeer, 'after the workers');
+      peer.end();
+      assert.equal((await relay.ended).code, undefined);
     } finally {
       close();
     }
