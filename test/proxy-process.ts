@@ -26,6 +26,17 @@ export interface Running {
   stderr: string[];
 }
 
+/**
+ * `args` with `--relay ENGINE` added when the CLI is started and
+ * WFP_REDIRECT_TEST_RELAY=ENGINE is set: the same specs run against the native
+ * relay (`WFP_REDIRECT_TEST_RELAY=native`; the default run uses the CLI's default, streams).
+ */
+function withRelay(args: string[]): string[] {
+  const engine = process.env.WFP_REDIRECT_TEST_RELAY;
+  if (!engine || args[0] !== CLI || args.includes('--relay')) return args;
+  return [...args, '--relay', engine];
+}
+
 /** Starts a proxy process (node with `args`, or `command`) and waits for the line that gives its port. */
 export async function start(
   args: string[],
@@ -33,7 +44,7 @@ export async function start(
   options: { ipc?: boolean; command?: string; env?: NodeJS.ProcessEnv } = {},
 ): Promise<Running> {
   const stdio: StdioOptions = options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
-  const child = spawn(options.command ?? process.execPath, args, { cwd: root, stdio, env: options.env ?? process.env });
+  const child = spawn(options.command ?? process.execPath, withRelay(args), { cwd: root, stdio, env: options.env ?? process.env });
   const running: Running = { child, port: 0, stdout: [], stderr: [] };
   const collect = (into: string[]) => (chunk: Buffer) => into.push(...String(chunk).split('\n').filter(Boolean));
   child.stdout!.on('data', collect(running.stdout));

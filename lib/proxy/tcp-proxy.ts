@@ -558,7 +558,8 @@ export class TransparentProxy {
     const abort = () => gone.abort();
     inbound.once('close', abort);
     try {
-      const options = { redirectRecords: records, mark: this.options.mark, handshakeTimeout: this.options.connectTimeout || undefined, signal: gone.signal };
+      // allowHalfOpen, as for a direct connection: the destination's FIN must not end the upload too (Node's default ends it).
+      const options = { redirectRecords: records, mark: this.options.mark, handshakeTimeout: this.options.connectTimeout || undefined, signal: gone.signal, allowHalfOpen: true };
       const out = await connectVia(via, destination, options);
       this.open.add(out);
       this.track(out, via);

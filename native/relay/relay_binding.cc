@@ -30,8 +30,13 @@ namespace wfp {
 namespace {
 
 // Per direction; what one read takes at most. 64 KiB is what Node's own
-// stream reads use, and keeps the number of system calls per MB low.
-constexpr size_t kBufferBytes = 64 * 1024;
+// stream reads use, and keeps the number of system calls per MB low. A test
+// build (test/native wfp_relay_small) makes it 1 KiB, so that a test can put
+// a given number of reads in the kernel's queue before the relay starts.
+#ifndef WFP_REDIRECT_RELAY_BUFFER_BYTES
+#define WFP_REDIRECT_RELAY_BUFFER_BYTES (64 * 1024)
+#endif
+constexpr size_t kBufferBytes = WFP_REDIRECT_RELAY_BUFFER_BYTES;
 
 struct Pending {
   napi_env env;

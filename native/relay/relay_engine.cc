@@ -105,6 +105,19 @@ void HalfClosed(Relay* relay) {
   uv_timer_start(&relay->timer, OnTimer, CurrentLimit(relay), 0);
 }
 
+// The source's FIN, once everything before it went: shuts the destination
+// for writing (once). False once the relay has failed.
+bool PassOnEnd(Relay* relay, Direction& direction, int to) {
+  if (direction.shut) return true;
+  direction.shut = true;
+  // ENOTCONN: the destination is gone already; its own read reports how.
+  if (shutdown(to, SHUT_WR) != 0 && errno != ENOTCONN) {
+    Close(relay, ErrnoCode(errno));
+    return false;
+  }
+  return true;
+}
+
 // Moves what it can in one direction: writes what is buffered, reads more
 // once the buffer is empty. False once the relay has failed.
 bool Pump(Relay* relay, int index) {
@@ -127,17 +140,7 @@ bool Pump(Relay* relay, int index) {
       if (direction.start < direction.end) return true;  // the socket is full
     }
     direction.start = direction.end = 0;
-    if (direction.ended) {
-      if (!direction.shut) {
-        direction.shut = true;
-        // ENOTCONN: the destination is gone already; its own read reports how.
-        if (shutdown(to, SHUT_WR) != 0 && errno != ENOTCONN) {
-          Close(relay, ErrnoCode(errno));
-          return false;
-        }
-      }
-      return true;
-    }
+    if (direction.ended) return PassOnEnd(relay, direction, to);
     const ssize_t got = read(from, direction.buffer.data(), direction.buffer.size());
     if (got > 0) {
       direction.end = static_cast<size_t>(got);
@@ -147,7 +150,11 @@ bool Pump(Relay* relay, int index) {
     if (got == 0) {
       direction.ended = true;
       HalfClosed(relay);
-      continue;
+      // The buffer is empty (a read comes only then): the FIN goes on now. Not
+      // in a next round: this may be the budget's last, and nothing would wake
+      // this direction again (its source is not polled once it ended, its
+      // destination only while bytes wait for it).
+      return PassOnEnd(relay, direction, to);
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
     if (errno == EINTR) continue;
@@ -190,6 +197,11 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   if (relay->closing) return;
   const int side = handle == &relay->polls[0] ? 0 : 1;
   if (status < 0) {
+    // libuv answers any POLLERR so, without reading: what the socket received
+    // before its error (an answer, then a reset) is still there to read, and a
+    // stream would have read it. Pass on what the other side takes now (the
+    // read that meets the error ends the relay with its code), then end.
+    if (!Pump(relay, side)) return;
     // libuv says EBADF for any POLLERR; the socket knows the real error.
     int error = 0;
     socklen_t length = sizeof(error);

@@ -39,15 +39,19 @@
       "target_name": "wfp_relay_asan",
       "conditions": [
         ["OS=='linux'", {
-          "sources": [
-            "relay_asan_addon.cc",
-            "../../native/relay/relay_binding.cc",
-            "../../native/relay/relay_engine.cc",
-            "../../native/js_errors.cc",
-            "../../native/wsa_errors.cc"
-          ],
-          "cflags_cc": ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-O1", "-g"],
+          "sources": ["relay_addon.cc"],
+          "cflags_cc": ["-Wno-subobject-linkage", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-O1", "-g"],
           "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
+    },
+    {
+      "target_name": "wfp_relay_small",
+      "conditions": [
+        ["OS=='linux'", {
+          "sources": ["relay_addon.cc"],
+          "defines": ["WFP_REDIRECT_RELAY_BUFFER_BYTES=1024"],
+          "cflags_cc": ["-Wno-subobject-linkage"]
         }]
       ]
     }

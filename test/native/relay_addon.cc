@@ -1,0 +1,32 @@
+// Test only: the native relay (native/relay/) alone, as binding.relayStart /
+// relayDestroy, built by test/native/binding.gyp twice: wfp_relay_asan, with
+// AddressSanitizer, for test/relay-asan.test.ts (loaded into node with libasan
+// preloaded), and wfp_relay_small, with 1 KiB buffers
+// (WFP_REDIRECT_RELAY_BUFFER_BYTES), for test/native-relay.test.ts, which
+// needs a known number of reads queued before the relay starts.
+//
+// The production sources are compiled here, in this file, not listed as
+// sources of their own: node-gyp's make build puts an object of a source
+// outside test/native at one path for every target (build/Release/native/...),
+// so two targets compiling one source with different flags would link
+// whichever object was built last (an AddressSanitizer object in the 1 KiB
+// build, or a 64 KiB one under AddressSanitizer).
+#include <napi.h>
+
+#include "js_errors.cc"
+#include "relay/relay_binding.cc"
+#include "relay/relay_engine.cc"
+#include "wsa_errors.cc"
+
+namespace {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  wfp::InitErrorClassSlot(env);
+  wfp::InitRelay(env, exports);
+  return exports;
+}
+
+}  // namespace
+
+// The name is only the module's label: Node loads any file through napi_register_module_v1.
+NODE_API_MODULE(wfp_relay, Init)
