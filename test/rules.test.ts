@@ -243,7 +243,12 @@ describe('rules: matching', function () {
     for (let i = 0; i < rounds; i++) m.match(facts);
     const perMatch = Number(process.hrtime.bigint() - started) / rounds / 1000;
     console.log(`      1,000 rules, no match: ${perMatch.toFixed(2)} µs per connection`);
-    assert.ok(perMatch < 15, `${perMatch} µs per match`);
+    // Under qemu-user (npm run test:arm64) JavaScript runs 2-4 times slower (13-26 µs there, 4-7 natively on the same
+    // loaded machine): the bound is 4 times the native one there, so only a gross slowdown shows; the timing that
+    // counts is native. The index's answers are checked against a plain scan below, emulated or not.
+    const bound = process.env.WFP_REDIRECT_QEMU_USER ? 60 : 15;
+    if (bound !== 15) console.warn(`    !!! under qemu-user: the no-match time is bounded at ${bound} µs, not 15 (emulated JavaScript is slower)`);
+    assert.ok(perMatch < bound, `${perMatch} µs per match`);
   });
 });
 
