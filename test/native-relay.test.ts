@@ -14,7 +14,7 @@ import { Worker } from 'node:worker_threads';
 import { TransparentProxy, type ConnectionLog } from '..';
 import { stopReading } from '../dist/node-internals';
 import { handOver, nativeRelayUnavailable, type NativeRelay } from '../dist/proxy/native-relay';
-import { spy } from './helpers';
+import { isWindows, spy } from './helpers';
 
 const HOST = '127.0.0.1';
 
@@ -598,7 +598,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
         }
       });
 
-      it('the destination answers and resets at once: the client gets the answer, then the close; logged as ECONNRESET', async function () {
+      it('the destination answers and resets at once: the client gets the answer (where the OS keeps it: not on Windows), then the close; logged as ECONNRESET', async function () {
         // The answer and the reset reach the proxy's outbound socket together (one tick of this process writes both).
         onServer.push((socket) => socket.once('data', () => socket.write('answer before the reset', () => socket.resetAndDestroy())));
         const { proxy, port, logs } = await proxyWith({ relay: engine });
@@ -608,8 +608,16 @@ describe('TransparentProxy relaying natively and on streams', function () {
           client.on('data', (data) => (got += data));
           client.write('hello');
           await once(client, 'close');
-          assert.equal(got, 'answer before the reset');
           await until(() => logs.length === 1, 'the log line');
+          // Windows drops what a socket received but nobody read yet when a reset
+          // arrives (Winsock does; Wine's node.exe showed bytesDown 0): the answer is
+          // the OS's to lose there, the close and the code are still the relay's.
+          if (isWindows) {
+            assert.equal(logs[0].error, 'ECONNRESET');
+            assert.equal(logs[0].bytesDown, got.length, 'what the log counts is what the client got');
+            return;
+          }
+          assert.equal(got, 'answer before the reset');
           // The native relay reads on to the reset. On streams, Node 22 reports an end there instead (its libuv;
           // 10 of 10 runs logged no error in 22.23.3, ECONNRESET in 24 and 26), so either is taken from it.
           if (engine === 'native' || Number(process.versions.node.split('.')[0]) >= 24) assert.equal(logs[0].error, 'ECONNRESET');
