@@ -61,8 +61,9 @@ const ARTIFACTS = [
   {
     output: join(root, 'test', 'native', 'build-win32', 'wfp_lookup_fallback.node'),
     objects: join(root, 'build-win32', 'lookup-fallback'),
-    sources: ['test/native/lookup_fallback_addon.cc', ...SOCKET_PROBE],
-    flags: ['-I', join(root, 'native'), '-DWFP_REDIRECT_TEST_MISREAD_QUEUE'],
+    // The misreading lookup is compiled inside lookup_fallback_addon.cc (see there).
+    sources: ['test/native/lookup_fallback_addon.cc', ...SOCKET_PROBE.filter((source) => source !== 'native/socket_lookup.cc')],
+    flags: ['-I', join(root, 'native')],
   },
   {
     // The simulated WFP redirect service the Windows suite puts under the production addon.

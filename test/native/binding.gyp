@@ -25,11 +25,9 @@
         "lookup_fallback_addon.cc",
         "socket_probe.cc",
         "../../native/js_errors.cc",
-        "../../native/socket_lookup.cc",
         "../../native/posix/os_socket.cc",
         "../../native/wsa_errors.cc"
-      ],
-      "defines": ["WFP_REDIRECT_TEST_MISREAD_QUEUE"]
+      ]
     },
     {
       "target_name": "wfp_udp_probe",

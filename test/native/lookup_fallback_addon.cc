@@ -7,6 +7,14 @@
 #include "js_errors.h"
 #include "socket_probe.h"
 
+// The misreading lookup is compiled here, not listed as a source: node-gyp
+// puts the object of a source outside this folder at one path for every
+// target, so wfp_conformance and this addon would share one socket_lookup.o,
+// built with whichever target's flags came last (after an incremental build,
+// the production probe misread too).
+#define WFP_REDIRECT_TEST_MISREAD_QUEUE
+#include "../../native/socket_lookup.cc"
+
 namespace {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
