@@ -179,16 +179,31 @@ const BUDGET_MS = Math.max(120_000, TOTAL * 60);
 // kept. Capped, what RSS still gains is what the proxy keeps (semi-spaces of 1 MB cost it speed only).
 const SMALL_YOUNG_GENERATION = ['--max-semi-space-size=1'];
 
+/**
+ * A free port outside the ephemeral range (Linux's, under Wine too: 32768-60999).
+ * A closed port inside it can be the very port the proxy's outbound socket is
+ * given: connecting 127.0.0.1:X from 127.0.0.1:X is a TCP self-connect, which
+ * echoes what it is sent (one of 400 "refused" connections got data back so).
+ */
+async function closedPortBelowEphemeral(): Promise<number> {
+  for (let port = 20_000 + Math.floor(Math.random() * 10_000), tries = 0; tries < 100; port = 20_000 + ((port - 20_000 + 7) % 10_000), tries++) {
+    const server = net.createServer();
+    const bound = await new Promise<boolean>((resolve) => server.once('error', () => resolve(false)).listen(port, '127.0.0.1', () => resolve(true)));
+    if (bound) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      return port;
+    }
+  }
+  throw new Error('no free port from 20000 to 29999');
+}
+
 describe(`soak: ${TOTAL} connections of eight kinds through the proxy CLI (seed ${SEED})`, function () {
   this.timeout(BUDGET_MS + 30_000);
 
   it('clean transfers intact, every connection logged with the cause of each failure, no descriptor left, RSS flat, still serving', async function () {
     if (isWindows) console.warn(`    !!! Windows (Wine): ${TOTAL} connections, and no descriptor or RSS figures (no /proc); Linux runs 2,000, npm run test:soak 20,000`);
     const upstream = await faultServer();
-    const closed = net.createServer();
-    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
-    const closedPort = (closed.address() as net.AddressInfo).port;
-    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const closedPort = await closedPortBelowEphemeral();
     const args = ['--listen', '127.0.0.1:0', '--log', 'json', '--idle-timeout', IDLE_TIMEOUT];
     const proxy = await start([...SMALL_YOUNG_GENERATION, CLI, ...args, '--upstream', `127.0.0.1:${(upstream.address() as net.AddressInfo).port}`], /listening on .*:(\d+)$/);
     const refusing = await start([CLI, ...args, '--upstream', `127.0.0.1:${closedPort}`], /listening on .*:(\d+)$/);
