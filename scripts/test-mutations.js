@@ -117,7 +117,8 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
     if (mutated) writeFileSync(mutated.path, mutated.original);
     if (mutated?.output) writeFileSync(mutated.output.path, mutated.output.bytes);
-    console.error(`test:mutations: interrupted; ${mutated ? `${mutated.path} restored, its build not` : 'nothing was mutated'}`);
+    const build = mutated?.output ? `its JavaScript (${mutated.output.path}) too` : 'its build not';
+    console.error(`test:mutations: interrupted; ${mutated ? `${mutated.path} restored, ${build}` : 'nothing was mutated'}`);
     process.exit(130);
   });
 }
