@@ -5,6 +5,23 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { WfpRedirectError } from './errors';
 
+/**
+ * The end of a relayConnect connection: the client's endpoint is undefined
+ * when it had gone before the relay saw it, the destination's when it was
+ * never known (ERR_NOT_REDIRECTED); `code` undefined for an orderly end.
+ */
+export type NativeConnectionDone = (
+  logId: number,
+  bytesUp: number,
+  bytesDown: number,
+  durationMs: number,
+  code: string | undefined,
+  clientAddress: string | undefined,
+  clientPort: number | undefined,
+  destinationAddress: string | undefined,
+  destinationPort: number | undefined,
+) => void;
+
 export interface NativeBinding {
   /** The OS socket whose local and peer endpoints are these; throws ERR_WFP_SOCKET_NOT_FOUND. */
   getSocketHandle(localAddress: string, localPort: number, remoteAddress: string, remotePort: number): number;
@@ -76,6 +93,34 @@ export interface NativeBinding {
     down: Uint8Array | undefined,
     onDone: (bytesUp: number, bytesDown: number, code: string | undefined) => void,
   ): number;
+  /**
+   * Linux builds: what relayConnect does for one listener's connections:
+   * connect each to `targetHost` (an IP address) and `targetPort`, or with
+   * null to the accepted socket's netfilter original destination; SO_MARK
+   * `mark` first, unless -1. `onDone` once per connection, from the loop.
+   * Returns the group's id.
+   */
+  relayGroup?(
+    listenHost: string,
+    listenPort: number,
+    targetHost: string | null,
+    targetPort: number,
+    mark: number,
+    connectMs: number,
+    idleMs: number,
+    halfCloseMs: number,
+    onDone: NativeConnectionDone,
+  ): number;
+  /**
+   * Decides, connects and relays the accepted socket `fd` (the relay works on
+   * a duplicate) as its group says, natively; `logId` comes back in onDone.
+   * Returns the relay's id.
+   */
+  relayConnect?(fd: number, group: number, logId: number): number;
+  /** Ends a group's open relays without an error (each still reports); answers how many. */
+  relayGroupDestroy?(group: number): number;
+  /** No more relayConnect for the group; it goes once its relays have ended. */
+  relayGroupClose?(group: number): boolean;
   /** Ends a relay without an error (its onDone still comes); false when it has ended. */
   relayDestroy?(id: number): boolean;
   /** Which build produced the binary: 'node-gyp', 'cmake-js' or 'mingw'. */

@@ -3,7 +3,8 @@
 // build:conformance`) loaded into node with libasan preloaded, driven by
 // test/fixtures/relay-stress.ts through 1,200 real loopback pairs with random
 // fates (full exchanges, hand-overs larger than the buffer, destroys at random
-// moments, resets, idle timeouts). Any read or write outside memory aborts it.
+// moments, resets, idle timeouts), and 1,400 accepted sockets through
+// relayConnect. Any read or write outside memory aborts it.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -42,5 +43,18 @@ describe('the native relay under AddressSanitizer', function () {
     assert.equal(run.status, 0, `the stress failed:\n${run.stdout}\n${run.stderr}`);
     assert.doesNotMatch(run.stderr, /AddressSanitizer|runtime error/);
     assert.match(run.stdout, /^1200 relays, 200 exchanges exact, \d+ bytes relayed; ends: .*ERR_HALF_CLOSE_TIMEOUT \d+.*; no sanitizer report/);
+  });
+
+  it('1,400 accepted sockets through relayConnect (accept to relay in the addon) with random fates, groups destroyed and closed while open: every relay ends once, no sanitizer report', function () {
+    const run = spawnSync(process.execPath, [join(__dirname, 'fixtures', 'relay-stress.js'), addon, '1400', '28', 'connect'], {
+      encoding: 'utf8',
+      timeout: 150_000,
+      env: { ...process.env, LD_PRELOAD: libasan, ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=0' },
+    });
+    console.log(`      ${run.stdout.trim()}`);
+    assert.equal(run.status, 0, `the stress failed:\n${run.stdout}\n${run.stderr}`);
+    assert.doesNotMatch(run.stderr, /AddressSanitizer|runtime error/);
+    // 1,400 and the 8 of the group closed while they were open; 200 exchanges and those 8.
+    assert.match(run.stdout, /^1408 connected relays, 208 exchanges exact, \d+ bytes relayed; ends: ECONNREFUSED 200, .*ERR_IDLE_TIMEOUT 200.*; no sanitizer report/);
   });
 });

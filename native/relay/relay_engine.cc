@@ -41,6 +41,8 @@ class Relay {
   uint64_t last_activity = 0;
   bool half_closed = false;
   int watched[2] = {0, 0};  // the events each poll waits for
+  bool polling[2] = {false, false};  // polls[i] is an initialized handle
+  bool connecting = false;  // ConnectAndRelay: b is not connected yet
   bool closing = false;
   int open_handles = 0;
   const char* code = nullptr;
@@ -53,8 +55,9 @@ const char* ErrnoCode(int error) { return uv_err_name(-error); }
 void OnClosed(uv_handle_t* handle) {
   Relay* relay = static_cast<Relay*>(handle->data);
   if (--relay->open_handles > 0) return;
-  close(relay->fds[0]);
-  close(relay->fds[1]);
+  for (const int fd : relay->fds) {
+    if (fd >= 0) close(fd);
+  }
   const RelayOutcome outcome{relay->directions[0].bytes, relay->directions[1].bytes, relay->code};
   RelayDone done = relay->done;
   void* data = relay->data;
@@ -67,9 +70,12 @@ void Close(Relay* relay, const char* code) {
   if (relay->closing) return;
   relay->closing = true;
   relay->code = code;
-  relay->open_handles = 3;
-  uv_close(reinterpret_cast<uv_handle_t*>(&relay->polls[0]), OnClosed);
-  uv_close(reinterpret_cast<uv_handle_t*>(&relay->polls[1]), OnClosed);
+  relay->open_handles = 1;
+  for (int side = 0; side < 2; ++side) {
+    if (!relay->polling[side]) continue;
+    ++relay->open_handles;
+    uv_close(reinterpret_cast<uv_handle_t*>(&relay->polls[side]), OnClosed);
+  }
   uv_close(reinterpret_cast<uv_handle_t*>(&relay->timer), OnClosed);
 }
 
@@ -82,8 +88,14 @@ uint64_t CurrentLimit(const Relay* relay) {
 
 void OnTimer(uv_timer_t* timer) {
   Relay* relay = static_cast<Relay*>(timer->data);
+  if (relay->closing) return;
+  // Only the connect's time runs while connecting.
+  if (relay->connecting) {
+    Close(relay, "ETIMEDOUT");
+    return;
+  }
   const uint64_t limit = CurrentLimit(relay);
-  if (limit == 0 || relay->closing) return;
+  if (limit == 0) return;
   const uint64_t idle = uv_now(relay->loop) - relay->last_activity;
   if (idle >= limit) {
     Close(relay, relay->half_closed ? "ERR_HALF_CLOSE_TIMEOUT" : "ERR_IDLE_TIMEOUT");
@@ -192,10 +204,41 @@ void Update(Relay* relay) {
   }
 }
 
+// Starts the idle timer and moves what both sockets hold already.
+void Begin(Relay* relay) {
+  Touch(relay);
+  if (CurrentLimit(relay) > 0) uv_timer_start(&relay->timer, OnTimer, CurrentLimit(relay), 0);
+  if (Pump(relay, 0) && Pump(relay, 1)) Update(relay);
+}
+
+// B's connect ended (its poll said writable or failed): relay, or end with
+// the connect's error.
+void Connected(Relay* relay, int status) {
+  int error = 0;
+  socklen_t length = sizeof(error);
+  if (getsockopt(relay->fds[1], SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+  if (error == 0 && status < 0) {
+    Close(relay, uv_err_name(status));
+    return;
+  }
+  if (error != 0) {
+    Close(relay, ErrnoCode(error));
+    return;
+  }
+  relay->connecting = false;
+  uv_timer_stop(&relay->timer);
+  Begin(relay);
+}
+
 void OnPoll(uv_poll_t* handle, int status, int events) {
   Relay* relay = static_cast<Relay*>(handle->data);
   if (relay->closing) return;
   const int side = handle == &relay->polls[0] ? 0 : 1;
+  if (relay->connecting) {
+    // Only B's poll runs while it connects.
+    if (side == 1) Connected(relay, status);
+    return;
+  }
   if (status < 0) {
     // libuv answers any POLLERR so, without reading: what the socket received
     // before its error (an answer, then a reset) is still there to read, and a
@@ -223,6 +266,39 @@ bool IsStreamSocket(int fd) {
   return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_STREAM;
 }
 
+
+Relay* NewRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings, RelayDone done, void* data) {
+  Relay* relay = new Relay();
+  relay->loop = loop;
+  relay->fds[0] = a;
+  relay->fds[1] = b;
+  relay->settings = settings;
+  relay->done = done;
+  relay->data = data;
+  uv_timer_init(loop, &relay->timer);  // cannot fail
+  relay->timer.data = relay;
+  return relay;
+}
+
+// Makes the poll of fds[side]; false, with the relay ending on libuv's error, when it cannot.
+bool Watch(Relay* relay, int side) {
+  const int result = uv_poll_init(relay->loop, &relay->polls[side], relay->fds[side]);
+  if (result != 0) {
+    Close(relay, uv_err_name(result));
+    return false;
+  }
+  relay->polls[side].data = relay;
+  relay->polling[side] = true;
+  return true;
+}
+
+// Sends `length` bytes from `bytes` first in `direction` (its buffer grows to take them).
+void Preload(Direction& direction, size_t buffer_bytes, const uint8_t* bytes, size_t length) {
+  direction.buffer.resize(std::max(buffer_bytes, length));
+  if (length > 0) std::memcpy(direction.buffer.data(), bytes, length);
+  direction.end = length;
+}
+
 }  // namespace
 
 int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
@@ -233,48 +309,60 @@ int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
     close(b);
     return UV_ENOTSOCK;
   }
-  Relay* relay = new Relay();
-  relay->loop = loop;
-  relay->fds[0] = a;
-  relay->fds[1] = b;
-  relay->settings = settings;
-  relay->done = done;
-  relay->data = data;
-  const uint8_t* pending[2] = {up, down};
-  const size_t lengths[2] = {up_length, down_length};
-  for (int index = 0; index < 2; ++index) {
-    Direction& direction = relay->directions[index];
-    direction.buffer.resize(std::max(settings.buffer_bytes, lengths[index]));
-    if (lengths[index] > 0) std::memcpy(direction.buffer.data(), pending[index], lengths[index]);
-    direction.end = lengths[index];
+  Relay* relay = NewRelay(loop, a, b, settings, done, data);
+  *out = relay;
+  Preload(relay->directions[0], settings.buffer_bytes, up, up_length);
+  Preload(relay->directions[1], settings.buffer_bytes, down, down_length);
+  if (!Watch(relay, 0) || !Watch(relay, 1)) return 0;
+  // Bytes handed over go at once; so does whatever the sockets hold already.
+  Begin(relay);
+  return 0;
+}
+
+int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
+                    const RelaySettings& settings, RelayDone done, void* data,
+                    Relay** out, sockaddr_storage* local, socklen_t* local_length) {
+  *local_length = 0;
+  if (!IsStreamSocket(a)) {
+    close(a);
+    return UV_ENOTSOCK;
   }
-  int result = uv_poll_init(loop, &relay->polls[0], a);
-  if (result == 0) {
-    result = uv_poll_init(loop, &relay->polls[1], b);
-    if (result != 0) {
-      // The first poll is a live handle now: close it the way every relay ends.
-      relay->polls[0].data = relay;
-      relay->open_handles = 1;
-      relay->closing = true;
-      relay->code = uv_err_name(result);
-      uv_close(reinterpret_cast<uv_handle_t*>(&relay->polls[0]), OnClosed);
-      *out = relay;
+  Relay* relay = NewRelay(loop, a, -1, settings, done, data);
+  *out = relay;
+  for (Direction& direction : relay->directions) Preload(direction, settings.buffer_bytes, nullptr, 0);
+  if (!Watch(relay, 0)) return 0;
+  if (target.refusal != nullptr) {
+    Close(relay, target.refusal);
+    return 0;
+  }
+  const int b = socket(target.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (b < 0) {
+    Close(relay, ErrnoCode(errno));
+    return 0;
+  }
+  relay->fds[1] = b;
+  if (target.mark >= 0) {
+    const uint32_t mark = static_cast<uint32_t>(target.mark);
+    if (setsockopt(b, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
+      Close(relay, ErrnoCode(errno));
       return 0;
     }
   }
-  if (result != 0) {
-    close(a);
-    close(b);
-    delete relay;
-    return result;
+  relay->connecting = true;
+  if (connect(b, reinterpret_cast<const sockaddr*>(&target.address), target.length) != 0 && errno != EINPROGRESS) {
+    Close(relay, ErrnoCode(errno));
+    return 0;
   }
-  uv_timer_init(loop, &relay->timer);
-  relay->polls[0].data = relay->polls[1].data = relay->timer.data = relay;
-  *out = relay;
-  Touch(relay);
-  if (CurrentLimit(relay) > 0) uv_timer_start(&relay->timer, OnTimer, CurrentLimit(relay), 0);
-  // Bytes handed over go at once; so does whatever the sockets hold already.
-  if (Pump(relay, 0) && Pump(relay, 1)) Update(relay);
+  socklen_t length = sizeof(*local);
+  if (getsockname(b, reinterpret_cast<sockaddr*>(local), &length) == 0) *local_length = length;
+  if (!Watch(relay, 1)) return 0;
+  relay->watched[1] = UV_WRITABLE;
+  const int result = uv_poll_start(&relay->polls[1], UV_WRITABLE, OnPoll);
+  if (result != 0) {
+    Close(relay, uv_err_name(result));
+    return 0;
+  }
+  if (target.connect_ms > 0) uv_timer_start(&relay->timer, OnTimer, target.connect_ms, 0);
   return 0;
 }
 

@@ -14,6 +14,7 @@
 #ifndef WFP_REDIRECT_RELAY_ENGINE_H_
 #define WFP_REDIRECT_RELAY_ENGINE_H_
 
+#include <sys/socket.h>
 #include <uv.h>
 
 #include <cstddef>
@@ -45,11 +46,34 @@ using RelayDone = void (*)(void* data, const RelayOutcome& outcome);
 // Starts relaying between the connected stream sockets a and b, which it owns
 // from now on (closed when the relay ends, also when starting fails).
 // `up`/`down`: bytes already read from a (for b) and from b (for a), sent
-// first. Returns 0 or a negative libuv error (nothing started, done never
-// called).
+// first. Returns 0 (a poll libuv refuses ends the relay through `done`, with
+// libuv's code), or UV_ENOTSOCK when a or b is not a stream socket (both are
+// closed, done is never called).
 int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
                const uint8_t* up, size_t up_length, const uint8_t* down,
                size_t down_length, RelayDone done, void* data, Relay** out);
+
+// Where ConnectAndRelay connects, and how.
+struct ConnectTarget {
+  sockaddr_storage address;
+  socklen_t length;
+  int64_t mark;         // SO_MARK before connecting; -1: none
+  uint64_t connect_ms;  // the connect may take this long (ETIMEDOUT); 0: no limit
+  // When set, nothing is connected: the relay ends at once with this code (a
+  // refusal the caller decided, such as ERR_PROXY_LOOP). Static storage.
+  const char* refusal;
+};
+
+// Opens a TCP socket, connects it to `target` and, once it is connected,
+// relays between `a` (which it owns from now on) and it as StartRelay does.
+// Every failure after that (the socket, the mark, the connect, its time) ends
+// the relay with its code through `done`, as a relay's own failure would.
+// `local`: the new socket's local endpoint once connect() has given it one
+// (length 0 when it has none). Returns 0, or a negative libuv error when `a`
+// is not a stream socket (then `a` is closed and done is never called).
+int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
+                    const RelaySettings& settings, RelayDone done, void* data,
+                    Relay** out, sockaddr_storage* local, socklen_t* local_length);
 
 // Ends the relay without an error: both sockets are closed, `done` comes
 // later from the loop. Idempotent until `done` has run; not after.

@@ -1,5 +1,6 @@
-// Test only: the native relay (native/relay/) alone, as binding.relayStart /
-// relayDestroy, built by test/native/binding.gyp twice: wfp_relay_asan, with
+// Test only: the native relay (native/relay/) alone, as binding.relay*
+// (with what relayConnect asks of the rest: netfilter's record, a socket's
+// endpoints), built by test/native/binding.gyp twice: wfp_relay_asan, with
 // AddressSanitizer, for test/relay-asan.test.ts (loaded into node with libasan
 // preloaded), and wfp_relay_small, with 1 KiB buffers
 // (WFP_REDIRECT_RELAY_BUFFER_BYTES), for test/native-relay.test.ts, which
@@ -14,6 +15,8 @@
 #include <napi.h>
 
 #include "js_errors.cc"
+#include "linux/original_destination.cc"
+#include "posix/os_socket.cc"
 #include "relay/relay_binding.cc"
 #include "relay/relay_engine.cc"
 #include "wsa_errors.cc"
