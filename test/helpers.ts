@@ -235,3 +235,45 @@ export function runsInOneLineOnly(ctx: Mocha.Context, what: string): void {
   console.warn(`    !!! ${what} does not depend on Node's line: NOT run in Node ${process.versions.node}; ${elsewhere.slice('elsewhere'.length).trim() || 'another line runs it'}`);
   ctx.skip();
 }
+
+/** Waits (polling every 5 ms) until `done()` holds; fails naming `what` after `ms`. */
+export async function until(done: () => boolean, what: string, ms = 10_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** Everything a socket receives until its end, as bytes. */
+export function receivedBytes(socket: net.Socket): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+  return new Promise((resolve, reject) => {
+    socket.once('end', () => resolve(Buffer.concat(chunks)));
+    socket.once('error', reject);
+  });
+}
+
+/** Everything a socket receives until its end, as one string. */
+export async function received(socket: net.Socket): Promise<string> {
+  return (await receivedBytes(socket)).toString();
+}
+
+/**
+ * A free port outside the ephemeral range (Linux's, under Wine too: 32768-60999).
+ * A closed port inside it can be the very port the proxy's outbound socket is
+ * given: connecting 127.0.0.1:X from 127.0.0.1:X is a TCP self-connect, which
+ * echoes what it is sent (one of 400 "refused" connections got data back so).
+ */
+export async function closedPortBelowEphemeral(): Promise<number> {
+  for (let port = 20_000 + Math.floor(Math.random() * 10_000), tries = 0; tries < 100; port = 20_000 + ((port - 20_000 + 7) % 10_000), tries++) {
+    const server = net.createServer();
+    const bound = await new Promise<boolean>((resolve) => server.once('error', () => resolve(false)).listen(port, '127.0.0.1', () => resolve(true)));
+    if (bound) {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      return port;
+    }
+  }
+  throw new Error('no free port from 20000 to 29999');
+}

@@ -9,16 +9,8 @@ import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { TransparentProxy, UdpRelay, type ConnectionLog, type FlowLog } from '..';
 import { LineWriter, MAX_UNWRITTEN_BYTES } from '../dist/proxy/line-writer';
-import { isWindows } from './helpers';
+import { isWindows, until } from './helpers';
 import { CLI, echoServer, root, start, stop } from './proxy-process';
-
-const until = async (done: () => boolean, what: string, ms = 10_000) => {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-};
 
 async function freePort(): Promise<number> {
   const server = net.createServer().listen(0, '127.0.0.1');

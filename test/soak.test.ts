@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync } from 'node:fs';
 import net from 'node:net';
-import { isWindows, prng } from './helpers';
+import { closedPortBelowEphemeral, isWindows, prng } from './helpers';
 import { CLI, start, stop, type Running } from './proxy-process';
 
 const TOTAL = Number(process.env.SOAK_CONNECTIONS ?? (isWindows ? 400 : 2000));
@@ -178,24 +178,6 @@ const BUDGET_MS = Math.max(120_000, TOTAL * 60);
 // same run measured +0.6, +13.5 and +44 MB in Node 22, 26 and 24 on a loaded machine, none of it
 // kept. Capped, what RSS still gains is what the proxy keeps (semi-spaces of 1 MB cost it speed only).
 const SMALL_YOUNG_GENERATION = ['--max-semi-space-size=1'];
-
-/**
- * A free port outside the ephemeral range (Linux's, under Wine too: 32768-60999).
- * A closed port inside it can be the very port the proxy's outbound socket is
- * given: connecting 127.0.0.1:X from 127.0.0.1:X is a TCP self-connect, which
- * echoes what it is sent (one of 400 "refused" connections got data back so).
- */
-async function closedPortBelowEphemeral(): Promise<number> {
-  for (let port = 20_000 + Math.floor(Math.random() * 10_000), tries = 0; tries < 100; port = 20_000 + ((port - 20_000 + 7) % 10_000), tries++) {
-    const server = net.createServer();
-    const bound = await new Promise<boolean>((resolve) => server.once('error', () => resolve(false)).listen(port, '127.0.0.1', () => resolve(true)));
-    if (bound) {
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-      return port;
-    }
-  }
-  throw new Error('no free port from 20000 to 29999');
-}
 
 describe(`soak: ${TOTAL} connections of eight kinds through the proxy CLI (seed ${SEED})`, function () {
   this.timeout(BUDGET_MS + 30_000);

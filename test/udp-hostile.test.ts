@@ -9,17 +9,10 @@ import dgram from 'node:dgram';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { RedirectUdpSocket } from '..';
-import { addNetworkNamespace, LOOPBACK, thrown, type Family } from './helpers';
+import { addNetworkNamespace, LOOPBACK, thrown, until, type Family } from './helpers';
 
 const NS = `wfp-redirect-udpq-${process.pid}`;
 const pollHandles = () => (process.report.getReport() as unknown as { libuv: Array<{ type: string }> }).libuv.filter((handle) => handle.type === 'poll').length;
-const until = async (done: () => boolean, what: string, ms = 10_000) => {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-};
 const notLinuxRoot = () => (process.platform !== 'linux' ? 'not Linux' : process.getuid?.() !== 0 ? 'not root' : undefined);
 
 async function dgramOn(family: Family): Promise<dgram.Socket> {

@@ -10,19 +10,11 @@ import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { MAX_BLOB_SIZE, RedirectUdpSocket, UdpRelay, type FlowLog, type RedirectedRemoteInfo } from '..';
-import { isWindows, LOOPBACK, thrown, type Family } from './helpers';
+import { isWindows, LOOPBACK, thrown, until, type Family } from './helpers';
 
 const pollHandles = () => (process.report.getReport() as unknown as { libuv: Array<{ type: string }> }).libuv.filter((handle) => handle.type === 'poll').length;
 /** Open file descriptors (Linux); undefined elsewhere. */
 const openFds = () => (process.platform === 'linux' ? readdirSync('/proc/self/fd').length : undefined);
-const until = async (done: () => boolean, what: string, ms = 10_000) => {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-};
-
 async function bound(family: Family): Promise<RedirectUdpSocket> {
   const socket = new RedirectUdpSocket(family === 'IPv6' ? 'udp6' : 'udp4');
   await new Promise<void>((resolve) => socket.bind(0, LOOPBACK[family], resolve));
