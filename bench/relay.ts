@@ -190,6 +190,7 @@ function thousandRules(byProcess: boolean): object {
   return { upstreams: { corp: 'socks5://192.0.2.1:1080' }, rules, default: 'direct' };
 }
 
+const NATIVE_ROW = 'wfp-redirect-proxy --upstream --relay native';
 const RULES_ROW = 'wfp-redirect-proxy --transparent --config (1,000 rules)';
 const KNOWN_ROW = 'wfp-redirect-proxy --transparent --config (1,000 rules, 333 by process) --sniff --process';
 
@@ -210,11 +211,12 @@ function markedRedirect(): NonNullable<Contender['redirect']> {
 /** The Linux contenders; `transparent` when the iptables REDIRECT can be set up here (inside the namespace). */
 function linuxContenders(transparent: boolean): Contender[] {
   const node = process.execPath;
+  const upstreamCli = (name: string, extra: string[]) =>
+    processContender(name, (port, serverPort) => ({ file: node, args: [cli, '--listen', `${HOST}:${port}`, '--upstream', `${HOST}:${serverPort}`, ...extra] }));
   const list: Contender[] = [
-    processContender('wfp-redirect-proxy --upstream', (port, serverPort) => ({
-      file: node,
-      args: [cli, '--listen', `${HOST}:${port}`, '--upstream', `${HOST}:${serverPort}`],
-    })),
+    upstreamCli('wfp-redirect-proxy --upstream', []),
+    // Accepted, connected and relayed in the addon: nothing is decided per connection (lib/proxy/native-accept.ts).
+    upstreamCli(NATIVE_ROW, ['--relay', 'native']),
   ];
   if (transparent) {
     const config = join(logs, 'rules-1000.json');
@@ -233,10 +235,8 @@ function linuxContenders(transparent: boolean): Contender[] {
     list.push(transparentCli(KNOWN_ROW, ['--config', processConfig, '--sniff', '--process']));
   }
   list.push(
-    processContender(`wfp-redirect-proxy --upstream --workers auto (${cores})`, (port, serverPort) => ({
-      file: node,
-      args: [cli, '--listen', `${HOST}:${port}`, '--upstream', `${HOST}:${serverPort}`, '--workers', 'auto'],
-    })),
+    upstreamCli(`wfp-redirect-proxy --upstream --workers auto (${cores})`, ['--workers', 'auto']),
+    upstreamCli(`wfp-redirect-proxy --upstream --relay native --workers auto (${cores})`, ['--relay', 'native', '--workers', 'auto']),
     processContender('Node net pipe proxy', (port, serverPort) => ({ file: node, args: [nodePipe, HOST, String(port), HOST, String(serverPort)] })),
   );
   if (found('socat')) {

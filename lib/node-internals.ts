@@ -2,8 +2,11 @@
 // use. The outbound path (connectRedirected) needs them: Node has no public
 // way to create a TCP socket, act on it, and only then connect it. The native
 // relay (lib/proxy/native-relay.ts) needs a socket's descriptor and a way to
-// stop Node reading it. The queries on accepted sockets use none.
-import type { Socket } from 'node:net';
+// stop Node reading it; accepting natively (lib/proxy/native-accept.ts), a
+// listening server's accepted descriptors before Node makes sockets of them.
+// The queries on accepted sockets use none.
+import type { Server, Socket } from 'node:net';
+import { getSystemErrorName } from 'node:util';
 import { WfpRedirectError } from './errors';
 
 /** libuv's TCP handle as Node's tcp_wrap exposes it. */
@@ -96,4 +99,47 @@ export function resumeReading(socket: Socket): void {
   handle.reading = true;
   const result = handle.readStart();
   if (result !== 0) socket.destroy(Object.assign(new Error(`uv_read_start answered ${String(result)}`), { code: 'ERR_SOCKET_READ' }));
+}
+
+/** What taking over a server's accepts needs of Node: its listening TCPWrap's `onconnection`, and each accepted handle's `fd` and `close`. */
+interface ListeningHandle {
+  onconnection?: unknown;
+}
+interface AcceptedHandle {
+  fd?: unknown;
+  close?: unknown;
+}
+
+/** Why a listening server's accepts cannot be taken over (undefined: they can): its `_handle` must have an `onconnection` function. */
+export function acceptTakeOverMissing(server: Server): string | undefined {
+  const handle = (server as unknown as { _handle?: ListeningHandle | null })._handle;
+  if (handle === null || typeof handle !== 'object') return 'net.Server._handle';
+  if (typeof handle.onconnection !== 'function') return 'net.Server._handle.onconnection';
+  return undefined;
+}
+
+/**
+ * From now on each connection the listening `server` accepts goes to
+ * `accepted` as its descriptor, and Node's handle of it is closed right after
+ * (the callback must have duplicated what it keeps): no net.Socket is made.
+ * An accept that fails is the server's 'error', as Node's own onconnection
+ * reports it. A handle without a descriptor is closed and `missing` says
+ * which internal was not there. Check acceptTakeOverMissing first.
+ */
+export function takeOverAccepts(server: Server, accepted: (fd: number) => void, missing: (what: string) => void): void {
+  const handle = (server as unknown as { _handle: ListeningHandle })._handle;
+  handle.onconnection = (status: number, client: AcceptedHandle | undefined) => {
+    if (status < 0) {
+      const code = getSystemErrorName(status);
+      server.emit('error', Object.assign(new Error(`accept ${code}`), { code, errno: status, syscall: 'accept' }));
+      return;
+    }
+    if (client === undefined) return;
+    try {
+      if (typeof client.fd === 'number' && client.fd >= 0) accepted(client.fd);
+      else missing('the accepted handle\'s fd');
+    } finally {
+      if (typeof client.close === 'function') client.close();
+    }
+  };
 }

@@ -14,37 +14,9 @@ import { Worker } from 'node:worker_threads';
 import { TransparentProxy, type ConnectionLog } from '..';
 import { stopReading } from '../dist/node-internals';
 import { handOver, nativeRelayUnavailable, type NativeRelay } from '../dist/proxy/native-relay';
-import { isWindows, spy } from './helpers';
+import { isWindows, received, receivedBytes, spy, until } from './helpers';
 
 const HOST = '127.0.0.1';
-
-const until = async (done: () => boolean, what: string, ms = 10_000) => {
-  const deadline = Date.now() + ms;
-  while (!done()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-};
-
-/** Everything a socket receives until its end, as one string. */
-function received(socket: net.Socket): Promise<string> {
-  const chunks: Buffer[] = [];
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return new Promise((resolve, reject) => {
-    socket.once('end', () => resolve(Buffer.concat(chunks).toString()));
-    socket.once('error', reject);
-  });
-}
-
-/** Everything a socket receives until its end, as bytes. */
-function receivedBytes(socket: net.Socket): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  socket.on('data', (chunk: Buffer) => chunks.push(chunk));
-  return new Promise((resolve, reject) => {
-    socket.once('end', () => resolve(Buffer.concat(chunks)));
-    socket.once('error', reject);
-  });
-}
 
 /** `promise`, or an error naming `what` once `ms` have passed. */
 function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
@@ -379,16 +351,26 @@ describe('TransparentProxy relaying natively and on streams', function () {
     return { proxy, port: (await proxy.listen()).port, logs, warnings };
   }
 
-  for (const engine of ['native', 'streams'] as const) {
-    describe(`relay: '${engine}'`, function () {
-      let starts: ReturnType<typeof spy> | undefined;
+  // The native engine two ways: accepting, connecting and relaying in the addon
+  // (nothing decided per connection; the specs that sniff or go through an
+  // upstream are handed over all the same), and handed each connection after
+  // JavaScript decided it (a route hook).
+  const variants = [
+    { title: "relay: 'native', accepted natively where nothing is decided per connection", engine: 'native', options: { relay: 'native' } },
+    { title: "relay: 'native', handed over after a route hook", engine: 'native', options: { relay: 'native', route: () => undefined } },
+    { title: "relay: 'streams'", engine: 'streams', options: { relay: 'streams' } },
+  ] as const;
+  for (const { title, engine, options } of variants) {
+    describe(title, function () {
+      let starts: ReturnType<typeof spy>[] = [];
       beforeEach(function () {
         if (engine === 'native' && nativeRelayUnavailable()) this.skip();
-        starts = nativeRelayUnavailable() ? undefined : spy('relayStart');
+        starts = nativeRelayUnavailable() ? [] : [spy('relayStart'), spy('relayConnect')];
       });
-      afterEach(() => starts?.restore());
+      afterEach(() => starts.forEach((started) => started.restore()));
       const engineUsed = () => {
-        if (starts) assert.equal(starts.calls.length > 0, engine === 'native', `relayStart called ${starts.calls.length} times`);
+        const calls = starts.reduce((sum, started) => sum + started.calls.length, 0);
+        if (starts.length) assert.equal(calls > 0, engine === 'native', `the native relay was started ${calls} times`);
       };
 
       it('both sides half-closing: the client ends, the server answers after that and ends too; logged without error', async function () {
@@ -397,7 +379,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
           socket.on('data', (data) => (got += data));
           socket.on('end', () => socket.end(`pong after ${got}`));
         });
-        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        const { proxy, port, logs } = await proxyWith({ ...options });
         try {
           const client = net.connect({ port, host: HOST, allowHalfOpen: true });
           const answer = received(client);
@@ -415,7 +397,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
       });
 
       it('with sniff on, the bytes the sniff read go to the destination first, then the rest, each once', async function () {
-        const { proxy, port, logs } = await proxyWith({ relay: engine, sniff: { maxBytes: 64, timeoutMs: 300 } });
+        const { proxy, port, logs } = await proxyWith({ ...options, sniff: { maxBytes: 64, timeoutMs: 300 } });
         try {
           const request = `GET / HTTP/1.1\r\nHost: example.test\r\n\r\n${'body;'.repeat(2000)}`;
           const client = net.connect({ port, host: HOST, allowHalfOpen: true });
@@ -447,7 +429,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
             socket.on('end', () => socket.end(`${got} ${hash.digest('hex')}`));
           });
         }
-        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        const { proxy, port, logs } = await proxyWith({ ...options });
         try {
           await Promise.all(
             sizes.map(async (size, i) => {
@@ -473,7 +455,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
           atServer = socket;
           socket.pause();
         });
-        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        const { proxy, port, logs } = await proxyWith({ ...options });
         try {
           const client = net.connect({ port, host: HOST, allowHalfOpen: true });
           const answer = received(client);
@@ -519,7 +501,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
           socket.end('hello');
         });
         const socks = await socksUpstream();
-        const { proxy, port, logs } = await proxyWith({ relay: engine, via: `socks5://${HOST}:${socks.port}` });
+        const { proxy, port, logs } = await proxyWith({ ...options, via: `socks5://${HOST}:${socks.port}` });
         try {
           const client = net.connect({ port, host: HOST, allowHalfOpen: true });
           assert.equal(await within(received(client), 5000, "the server's hello and end"), 'hello');
@@ -547,7 +529,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
           socket.on('close', () => clearInterval(timer));
           socket.resume();
         });
-        const { proxy, port, logs } = await proxyWith({ relay: engine, sniff: { maxBytes: 64, timeoutMs: 300 }, halfCloseTimeout: 300, idleTimeout: 300 });
+        const { proxy, port, logs } = await proxyWith({ ...options, sniff: { maxBytes: 64, timeoutMs: 300 }, halfCloseTimeout: 300, idleTimeout: 300 });
         try {
           const client = net.connect({ port, host: HOST, allowHalfOpen: true });
           const answer = received(client);
@@ -562,7 +544,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
       });
 
       it('a connection idle past idleTimeout is closed with ERR_IDLE_TIMEOUT; one half-closed, at halfCloseTimeout with ERR_HALF_CLOSE_TIMEOUT', async function () {
-        const { proxy, port, logs } = await proxyWith({ relay: engine, idleTimeout: 250, halfCloseTimeout: 150 });
+        const { proxy, port, logs } = await proxyWith({ ...options, idleTimeout: 250, halfCloseTimeout: 150 });
         try {
           const idle = net.connect({ port, host: HOST, allowHalfOpen: true }).on('error', () => {});
           const started = Date.now();
@@ -584,7 +566,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
 
       it('the destination resets: logged as ECONNRESET, the client is closed', async function () {
         onServer.push((socket) => socket.once('data', () => socket.resetAndDestroy()));
-        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        const { proxy, port, logs } = await proxyWith({ ...options });
         try {
           const client = net.connect({ port, host: HOST }).on('error', () => {});
           client.resume();
@@ -601,7 +583,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
       it('the destination answers and resets at once: the client gets the answer (where the OS keeps it: not on Windows), then the close; logged as ECONNRESET', async function () {
         // The answer and the reset reach the proxy's outbound socket together (one tick of this process writes both).
         onServer.push((socket) => socket.once('data', () => socket.write('answer before the reset', () => socket.resetAndDestroy())));
-        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        const { proxy, port, logs } = await proxyWith({ ...options });
         try {
           const client = net.connect({ port, host: HOST }).on('error', () => {});
           let got = '';
@@ -635,7 +617,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
           atServer = socket;
           socket.resume();
         });
-        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        const { proxy, port, logs } = await proxyWith({ ...options });
         try {
           const client = net.connect({ port, host: HOST }).on('error', () => {});
           client.write('hello');
@@ -654,7 +636,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
       });
 
       it('shutdown with relays open: cuts them at the deadline, counts them, logs each, closes every client', async function () {
-        const { proxy, port, logs } = await proxyWith({ relay: engine });
+        const { proxy, port, logs } = await proxyWith({ ...options });
         const clients = await Promise.all(
           Array.from({ length: 5 }, async () => {
             const client = net.connect({ port, host: HOST }).on('error', () => {});
@@ -680,7 +662,8 @@ describe('TransparentProxy relaying natively and on streams', function () {
     const refusing = spy('relayStart', () => {
       throw Object.assign(new Error('no'), { code: 'EMFILE' });
     });
-    const { proxy, port, logs, warnings } = await proxyWith({ relay: 'native' });
+    // A route hook: connections are decided in JavaScript and handed over (relayStart), not accepted natively.
+    const { proxy, port, logs, warnings } = await proxyWith({ relay: 'native', route: () => undefined });
     try {
       for (let i = 0; i < 3; i++) {
         const client = net.connect({ port, host: HOST, allowHalfOpen: true });

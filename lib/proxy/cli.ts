@@ -133,9 +133,11 @@ interface Relays {
 /**
  * The original destination, from netfilter (Linux) or the WFP context in
  * `layout` (Windows); a connection redirected without a context goes to
- * `withoutContext` where one is given.
+ * `withoutContext` where one is given. (Without it the proxy knows the source
+ * as such, and on Linux can accept natively with --relay native.)
  */
 function originalDestination(layout: ContextLayout, withoutContext: Destination | undefined): DestinationSource {
+  if (!withoutContext) return { kind: 'original', layout };
   return {
     kind: 'resolver',
     resolve: async (socket) => {

@@ -7,6 +7,7 @@ import net from 'node:net';
 import { checkMark, connectRedirected, probeMark } from '../connect';
 import { invalidArgType, notRedirected, outOfRange, WfpRedirectError } from '../errors';
 import { isSupported, probeRedirectIoctls, queryRedirectRecords } from '../redirect';
+import { getOriginalDestination, type OriginalDestinationOptions } from '../original-destination';
 import { describeProcess, ProcessLookup, type ProcessInfo } from '../process';
 import { sniffStream, type SniffStreamOptions, type StreamSniff } from '../sniff/stream';
 import { connectVia } from '../upstream/connect-via';
@@ -16,6 +17,7 @@ import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
 import type { MatchFacts, Verdict } from './rules/matcher';
 import { fallbackNotice, handOver, nativeRelayUnavailable, type NativeRelay, type RelayEngine } from './native-relay';
+import { NativeAccepts, nativeAcceptUnavailable, type NativeConnectionEnd } from './native-accept';
 
 export { formatEndpoint } from './endpoints';
 export type { RelayEngine } from './native-relay';
@@ -26,12 +28,16 @@ export interface Destination {
 }
 
 /**
- * Where a connection goes: a fixed upstream, or what the accepted socket says.
- * A resolver may answer `{ host, port }` or what getOriginalDestination
- * answers (`{ address, port }`), so that it can be passed straight through.
+ * Where a connection goes: a fixed upstream; its original destination
+ * (getOriginalDestination with these options: netfilter on Linux, the WFP
+ * redirect context on Windows); or what a resolver says of the accepted
+ * socket. A resolver may answer `{ host, port }` or what
+ * getOriginalDestination answers (`{ address, port }`), so that it can be
+ * passed straight through.
  */
 export type DestinationSource =
   | { kind: 'upstream'; upstream: Destination }
+  | ({ kind: 'original' } & Pick<OriginalDestinationOptions, 'contextOffset' | 'decode' | 'layout'>)
   | { kind: 'resolver'; resolve: (socket: net.Socket) => Promise<Destination | { address: string; port: number }> };
 
 export interface ProxyOptions {
@@ -264,6 +270,8 @@ export class TransparentProxy {
   private readonly lookUpAlways: boolean;
   /** With `processLookup`: the process id a resolver's answer carried (a `wfpr` context's), per connection. */
   private readonly contextPids = new WeakMap<net.Socket, number>();
+  /** The connections accepted, connected and relayed natively, where nothing is decided per connection (nativeTarget). */
+  private nativeAccepts: NativeAccepts | undefined;
 
   constructor(options: ProxyOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
@@ -348,6 +356,7 @@ export class TransparentProxy {
       await new Promise((resolve) => this.server.close(resolve));
       throw error;
     }
+    this.acceptNatively();
     // Said at start-up where the platform has no native relay (each connection would otherwise find out).
     const noNative = this.options.relay === 'native' ? nativeRelayUnavailable() : undefined;
     const notice = noNative && fallbackNotice(this, noNative);
@@ -364,20 +373,85 @@ export class TransparentProxy {
 
   /** Connections being relayed (one per client, however many sockets each has open). */
   get connections(): number {
-    return this.clients.size;
+    return this.clients.size + (this.nativeAccepts?.size ?? 0);
   }
 
   /** Stops accepting; open connections may finish until `deadlineMs`, then are cut. Resolves to how many connections were cut. */
   async shutdown(deadlineMs: number): Promise<number> {
     this.loops.stop();
     this.descriptors.stop();
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
+    // Node's server counts only the connections it made sockets of: the native ones are waited for too.
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve())).then(() => this.nativeAccepts?.drained());
     const timer = new Promise<'deadline'>((resolve) => setTimeout(resolve, deadlineMs, 'deadline').unref());
     if ((await Promise.race([closed, timer])) !== 'deadline') return 0;
-    const cut = this.clients.size;
+    const cut = this.clients.size + (this.nativeAccepts?.destroyAll() ?? 0);
     for (const socket of this.open) socket.destroy();
     await closed;
     return cut;
+  }
+
+  /**
+   * Where every connection goes when nothing about one is decided in
+   * JavaScript (a fixed upstream at an IP address, or each one's netfilter
+   * original destination; no route hook, rules, sniffing, process lookup,
+   * upstream proxy, start log or redirect records), so that the native relay
+   * can accept, connect and relay it on its own; undefined otherwise.
+   */
+  private nativeTarget(): Destination | 'original' | undefined {
+    const { relay, destination, route, rules, sniff, logStart } = this.options;
+    if (relay !== 'native' || destination.kind === 'resolver' || isSupported()) return undefined;
+    if (this.via || route || rules || sniff || logStart || this.processes) return undefined;
+    if (destination.kind === 'original') return 'original';
+    // A name is looked up per connection by net.connect; the native path dials addresses only.
+    const { host, port } = destination.upstream;
+    return net.isIP(host) === 0 || host.includes('%') ? undefined : { host, port };
+  }
+
+  /** Once listening: where nativeTarget allows, Node's accepted descriptors go to the native relay from now on. */
+  private acceptNatively(): void {
+    const target = this.nativeTarget();
+    if (!target || !this.listening) return;
+    const unavailable = nativeAcceptUnavailable(this.server);
+    if (unavailable) {
+      const notice = fallbackNotice(this, `connections are accepted in JavaScript: ${unavailable}`);
+      if (notice) this.options.warn(notice);
+      return;
+    }
+    const { connectTimeout, idleTimeout, halfCloseTimeout, maxConnections, mark } = this.options;
+    this.nativeAccepts = new NativeAccepts(this.server, {
+      listening: this.listening,
+      target,
+      mark,
+      connectTimeout,
+      idleTimeout,
+      halfCloseTimeout,
+      admit: () => (this.connections < maxConnections ? ++this.nextId : undefined),
+      ended: (end) => this.nativeEnded(end, target),
+      missing: (what) => {
+        const notice = fallbackNotice(this, `a connection was closed: the Node internal ${what} is not there`);
+        if (notice) this.options.warn(notice);
+      },
+    });
+  }
+
+  /** A native connection's log entry, as the JS path makes it. */
+  private nativeEnded(end: NativeConnectionEnd, target: Destination | 'original'): void {
+    // A fixed upstream as it was given; an original destination as the addon spells it.
+    const where = target !== 'original' ? target : end.destinationAddress === undefined ? undefined : { host: end.destinationAddress, port: end.destinationPort };
+    const entry: ConnectionLog = {
+      id: end.id,
+      client: formatEndpoint(end.clientAddress, end.clientPort),
+      destination: where && end.destinationAddress !== undefined ? formatEndpoint(where.host, where.port) : undefined,
+      records: 0,
+      bytesUp: end.bytesUp,
+      bytesDown: end.bytesDown,
+      durationMs: end.durationMs,
+    };
+    if (end.code !== undefined) entry.error = end.code;
+    if (end.code !== undefined && OUT_OF_DESCRIPTORS.has(end.code)) this.descriptors.note();
+    // A refused loop after the first in an interval is counted in the warning, not logged on its own.
+    if (end.code === 'ERR_PROXY_LOOP' && !this.loops.note()) return;
+    this.options.log(entry);
   }
 
   /** Remembers an outbound connection's endpoints while it is open. */
@@ -416,7 +490,7 @@ export class TransparentProxy {
     // The proxy's end of the connection: its listening address unless that is a wildcard (asking the socket is a system call).
     const bound = this.listening && this.listening.address !== '0.0.0.0' && this.listening.address !== '::' ? this.listening : undefined;
     const targets = [bound ? endpointKey(bound.address, bound.port) : endpointKey(inbound.localAddress, inbound.localPort)];
-    if (this.options.destination.kind === 'resolver') targets.push(endpointKey(destination.host, destination.port));
+    if (this.options.destination.kind !== 'upstream') targets.push(endpointKey(destination.host, destination.port));
     if (targets.some((target) => this.ownConnections.has(`${from} -> ${target}`))) return true;
     for (const [out, target] of this.connecting) {
       if (targets.includes(target) && endpointKey(out.localAddress, out.localPort) === from) return true;
@@ -432,7 +506,10 @@ export class TransparentProxy {
   private async destinationOf(inbound: net.Socket): Promise<Destination> {
     const source = this.options.destination;
     if (source.kind === 'upstream') return source.upstream;
-    const answer = await source.resolve(inbound);
+    const answer =
+      source.kind === 'original'
+        ? await getOriginalDestination(inbound, { contextOffset: source.contextOffset, decode: source.decode, layout: source.layout })
+        : await source.resolve(inbound);
     // A context that names the connecting process (the `wfpr` layout's processId) says it first-hand.
     const processId = (answer as { processId?: unknown }).processId;
     if (this.processes && typeof processId === 'number' && processId > 0) this.contextPids.set(inbound, processId);

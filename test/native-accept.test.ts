@@ -1,0 +1,241 @@
+// Accepting natively (lib/proxy/native-accept.ts, binding.relayConnect): with
+// `relay: 'native'` and nothing decided per connection in JavaScript, the
+// addon takes each accepted descriptor, decides, connects and relays it; no
+// net.Socket is made. What the proxy does must not change: the same log
+// entries, the connect's failures and time, maxConnections, shutdown,
+// ERR_NOT_REDIRECTED; per-connection JavaScript keeps the JS accept path.
+// Real sockets on loopback (the loops and netfilter's records: loop.test.ts,
+// netns.test.ts). Linux: elsewhere there is no native relay.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import net from 'node:net';
+import { TransparentProxy, type ConnectionLog, type ProxyOptions } from '..';
+import { binding } from '../dist/native';
+import { nativeRelayUnavailable } from '../dist/proxy/native-relay';
+import { closedPortBelowEphemeral, received, spy, thrown, until, type Spied } from './helpers';
+import { echoServer } from './proxy-process';
+
+const HOST = '127.0.0.1';
+
+describe('TransparentProxy accepting natively (relay: native, nothing decided per connection)', function () {
+  this.timeout(20_000);
+  let server: net.Server;
+  let serverPort: number;
+  let socketsMade = 0;
+  const spies: Partial<Record<'relayConnect' | 'relayStart', Spied>> = {};
+  const calls = (name: 'relayConnect' | 'relayStart') => spies[name]!.calls.length;
+
+  before(async function () {
+    if (nativeRelayUnavailable()) {
+      console.warn(`    !!! NOT RUN: ${nativeRelayUnavailable()}`);
+      this.skip();
+    }
+    server = await echoServer();
+    serverPort = (server.address() as net.AddressInfo).port;
+  });
+  after(() => server?.close());
+  beforeEach(() => {
+    socketsMade = 0;
+    spies.relayConnect = spy('relayConnect');
+    spies.relayStart = spy('relayStart');
+  });
+  afterEach(() => Object.values(spies).forEach((s) => s.restore()));
+
+  async function proxyWith(options: Partial<ProxyOptions> = {}) {
+    const logs: ConnectionLog[] = [];
+    const warnings: string[] = [];
+    const proxy = new TransparentProxy({
+      listen: { host: HOST, port: 0 },
+      destination: { kind: 'upstream', upstream: { host: HOST, port: serverPort } },
+      relay: 'native',
+      log: (entry) => logs.push(entry),
+      warn: (line) => warnings.push(line),
+      ...options,
+    });
+    proxy.server.on('connection', () => socketsMade++);
+    return { proxy, port: (await proxy.listen()).port, logs, warnings };
+  }
+
+  /** One connection through the proxy: sends `bytes` and its FIN, answers what came back and the client's own port. */
+  async function exchange(port: number, bytes: number): Promise<{ answer: string; clientPort: number }> {
+    const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+    await once(client, 'connect');
+    const clientPort = client.localPort!;
+    const answer = received(client);
+    client.end('x'.repeat(bytes));
+    return { answer: await answer, clientPort };
+  }
+
+  it('relays both ways with half-close, makes no net.Socket, and logs each connection as the JS path does (ids in accept order, client, destination, bytes)', async function () {
+    const entries: Record<string, ConnectionLog[]> = {};
+    for (const relay of ['native', 'streams'] as const) {
+      const { proxy, port, logs } = await proxyWith({ relay });
+      const clients: number[] = [];
+      for (const bytes of [1, 70_000, 1_000_000]) {
+        const { answer, clientPort } = await exchange(port, bytes);
+        assert.equal(answer.length, bytes);
+        clients.push(clientPort);
+      }
+      await until(() => logs.length === 3, 'three log lines');
+      await proxy.shutdown(1000);
+      logs.forEach((entry, i) => {
+        assert.equal(typeof entry.durationMs, 'number');
+        assert.deepEqual({ ...entry, durationMs: 0 }, { id: i + 1, client: `${HOST}:${clients[i]}`, destination: `${HOST}:${serverPort}`, records: 0, bytesUp: entry.bytesDown, bytesDown: [1, 70_000, 1_000_000][i], durationMs: 0 });
+      });
+      entries[relay] = logs;
+      if (relay === 'native') assert.deepEqual([socketsMade, calls('relayConnect'), calls('relayStart')], [0, 3, 0], 'native: [net.Sockets made, relayConnect, relayStart]');
+    }
+    assert.deepEqual(Object.keys(entries.native![0]!), Object.keys(entries.streams![0]!), 'the same fields, in the same order');
+  });
+
+  const perConnection: Array<[string, Partial<ProxyOptions>]> = [
+    ['a route hook', { route: () => undefined }],
+    ['logStart', { logStart: () => {} }],
+    ['sniff', { sniff: { maxBytes: 16, timeoutMs: 50 } }],
+    ['processLookup', { processLookup: true }],
+    ['an upstream given by name', { destination: { kind: 'upstream', upstream: { host: 'localhost', port: 0 } } }],
+  ];
+  for (const [what, options] of perConnection) {
+    it(`with ${what}, connections are accepted in JavaScript and handed over to the native relay once decided`, async function () {
+      const named = options.destination ? { destination: { kind: 'upstream' as const, upstream: { host: 'localhost', port: serverPort } } } : {};
+      const { proxy, port, logs } = await proxyWith({ ...options, ...named });
+      try {
+        assert.equal((await exchange(port, 1000)).answer.length, 1000);
+        await until(() => logs.length === 1, 'a log line');
+        assert.equal(logs[0]!.error, undefined);
+        assert.deepEqual([socketsMade, calls('relayConnect'), calls('relayStart')], [1, 0, 1], '[net.Sockets made, relayConnect, relayStart]');
+      } finally {
+        await proxy.shutdown(0);
+      }
+    });
+  }
+
+  it('a destination that refuses: logged ECONNREFUSED with its destination, the client closed', async function () {
+    const closed = await closedPortBelowEphemeral();
+    const { proxy, port, logs } = await proxyWith({ destination: { kind: 'upstream', upstream: { host: HOST, port: closed } } });
+    try {
+      const client = net.connect({ port, host: HOST }).on('error', () => {});
+      await once(client, 'close');
+      await until(() => logs.length === 1, 'a log line');
+      assert.deepEqual([logs[0]!.error, logs[0]!.destination, logs[0]!.bytesUp, logs[0]!.bytesDown], ['ECONNREFUSED', `${HOST}:${closed}`, 0, 0]);
+      assert.equal(calls('relayConnect'), 1);
+    } finally {
+      await proxy.shutdown(0);
+    }
+  });
+
+  describe('a destination that never answers the connect (a listener whose queue is full)', function () {
+    let stuck: ChildProcess;
+    let stuckPort: number;
+    const fillers: net.Socket[] = [];
+    before(async function () {
+      // A process that listens with the shortest queue, then blocks: its queue fills, and later SYNs go unanswered.
+      stuck = spawn(process.execPath, ['-e', "const s=require('net').createServer().listen({port:0,host:'127.0.0.1',backlog:1},()=>{console.log(s.address().port);Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,60000)})"]);
+      stuckPort = Number(String((await once(stuck.stdout!, 'data'))[0]).trim());
+      for (let i = 0; i < 3; i++) fillers.push(net.connect({ port: stuckPort, host: HOST }).on('error', () => {}));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    });
+    after(() => {
+      fillers.forEach((socket) => socket.destroy());
+      stuck?.kill('SIGKILL');
+    });
+
+    for (const relay of ['native', 'streams'] as const) {
+      it(`relay: '${relay}': given up at connectTimeout and logged ETIMEDOUT, the client closed`, async function () {
+        const { proxy, port, logs } = await proxyWith({ relay, connectTimeout: 300, destination: { kind: 'upstream', upstream: { host: HOST, port: stuckPort } } });
+        try {
+          const started = Date.now();
+          const client = net.connect({ port, host: HOST }).on('error', () => {});
+          await once(client, 'close');
+          const waited = Date.now() - started;
+          await until(() => logs.length === 1, 'a log line');
+          assert.equal(logs[0]!.error, 'ETIMEDOUT');
+          assert.ok(waited >= 250 && waited < 5000, `closed after ${waited} ms`);
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+    }
+  });
+
+  it('maxConnections: one more is closed unlogged, as Node refuses it; the open ones go on, and a place freed is taken again', async function () {
+    const { proxy, port, logs } = await proxyWith({ maxConnections: 2 });
+    try {
+      const open = await Promise.all([0, 1].map(async () => {
+        const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+        const echo = once(client, 'data');
+        client.write('a');
+        await echo;
+        return client;
+      }));
+      assert.equal(proxy.connections, 2);
+      const refused = net.connect({ port, host: HOST }).on('error', () => {});
+      let got = 0;
+      refused.on('data', (chunk: Buffer) => (got += chunk.length));
+      refused.write('b');
+      await once(refused, 'close');
+      assert.equal(got, 0);
+      const answer = received(open[0]!);
+      open[0]!.end('c');
+      assert.equal(await answer, 'c');
+      await until(() => logs.length === 1 && proxy.connections === 1, 'the first to end');
+      assert.equal((await exchange(port, 10)).answer.length, 10);
+      open[1]!.end();
+      await until(() => logs.length === 3, 'three log lines');
+      assert.deepEqual(logs.map((entry) => entry.error), [undefined, undefined, undefined]);
+    } finally {
+      await proxy.shutdown(0);
+    }
+  });
+
+  it('shutdown waits for an open connection to end, and resolves with none cut', async function () {
+    const { proxy, port, logs } = await proxyWith();
+    const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+    const echo = once(client, 'data');
+    client.write('a');
+    await echo;
+    let settled: number | undefined;
+    const stopping = proxy.shutdown(10_000).then((cut) => (settled = cut));
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(settled, undefined, 'shutdown waited');
+    assert.equal(net.connect({ port, host: HOST }).on('error', () => {}).destroyed, false);
+    const answer = received(client);
+    client.end('b');
+    assert.equal(await answer, 'b');
+    assert.equal(await stopping, 0);
+    assert.equal(logs.length, 1);
+  });
+
+  it("kind 'original' without a redirect: ERR_NOT_REDIRECTED, no destination, the client closed; as the JS path logs it", async function () {
+    const entries: ConnectionLog[] = [];
+    for (const relay of ['native', 'streams'] as const) {
+      const { proxy, port, logs } = await proxyWith({ relay, destination: { kind: 'original' } });
+      try {
+        const client = net.connect({ port, host: HOST }).on('error', () => {});
+        await once(client, 'close');
+        await until(() => logs.length === 1, 'a log line');
+        entries.push({ ...logs[0]!, client: '', durationMs: 0 });
+      } finally {
+        await proxy.shutdown(0);
+      }
+    }
+    assert.deepEqual(entries[0], entries[1]);
+    assert.deepEqual([entries[0]!.error, entries[0]!.destination], ['ERR_NOT_REDIRECTED', undefined]);
+    assert.equal(calls('relayConnect'), 1);
+  });
+
+  it('the addon refuses what is not a group, a descriptor or an id, and a group it closed', function () {
+    const done = () => {};
+    const group = binding.relayGroup!(HOST, 1, HOST, 2, -1, 0, 0, 0, done);
+    for (const args of [[-1, group, 1], [0, group + 1000, 1], [0, group, -1], [0, 'x', 1], [1.5, group, 1]] as const) {
+      assert.equal(thrown(() => binding.relayConnect!(...(args as unknown as [number, number, number]))).code, 'ERR_INVALID_ARG_TYPE', JSON.stringify(args));
+    }
+    for (const args of [['localhost', 1, HOST, 2], [HOST, 70000, HOST, 2], [HOST, 1, 'x', 2], [HOST, 1, HOST, -2]] as const) {
+      assert.equal(thrown(() => binding.relayGroup!(args[0], args[1], args[2], args[3], -1, 0, 0, 0, done)).code, 'ERR_INVALID_ARG_TYPE', JSON.stringify(args));
+    }
+    assert.equal(binding.relayGroupClose!(group), true);
+    assert.equal(binding.relayGroupClose!(group), false);
+    assert.equal(thrown(() => binding.relayConnect!(0, group, 1)).code, 'ERR_INVALID_ARG_TYPE');
+  });
+});
