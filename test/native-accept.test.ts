@@ -10,11 +10,12 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
+import { join } from 'node:path';
 import { TransparentProxy, type ConnectionLog, type ProxyOptions } from '..';
 import { binding } from '../dist/native';
 import { nativeRelayUnavailable } from '../dist/proxy/native-relay';
 import { closedPortBelowEphemeral, received, spy, thrown, until, type Spied } from './helpers';
-import { echoServer } from './proxy-process';
+import { CLI, echoServer, start, stop } from './proxy-process';
 
 const HOST = '127.0.0.1';
 
@@ -223,6 +224,21 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     assert.deepEqual(entries[0], entries[1]);
     assert.deepEqual([entries[0]!.error, entries[0]!.destination], ['ERR_NOT_REDIRECTED', undefined]);
     assert.equal(calls('relayConnect'), 1);
+  });
+
+  it("the CLI relays natively by default (--relay auto): accepted natively with --upstream at an address, handed over with --sniff; --relay streams keeps streams", async function () {
+    const preload = join(__dirname, 'fixtures', 'count-relay-calls.js');
+    const base = [CLI, '--listen', `${HOST}:0`, '--upstream', `${HOST}:${serverPort}`];
+    for (const [extra, expected] of [[[], 'called relayConnect'], [['--sniff'], 'called relayStart'], [['--relay', 'streams'], undefined]] as const) {
+      const proxy = await start(['-r', preload, ...base, ...extra], /listening on .*:(\d+)$/);
+      try {
+        assert.equal((await exchange(proxy.port, 100)).answer.length, 100);
+        await until(() => proxy.stdout.length === 1, 'a log line');
+        assert.deepEqual(proxy.stderr.filter((line) => line.startsWith('called ')), expected ? [expected] : [], `${extra.join(' ')}: ${proxy.stderr.join('\n')}`);
+      } finally {
+        await stop(proxy);
+      }
+    }
   });
 
   it('the addon refuses what is not a group, a descriptor or an id, and a group it closed', function () {

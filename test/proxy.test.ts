@@ -66,6 +66,7 @@ describe('bin/wfp-redirect-proxy', function () {
     ['both destinations', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--context', 'sockaddr'], /exactly one/],
     ['a bad endpoint', ['--listen', 'nowhere', '--upstream', 'a:1'], /--listen wants HOST:PORT/],
     ['a bad --log', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--log', 'xml'], /--log wants text or json/],
+    ['a bad --relay', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--relay', 'fast'], /--relay wants auto, native or streams, not "fast"/],
     ['an unknown option', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--frobnicate'], /frobnicate/],
     ['--max-connections 0', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--max-connections', '0'], /--max-connections wants a whole number of at least 1, not "0"/],
     ['an empty --idle-timeout', ['--listen', '127.0.0.1:0', '--upstream', 'a:1', '--idle-timeout', ''], /--idle-timeout wants a whole number of at least 0, not ""/],

@@ -85,10 +85,13 @@ Options:
                                datagram on stdout, as each ends (default text)
   --log-start                  also a line as each connection's destination is
                                decided and each UDP flow opens
-  --relay streams|native       how TCP bytes move once a connection is set up:
-                               Node streams (default), or natively in the addon
-                               without crossing into JavaScript (Linux only,
-                               experimental; elsewhere streams, said once)
+  --relay auto|native|streams  how TCP bytes move once a connection is set up:
+                               natively in the addon, never crossing into
+                               JavaScript (Linux; where nothing is decided per
+                               connection, accepted and connected there too),
+                               or on Node streams. auto (default): native where
+                               the addon has it, else streams; native: said
+                               once where it falls back
   --sniff                      read each TCP connection's first bytes (up to 16 KiB,
                                300 ms) for its domain: a TLS ClientHello's SNI or an
                                HTTP request's Host; logged, and replayed unchanged.
@@ -186,8 +189,8 @@ export interface CliConfig {
   log: 'text' | 'json';
   logStart: boolean;
   sniff: boolean;
-  /** --relay: how TCP bytes move once a connection is set up. */
-  relay: 'streams' | 'native';
+  /** --relay: how TCP bytes move once a connection is set up (auto: native where the addon has it). */
+  relay: 'streams' | 'native' | 'auto';
   /** --process: look up the process behind each connection and flow. */
   processLookup: boolean;
   /** The upstream proxy every connection goes through. */
@@ -291,9 +294,9 @@ function viaOption(text: string | undefined): Upstream | undefined {
 }
 
 /** --config: rules decide per connection where it goes, so neither one fixed destination nor one upstream for all. */
-function relayOption(value: string | undefined): 'streams' | 'native' {
-  if (value === undefined || value === 'streams' || value === 'native') return value ?? 'streams';
-  throw new UsageError(`--relay wants streams or native, not "${value}"`);
+function relayOption(value: string | undefined): 'streams' | 'native' | 'auto' {
+  if (value === undefined || value === 'streams' || value === 'native' || value === 'auto') return value ?? 'auto';
+  throw new UsageError(`--relay wants auto, native or streams, not "${value}"`);
 }
 
 function configOption(values: Values): string | undefined {

@@ -11,6 +11,7 @@ import { type CliConfig, HELP, parseCli, UsageError } from './cli-args';
 import { formatEndpoint } from './endpoints';
 import { LineWriter, survivesItsReader } from './line-writer';
 import { formatter, type LogEntry } from './log-format';
+import { nativeRelayUnavailable } from './native-relay';
 import { type Destination, type DestinationSource, TransparentProxy } from './tcp-proxy';
 import { type UdpDestinationSource, UdpRelay } from './udp-relay';
 import { LISTENING, RELOAD, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
@@ -169,7 +170,8 @@ function build(config: CliConfig, lines: LineWriter, rules: RuleSet | undefined)
     halfCloseTimeout: config.halfCloseTimeout,
     maxConnections: config.maxConnections,
     sniff: config.sniff,
-    relay: config.relay,
+    // auto: native where this build has it, streams (silently) elsewhere; an explicit native that cannot be says so once.
+    relay: config.relay === 'auto' ? (nativeRelayUnavailable() ? 'streams' : 'native') : config.relay,
     processLookup: config.processLookup,
     via: config.via,
     rules,
