@@ -13,6 +13,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { TransparentProxy, type ConnectionLog, type ProxyOptions } from '..';
 import { binding } from '../dist/native';
+import { acceptTakeOverMissing } from '../dist/node-internals';
 import { nativeRelayUnavailable } from '../dist/proxy/native-relay';
 import { closedPortBelowEphemeral, received, spy, thrown, until, type Spied } from './helpers';
 import { CLI, echoServer, start, stop } from './proxy-process';
@@ -238,6 +239,26 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
       } finally {
         await stop(proxy);
       }
+    }
+  });
+
+  it('where an internal is missing (net.Server._handle.onconnection) or the addon has no relayGroup: accepted in JavaScript and handed over, said once', async function () {
+    assert.equal(acceptTakeOverMissing({ _handle: null } as unknown as net.Server), 'net.Server._handle');
+    assert.equal(acceptTakeOverMissing({ _handle: {} } as unknown as net.Server), 'net.Server._handle.onconnection');
+    const relayGroup = binding.relayGroup;
+    (binding as { relayGroup?: unknown }).relayGroup = undefined;
+    try {
+      const { proxy, port, logs, warnings } = await proxyWith();
+      try {
+        for (let i = 0; i < 2; i++) assert.equal((await exchange(port, 10)).answer.length, 10);
+        await until(() => logs.length === 2, 'two log lines');
+        assert.deepEqual(warnings, ['connections are accepted and connected in JavaScript, then relayed natively: this build has no native relay']);
+        assert.deepEqual([socketsMade, calls('relayConnect'), calls('relayStart')], [2, 0, 2]);
+      } finally {
+        await proxy.shutdown(0);
+      }
+    } finally {
+      (binding as { relayGroup?: unknown }).relayGroup = relayGroup;
     }
   });
 

@@ -56,11 +56,20 @@ function pairRefused(inbound: net.Socket, out: net.Socket): string | undefined {
   return undefined;
 }
 
-/** What Node had read from a socket already (paused, so read() hands over all of it). */
+/**
+ * What Node had read from a socket already. Asked for by size, until none is
+ * left: read() without one may hand over only the first of several buffers
+ * (Node 26, after the sniff unshifted the bytes past its bound: 48 KiB of
+ * 112 KiB came, and the other 64 KiB were never relayed).
+ */
 function buffered(socket: net.Socket): Buffer | undefined {
-  if (socket.readableLength === 0) return undefined;
-  const chunk: unknown = socket.read();
-  return Buffer.isBuffer(chunk) && chunk.length > 0 ? chunk : undefined;
+  const chunks: Buffer[] = [];
+  while (socket.readableLength > 0) {
+    const chunk: unknown = socket.read(socket.readableLength);
+    if (!Buffer.isBuffer(chunk) || chunk.length === 0) break;
+    chunks.push(chunk);
+  }
+  return joined(...chunks);
 }
 
 function joined(...parts: (Buffer | undefined)[]): Buffer | undefined {

@@ -106,9 +106,13 @@ export interface ProxyOptions {
   reusePort?: boolean | undefined;
   /**
    * How bytes move once a connection is set up: `'streams'` (default), Node
-   * streams (pipe); `'native'` (experimental), in the addon, never crossing
-   * into JavaScript (Linux; elsewhere, or where a pair cannot be taken over,
-   * it falls back to streams and `warn` says so once).
+   * streams (pipe); `'native'`, in the addon, never crossing into JavaScript
+   * (Linux; elsewhere, or where a pair cannot be taken over, it falls back to
+   * streams and `warn` says so once). With `'native'` and nothing decided per
+   * connection in JavaScript (no route, rules, sniff, processLookup, via or
+   * logStart; a fixed upstream at an IP address, or kind 'original'), the
+   * addon accepts, connects and relays each connection itself: no net.Socket
+   * is made, and `log` still gets one entry per connection.
    */
   relay?: RelayEngine | undefined;
   /** Linux: SO_MARK on every outbound connection (connectRedirected's `mark`), for firewall exemptions. */
@@ -272,6 +276,7 @@ export class TransparentProxy {
   private readonly contextPids = new WeakMap<net.Socket, number>();
   /** The connections accepted, connected and relayed natively, where nothing is decided per connection (nativeTarget). */
   private nativeAccepts: NativeAccepts | undefined;
+  private missingSaid = false;
 
   constructor(options: ProxyOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
@@ -413,8 +418,8 @@ export class TransparentProxy {
     if (!target || !this.listening) return;
     const unavailable = nativeAcceptUnavailable(this.server);
     if (unavailable) {
-      const notice = fallbackNotice(this, `connections are accepted in JavaScript: ${unavailable}`);
-      if (notice) this.options.warn(notice);
+      // Once per listen(): each connection is then accepted in JavaScript and handed over when set up.
+      this.options.warn(`connections are accepted and connected in JavaScript, then relayed natively: ${unavailable}`);
       return;
     }
     const { connectTimeout, idleTimeout, halfCloseTimeout, maxConnections, mark } = this.options;
@@ -428,8 +433,9 @@ export class TransparentProxy {
       admit: () => (this.connections < maxConnections ? ++this.nextId : undefined),
       ended: (end) => this.nativeEnded(end, target),
       missing: (what) => {
-        const notice = fallbackNotice(this, `a connection was closed: the Node internal ${what} is not there`);
-        if (notice) this.options.warn(notice);
+        // Said once: every accepted connection would be closed so (a Node whose accepted handles have no descriptor).
+        if (!this.missingSaid) this.options.warn(`connections are closed as they are accepted: the Node internal ${what} is not there; use relay: 'streams' (--relay streams)`);
+        this.missingSaid = true;
       },
     });
   }
