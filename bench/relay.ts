@@ -553,5 +553,6 @@ process.on('exit', cleanUp);
 for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => process.exit(130));
 main().catch((error) => {
   console.error(error);
-  process.exitCode = 1;
+  // Exit, not just set the code: the server, the upstreams and the proxies would keep this process (and CI) waiting; 'exit' kills them.
+  process.exit(1);
 });
