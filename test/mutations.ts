@@ -1597,6 +1597,14 @@ export const MUTATIONS: Mutation[] = [
     short: true,
   },
   {
+    name: 'relay-splice-fin-kept',
+    intent: 'a FIN found by a splice (a direction past splice_after) is not passed on: the peer never sees the end',
+    file: 'native/relay/relay_engine.cc',
+    edits: [{ find: 'return PassOnEnd(relay, direction, to);  // as in Pump: not left for a next round', replace: 'return true;' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'relay-error-drops-received',
     intent: 'on a socket error (POLLERR) the native relay ends at once, dropping what the socket received before it (an answer, then a reset)',
     file: 'native/relay/relay_engine.cc',

@@ -133,7 +133,7 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     const fillers: net.Socket[] = [];
     before(async function () {
       // A process that listens with the shortest queue, then blocks: its queue fills, and later SYNs go unanswered.
-      stuck = spawn(process.execPath, ['-e', "const s=require('net').createServer().listen({port:0,host:'127.0.0.1',backlog:1},()=>{console.log(s.address().port);Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,60000)})"]);
+      stuck = spawn(process.execPath, ['-e', "const s=require('net').createServer().listen({port:0,host:'127.0.0.1',backlog:1},()=>{console.log(s.address().port);Atomics.wait(new Int32Array(new SharedArrayBuffer(4)),0,0,60000);process.exit()})"]);
       stuckPort = Number(String((await once(stuck.stdout!, 'data'))[0]).trim());
       for (let i = 0; i < 3; i++) fillers.push(net.connect({ port: stuckPort, host: HOST }).on('error', () => {}));
       await new Promise((resolve) => setTimeout(resolve, 200));

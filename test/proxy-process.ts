@@ -28,8 +28,9 @@ export interface Running {
 
 /**
  * `args` with `--relay ENGINE` added when the CLI is started and
- * WFP_REDIRECT_TEST_RELAY=ENGINE is set: the same specs run against the native
- * relay (`WFP_REDIRECT_TEST_RELAY=native`; the default run uses the CLI's default, streams).
+ * WFP_REDIRECT_TEST_RELAY=ENGINE is set: the same specs run against that relay
+ * (the default run uses the CLI's default, auto: native on Linux, streams in
+ * node.exe; `WFP_REDIRECT_TEST_RELAY=streams` runs them on streams on Linux).
  */
 function withRelay(args: string[]): string[] {
   const engine = process.env.WFP_REDIRECT_TEST_RELAY;

@@ -68,6 +68,15 @@ namespace {
 #endif
 constexpr size_t kBufferBytes = WFP_REDIRECT_RELAY_BUFFER_BYTES;
 
+// A direction that has moved this much goes on through a pipe (splice(2)):
+// bulk transfers stop copying their bytes through the process, and the many
+// short connections that never get there do not pay for two more descriptors
+// and a pipe each. Test builds lower it so that their short transfers splice.
+#ifndef WFP_REDIRECT_RELAY_SPLICE_AFTER
+#define WFP_REDIRECT_RELAY_SPLICE_AFTER (256 * 1024)
+#endif
+constexpr uint64_t kSpliceAfter = WFP_REDIRECT_RELAY_SPLICE_AFTER;
+
 // One listener's relayConnect settings, its callback and its open outbound connections.
 struct Group {
   uint32_t id = 0;
@@ -233,7 +242,7 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   pending->id = ++registry->next_id;
   pending->on_done = Napi::Persistent(info[6].As<Napi::Function>());
   pending->async = std::make_unique<Napi::AsyncContext>(env, "WfpRedirectRelay");
-  const RelaySettings settings{static_cast<uint64_t>(idle), static_cast<uint64_t>(half), kBufferBytes};
+  const RelaySettings settings{static_cast<uint64_t>(idle), static_cast<uint64_t>(half), kBufferBytes, kSpliceAfter};
   Relay* relay = nullptr;
   const int result = StartRelay(loop, a, b, settings, up, up_length, down, down_length, OnRelayDone, pending.get(), &relay);
   if (result != 0) {
@@ -407,7 +416,7 @@ Napi::Value RelayGroup(const Napi::CallbackInfo& info) {
   group->listener = listener;
   group->mark = no_mark ? -1 : static_cast<int64_t>(mark);
   group->connect_ms = static_cast<uint64_t>(connect_ms);
-  group->settings = RelaySettings{static_cast<uint64_t>(idle), static_cast<uint64_t>(half), kBufferBytes};
+  group->settings = RelaySettings{static_cast<uint64_t>(idle), static_cast<uint64_t>(half), kBufferBytes, kSpliceAfter};
   group->on_done = Napi::Persistent(info[8].As<Napi::Function>());
   group->async = std::make_unique<Napi::AsyncContext>(env, "WfpRedirectRelay");
   const uint32_t id = group->id;

@@ -2,6 +2,7 @@
 #include "relay_engine.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -17,14 +18,25 @@ namespace {
 // level-triggered: what is left wakes the loop again).
 constexpr int kRoundsPerWakeUp = 16;
 
+// What one splice into a direction's pipe asks for: its default capacity.
+constexpr size_t kPipeBytes = 64 * 1024;
+
 struct Direction {
   std::vector<uint8_t> buffer;  // reused for the connection's life
   size_t start = 0;             // bytes [start, end) wait to be written
   size_t end = 0;
+  // Once the direction has moved settings.splice_after bytes: a pipe that
+  // splice(2) moves them through, socket to pipe to socket, without copying
+  // them into this process. -1 until then (short connections never pay for it).
+  int pipe[2] = {-1, -1};
+  size_t in_pipe = 0;  // bytes in the pipe, waiting to be written
   bool ended = false;  // the source sent its FIN (read gave 0)
   bool shut = false;   // the destination was shut for writing
   uint64_t bytes = 0;  // written to the destination
 };
+
+// Bytes read from the source and not yet written to the destination.
+size_t Waiting(const Direction& direction) { return direction.end - direction.start + direction.in_pipe; }
 
 }  // namespace
 
@@ -57,6 +69,11 @@ void OnClosed(uv_handle_t* handle) {
   if (--relay->open_handles > 0) return;
   for (const int fd : relay->fds) {
     if (fd >= 0) close(fd);
+  }
+  for (const Direction& direction : relay->directions) {
+    for (const int fd : direction.pipe) {
+      if (fd >= 0) close(fd);
+    }
   }
   const RelayOutcome outcome{relay->directions[0].bytes, relay->directions[1].bytes, relay->code};
   RelayDone done = relay->done;
@@ -130,12 +147,62 @@ bool PassOnEnd(Relay* relay, Direction& direction, int to) {
   return true;
 }
 
+// Moves what it can in one direction through its pipe (PumpThroughPipe's
+// rounds are Pump's, with splice in place of read and send). False once the
+// relay has failed.
+bool PumpThroughPipe(Relay* relay, Direction& direction, int from, int to) {
+  for (int round = 0; round < kRoundsPerWakeUp; ++round) {
+    if (direction.in_pipe > 0) {
+      const ssize_t sent = splice(direction.pipe[0], nullptr, to, nullptr, direction.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+      if (sent < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+        if (errno == EINTR) continue;
+        Close(relay, ErrnoCode(errno));
+        return false;
+      }
+      direction.in_pipe -= static_cast<size_t>(sent);
+      direction.bytes += static_cast<uint64_t>(sent);
+      Touch(relay);
+      if (direction.in_pipe > 0) return true;  // the socket is full
+    }
+    if (direction.ended) return PassOnEnd(relay, direction, to);
+    // The pipe is empty here: EAGAIN means the source has nothing now.
+    const ssize_t got = splice(from, nullptr, direction.pipe[1], nullptr, kPipeBytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (got > 0) {
+      direction.in_pipe = static_cast<size_t>(got);
+      Touch(relay);
+      continue;
+    }
+    if (got == 0) {
+      direction.ended = true;
+      HalfClosed(relay);
+      return PassOnEnd(relay, direction, to);  // as in Pump: not left for a next round
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    if (errno == EINTR) continue;
+    Close(relay, ErrnoCode(errno));
+    return false;
+  }
+  return true;
+}
+
+// Whether the direction moves through a pipe from now on: once it has moved
+// splice_after bytes and its buffer is empty (what was read into it goes
+// first). A pipe the system refuses (out of descriptors) leaves it copying.
+bool Spliced(Relay* relay, Direction& direction) {
+  if (direction.pipe[0] >= 0) return true;
+  const uint64_t after = relay->settings.splice_after;
+  if (after == 0 || direction.bytes < after || direction.start < direction.end || direction.ended) return false;
+  return pipe2(direction.pipe, O_NONBLOCK | O_CLOEXEC) == 0 || (direction.pipe[0] = direction.pipe[1] = -1, false);
+}
+
 // Moves what it can in one direction: writes what is buffered, reads more
 // once the buffer is empty. False once the relay has failed.
 bool Pump(Relay* relay, int index) {
   Direction& direction = relay->directions[index];
   const int from = relay->fds[index];
   const int to = relay->fds[1 - index];
+  if (Spliced(relay, direction)) return PumpThroughPipe(relay, direction, from, to);
   for (int round = 0; round < kRoundsPerWakeUp; ++round) {
     if (direction.start < direction.end) {
       const ssize_t sent = send(to, direction.buffer.data() + direction.start,
@@ -191,8 +258,8 @@ void Update(Relay* relay) {
     const Direction& outgoing = relay->directions[side];
     const Direction& incoming = relay->directions[1 - side];
     int wanted = 0;
-    if (!outgoing.ended && outgoing.start == outgoing.end) wanted |= UV_READABLE;
-    if (incoming.start < incoming.end) wanted |= UV_WRITABLE;
+    if (!outgoing.ended && Waiting(outgoing) == 0) wanted |= UV_READABLE;
+    if (Waiting(incoming) > 0) wanted |= UV_WRITABLE;
     if (wanted == relay->watched[side]) continue;
     relay->watched[side] = wanted;
     const int result = wanted == 0 ? uv_poll_stop(&relay->polls[side])

@@ -35,6 +35,9 @@ struct RelaySettings {
   uint64_t idle_ms;        // 0: none
   uint64_t half_close_ms;  // 0: none (the idle time goes on applying)
   size_t buffer_bytes;     // per direction
+  // Linux: a direction that has moved this many bytes goes on through a pipe
+  // with splice(2), without copying its bytes into the process; 0: never.
+  uint64_t splice_after;
 };
 
 class Relay;

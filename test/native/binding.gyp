@@ -38,6 +38,7 @@
       "conditions": [
         ["OS=='linux'", {
           "sources": ["relay_addon.cc"],
+          "defines": ["WFP_REDIRECT_RELAY_SPLICE_AFTER=8192"],
           "cflags_cc": ["-Wno-subobject-linkage", "-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-O1", "-g"],
           "ldflags": ["-fsanitize=address,undefined"]
         }]
@@ -48,7 +49,7 @@
       "conditions": [
         ["OS=='linux'", {
           "sources": ["relay_addon.cc"],
-          "defines": ["WFP_REDIRECT_RELAY_BUFFER_BYTES=1024"],
+          "defines": ["WFP_REDIRECT_RELAY_BUFFER_BYTES=1024", "WFP_REDIRECT_RELAY_SPLICE_AFTER=4096"],
           "cflags_cc": ["-Wno-subobject-linkage"]
         }]
       ]

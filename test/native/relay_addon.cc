@@ -4,7 +4,9 @@
 // AddressSanitizer, for test/relay-asan.test.ts (loaded into node with libasan
 // preloaded), and wfp_relay_small, with 1 KiB buffers
 // (WFP_REDIRECT_RELAY_BUFFER_BYTES), for test/native-relay.test.ts, which
-// needs a known number of reads queued before the relay starts.
+// needs a known number of reads queued before the relay starts. Both go
+// through a pipe (splice) after a few KiB rather than 256 KiB
+// (WFP_REDIRECT_RELAY_SPLICE_AFTER), so that their transfers take that path.
 //
 // The production sources are compiled here, in this file, not listed as
 // sources of their own: node-gyp's make build puts an object of a source
