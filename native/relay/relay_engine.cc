@@ -3,6 +3,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -359,6 +361,14 @@ bool Watch(Relay* relay, int side) {
   return true;
 }
 
+// TCP_NODELAY: the relay passes on each chunk as it comes, as HAProxy does
+// (the client's own stack did whatever coalescing it wanted); Nagle here would
+// hold back a second small write until the first is acknowledged. Best effort.
+void NoDelay(int fd) {
+  const int on = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+}
+
 // Sends `length` bytes from `bytes` first in `direction` (its buffer grows to take them).
 void Preload(Direction& direction, size_t buffer_bytes, const uint8_t* bytes, size_t length) {
   direction.buffer.resize(std::max(buffer_bytes, length));
@@ -381,6 +391,8 @@ int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
   Preload(relay->directions[0], settings.buffer_bytes, up, up_length);
   Preload(relay->directions[1], settings.buffer_bytes, down, down_length);
   if (!Watch(relay, 0) || !Watch(relay, 1)) return 0;
+  NoDelay(a);
+  NoDelay(b);
   // Bytes handed over go at once; so does whatever the sockets hold already.
   Begin(relay);
   return 0;
@@ -408,6 +420,8 @@ int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
     return 0;
   }
   relay->fds[1] = b;
+  NoDelay(a);
+  NoDelay(b);
   if (target.mark >= 0) {
     const uint32_t mark = static_cast<uint32_t>(target.mark);
     if (setsockopt(b, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
