@@ -32,8 +32,9 @@ describe('the native relay under AddressSanitizer', function () {
     assert.ok(existsSync(addon), `${addon} is not built: run \`npm run build:conformance\``);
   });
 
-  it('1,200 pairs with random fates, 32 at a time: every relay ends once, exchanges are exact, no sanitizer report', function () {
-    const run = spawnSync(process.execPath, [join(__dirname, 'fixtures', 'relay-stress.js'), addon, '1200', '28'], {
+  /** Runs the stress with `args` under the sanitizers and answers its summary line; fails on any report. */
+  function stress(args: string[]): string {
+    const run = spawnSync(process.execPath, [join(__dirname, 'fixtures', 'relay-stress.js'), addon, ...args], {
       encoding: 'utf8',
       timeout: 150_000,
       // Node itself is not built for leak checking; what matters here is every access the relay makes.
@@ -42,19 +43,15 @@ describe('the native relay under AddressSanitizer', function () {
     console.log(`      ${run.stdout.trim()}`);
     assert.equal(run.status, 0, `the stress failed:\n${run.stdout}\n${run.stderr}`);
     assert.doesNotMatch(run.stderr, /AddressSanitizer|runtime error/);
-    assert.match(run.stdout, /^1200 relays, 200 exchanges exact, \d+ bytes relayed; ends: .*ERR_HALF_CLOSE_TIMEOUT \d+.*; no sanitizer report/);
+    return run.stdout;
+  }
+
+  it('1,200 pairs with random fates, 32 at a time: every relay ends once, exchanges are exact, no sanitizer report', function () {
+    assert.match(stress(['1200', '28']), /^1200 relays, 200 exchanges exact, \d+ bytes relayed; ends: .*ERR_HALF_CLOSE_TIMEOUT \d+.*; no sanitizer report/);
   });
 
   it('1,400 accepted sockets through relayConnect (accept to relay in the addon) with random fates, groups destroyed and closed while open: every relay ends once, no sanitizer report', function () {
-    const run = spawnSync(process.execPath, [join(__dirname, 'fixtures', 'relay-stress.js'), addon, '1400', '28', 'connect'], {
-      encoding: 'utf8',
-      timeout: 150_000,
-      env: { ...process.env, LD_PRELOAD: libasan, ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=0' },
-    });
-    console.log(`      ${run.stdout.trim()}`);
-    assert.equal(run.status, 0, `the stress failed:\n${run.stdout}\n${run.stderr}`);
-    assert.doesNotMatch(run.stderr, /AddressSanitizer|runtime error/);
     // 1,400 and the 8 of the group closed while they were open; 200 exchanges and those 8.
-    assert.match(run.stdout, /^1408 connected relays, 208 exchanges exact, \d+ bytes relayed; ends: ECONNREFUSED 200, .*ERR_IDLE_TIMEOUT 200.*; no sanitizer report/);
+    assert.match(stress(['1400', '28', 'connect']), /^1408 connected relays, 208 exchanges exact, \d+ bytes relayed; ends: ECONNREFUSED 200, .*ERR_IDLE_TIMEOUT 200.*; no sanitizer report/);
   });
 });

@@ -10,7 +10,7 @@
 // listeners and promises were most of what a connection cost (issue 28).
 // Linux only, as the native relay is.
 import type { Server } from 'node:net';
-import { binding } from '../native';
+import { binding, type NativeConnectionDone } from '../native';
 import { acceptTakeOverMissing, takeOverAccepts } from '../node-internals';
 
 export interface NativeAcceptOptions {
@@ -66,9 +66,7 @@ export class NativeAccepts {
   ) {
     const { listening, target, mark, connectTimeout, idleTimeout, halfCloseTimeout } = options;
     const [host, port] = target === 'original' ? [null, 0] : [target.host, target.port];
-    this.group = binding.relayGroup!(listening.address, listening.port, host, port, mark ?? -1, connectTimeout, idleTimeout, halfCloseTimeout, (...end) =>
-      this.done(...end),
-    );
+    this.group = binding.relayGroup!(listening.address, listening.port, host, port, mark ?? -1, connectTimeout, idleTimeout, halfCloseTimeout, this.done);
     takeOverAccepts(server, (fd) => this.accept(fd), options.missing);
     server.once('close', () => binding.relayGroupClose!(this.group));
   }
@@ -103,21 +101,11 @@ export class NativeAccepts {
     }
   }
 
-  private done(
-    id: number,
-    bytesUp: number,
-    bytesDown: number,
-    durationMs: number,
-    code: string | undefined,
-    clientAddress: string | undefined,
-    clientPort: number | undefined,
-    destinationAddress: string | undefined,
-    destinationPort: number | undefined,
-  ): void {
+  private readonly done: NativeConnectionDone = (id, bytesUp, bytesDown, durationMs, code, clientAddress, clientPort, destinationAddress, destinationPort) => {
     this.open--;
     this.report({ id, clientAddress, clientPort, destinationAddress, destinationPort, bytesUp, bytesDown, durationMs, code });
     if (this.open === 0) for (const resolve of this.drainWaiters.splice(0)) resolve();
-  }
+  };
 
   /** A throwing log callback must not end the process (the JS path's one is inside a promise that swallows it too). */
   private report(end: NativeConnectionEnd): void {

@@ -24,7 +24,7 @@ constexpr int kRoundsPerWakeUp = 16;
 constexpr size_t kPipeBytes = 64 * 1024;
 
 struct Direction {
-  std::vector<uint8_t> buffer;  // reused for the connection's life
+  std::vector<uint8_t> buffer;  // what the destination did not take yet; empty (no memory) otherwise
   size_t start = 0;             // bytes [start, end) wait to be written
   size_t end = 0;
   // Once the direction has moved settings.splice_after bytes: a pipe that
@@ -198,8 +198,31 @@ bool Spliced(Relay* relay, Direction& direction) {
   return pipe2(direction.pipe, O_NONBLOCK | O_CLOEXEC) == 0 || (direction.pipe[0] = direction.pipe[1] = -1, false);
 }
 
-// Moves what it can in one direction: writes what is buffered, reads more
-// once the buffer is empty. False once the relay has failed.
+// Room for one read, shared by every relay of this thread: a read lands here
+// and is sent at once; only what the destination does not take is kept, in
+// the direction's own buffer. An idle connection holds no buffer at all.
+uint8_t* Scratch(size_t bytes) {
+  thread_local std::vector<uint8_t> scratch;
+  if (scratch.size() < bytes) scratch.resize(bytes);
+  return scratch.data();
+}
+
+// Keeps `length` bytes the destination did not take, to be written first.
+void Keep(Direction& direction, const uint8_t* bytes, size_t length) {
+  direction.buffer.assign(bytes, bytes + length);
+  direction.start = 0;
+  direction.end = length;
+}
+
+// Frees the kept bytes' buffer once they are written.
+void Release(Direction& direction) {
+  std::vector<uint8_t>().swap(direction.buffer);
+  direction.start = direction.end = 0;
+}
+
+// Moves what it can in one direction: writes what was kept, then reads and
+// sends, keeping what the destination does not take; reads nothing while
+// anything is kept (backpressure). False once the relay has failed.
 bool Pump(Relay* relay, int index) {
   Direction& direction = relay->directions[index];
   const int from = relay->fds[index];
@@ -219,19 +242,32 @@ bool Pump(Relay* relay, int index) {
       direction.bytes += static_cast<uint64_t>(sent);
       Touch(relay);
       if (direction.start < direction.end) return true;  // the socket is full
+      Release(direction);
     }
-    direction.start = direction.end = 0;
     if (direction.ended) return PassOnEnd(relay, direction, to);
-    const ssize_t got = read(from, direction.buffer.data(), direction.buffer.size());
+    uint8_t* scratch = Scratch(relay->settings.buffer_bytes);
+    const ssize_t got = read(from, scratch, relay->settings.buffer_bytes);
     if (got > 0) {
-      direction.end = static_cast<size_t>(got);
       Touch(relay);
+      ssize_t sent = send(to, scratch, static_cast<size_t>(got), MSG_NOSIGNAL);
+      if (sent < 0) {
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+          Close(relay, ErrnoCode(errno));
+          return false;
+        }
+        sent = 0;
+      }
+      direction.bytes += static_cast<uint64_t>(sent);
+      if (sent < got) {
+        Keep(direction, scratch + sent, static_cast<size_t>(got - sent));
+        return true;  // the socket is full: its poll says when it takes more
+      }
       continue;
     }
     if (got == 0) {
       direction.ended = true;
       HalfClosed(relay);
-      // The buffer is empty (a read comes only then): the FIN goes on now. Not
+      // Nothing is kept (a read comes only then): the FIN goes on now. Not
       // in a next round: this may be the budget's last, and nothing would wake
       // this direction again (its source is not polled once it ended, its
       // destination only while bytes wait for it).
@@ -369,10 +405,11 @@ void NoDelay(int fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
-// Sends `length` bytes from `bytes` first in `direction` (its buffer grows to take them).
-void Preload(Direction& direction, size_t buffer_bytes, const uint8_t* bytes, size_t length) {
-  direction.buffer.resize(std::max(buffer_bytes, length));
+// Sends `length` bytes from `bytes` first in `direction`.
+void Preload(Direction& direction, const uint8_t* bytes, size_t length) {
+  direction.buffer.resize(length);
   if (length > 0) std::memcpy(direction.buffer.data(), bytes, length);
+  direction.start = 0;
   direction.end = length;
 }
 
@@ -388,8 +425,8 @@ int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
   }
   Relay* relay = NewRelay(loop, a, b, settings, done, data);
   *out = relay;
-  Preload(relay->directions[0], settings.buffer_bytes, up, up_length);
-  Preload(relay->directions[1], settings.buffer_bytes, down, down_length);
+  Preload(relay->directions[0], up, up_length);
+  Preload(relay->directions[1], down, down_length);
   if (!Watch(relay, 0) || !Watch(relay, 1)) return 0;
   NoDelay(a);
   NoDelay(b);
@@ -408,7 +445,6 @@ int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
   }
   Relay* relay = NewRelay(loop, a, -1, settings, done, data);
   *out = relay;
-  for (Direction& direction : relay->directions) Preload(direction, settings.buffer_bytes, nullptr, 0);
   if (!Watch(relay, 0)) return 0;
   if (target.refusal != nullptr) {
     Close(relay, target.refusal);

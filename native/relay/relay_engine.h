@@ -1,13 +1,15 @@
 // The native relay: once a connection's destination is decided and both of
 // its sockets are connected, bytes move between them here, on the thread's
 // own libuv loop, without crossing into JavaScript. Linux (uv_poll on the
-// sockets, level-triggered, non-blocking reads and writes through one buffer
-// per direction that is reused for the connection's life).
+// sockets, level-triggered, non-blocking reads into a buffer the thread's
+// relays share, sent at once; past RelaySettings.splice_after, splice(2)
+// through a pipe).
 //
-// Per direction (A->B is "up", B->A is "down"): read from the source only
-// while the buffer is empty, so a destination that does not take bytes stops
-// the reads from its peer (backpressure: at most one buffer per direction is
-// held); on the source's end (read 0) the destination is shut for writing
+// Per direction (A->B is "up", B->A is "down"): what the destination does not
+// take is kept (at most one read's worth), and the source is read only while
+// nothing is kept, so a destination that does not take bytes stops the reads
+// from its peer (backpressure); an idle connection holds no buffer. On the
+// source's end (read 0) the destination is shut for writing
 // (SHUT_WR), so each half closes on its own. The relay ends when both
 // directions have ended, on the first error, when nothing moved for the idle
 // time (or, once either side ended, the half-close time), or on Destroy.
@@ -34,7 +36,7 @@ struct RelayOutcome {
 struct RelaySettings {
   uint64_t idle_ms;        // 0: none
   uint64_t half_close_ms;  // 0: none (the idle time goes on applying)
-  size_t buffer_bytes;     // per direction
+  size_t buffer_bytes;     // what one read takes at most (a buffer the thread's relays share)
   // Linux: a direction that has moved this many bytes goes on through a pipe
   // with splice(2), without copying its bytes into the process; 0: never.
   uint64_t splice_after;
