@@ -1585,7 +1585,6 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: 'if (shutdown(to, SHUT_WR) != 0 && errno != ENOTCONN) {', replace: 'if (to < 0 && shutdown(to, SHUT_WR) != 0 && errno != ENOTCONN) {' }],
     specs: ['native-relay.test.js'],
     runtime: 'linux',
-    short: true,
   },
   {
     name: 'relay-fin-at-budget-edge-kept',

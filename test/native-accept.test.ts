@@ -163,9 +163,11 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
 
   it('maxConnections: one more is closed unlogged, as Node refuses it; the open ones go on, and a place freed is taken again', async function () {
     const { proxy, port, logs } = await proxyWith({ maxConnections: 2 });
+    const clients: net.Socket[] = [];
     try {
       const open = await Promise.all([0, 1].map(async () => {
         const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+        clients.push(client);
         const echo = once(client, 'data');
         client.write('a');
         await echo;
@@ -187,6 +189,7 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
       await until(() => logs.length === 3, 'three log lines');
       assert.deepEqual(logs.map((entry) => entry.error), [undefined, undefined, undefined]);
     } finally {
+      clients.forEach((client) => client.destroy());
       await proxy.shutdown(0);
     }
   });
@@ -199,14 +202,19 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     await echo;
     let settled: number | undefined;
     const stopping = proxy.shutdown(10_000).then((cut) => (settled = cut));
-    await new Promise((resolve) => setTimeout(resolve, 200));
-    assert.equal(settled, undefined, 'shutdown waited');
-    assert.equal(net.connect({ port, host: HOST }).on('error', () => {}).destroyed, false);
-    const answer = received(client);
-    client.end('b');
-    assert.equal(await answer, 'b');
-    assert.equal(await stopping, 0);
-    assert.equal(logs.length, 1);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      assert.equal(settled, undefined, 'shutdown waited');
+      const answer = received(client);
+      client.end('b');
+      assert.equal(await answer, 'b');
+      assert.equal(await stopping, 0);
+      assert.equal(logs.length, 1);
+    } finally {
+      // A failure above must not leave the connection (and the shutdown) open.
+      client.destroy();
+      await stopping;
+    }
   });
 
   it("kind 'original' without a redirect: ERR_NOT_REDIRECTED, no destination, the client closed; as the JS path logs it", async function () {

@@ -442,12 +442,13 @@ export class TransparentProxy {
 
   /** A native connection's log entry, as the JS path makes it. */
   private nativeEnded(end: NativeConnectionEnd, target: Destination | 'original'): void {
-    // A fixed upstream as it was given; an original destination as the addon spells it.
-    const where = target !== 'original' ? target : end.destinationAddress === undefined ? undefined : { host: end.destinationAddress, port: end.destinationPort };
+    // A fixed upstream as it was given; an original destination as the addon spells it (none when it was never known).
+    const destination =
+      target !== 'original' ? formatEndpoint(target.host, target.port) : end.destinationAddress === undefined ? undefined : formatEndpoint(end.destinationAddress, end.destinationPort);
     const entry: ConnectionLog = {
       id: end.id,
       client: formatEndpoint(end.clientAddress, end.clientPort),
-      destination: where && end.destinationAddress !== undefined ? formatEndpoint(where.host, where.port) : undefined,
+      destination,
       records: 0,
       bytesUp: end.bytesUp,
       bytesDown: end.bytesDown,
