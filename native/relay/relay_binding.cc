@@ -210,6 +210,16 @@ bool ReadBytes(const Napi::Value& value, const uint8_t** data, size_t* length) {
   return true;
 }
 
+// This thread's libuv loop; nullptr (and a JS exception) when Node-API has none to give.
+uv_loop_t* ThreadLoop(Napi::Env env) {
+  uv_loop_t* loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
+    ThrowWfpError(env, "ERR_WFP_RELAY", "This thread's event loop is not available", Napi::Object::New(env));
+    return nullptr;
+  }
+  return loop;
+}
+
 Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double fd_a, fd_b, idle, half;
@@ -223,11 +233,8 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
                        "Uint8Arrays or undefined, a function");
     return env.Undefined();
   }
-  uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-    ThrowWfpError(env, "ERR_WFP_RELAY", "This thread's event loop is not available", Napi::Object::New(env));
-    return env.Undefined();
-  }
+  uv_loop_t* loop = ThreadLoop(env);
+  if (loop == nullptr) return env.Undefined();
   const int a = fcntl(static_cast<int>(fd_a), F_DUPFD_CLOEXEC, 0);
   const int b = a < 0 ? -1 : fcntl(static_cast<int>(fd_b), F_DUPFD_CLOEXEC, 0);
   if (a < 0 || b < 0) {
@@ -432,11 +439,8 @@ Napi::Value RelayConnect(const Napi::CallbackInfo& info) {
     ThrowArgumentError(env, true, "Expected (fd, group, logId): whole numbers, a group relayGroup made and not closed");
     return env.Undefined();
   }
-  uv_loop_t* loop = nullptr;
-  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr) {
-    ThrowWfpError(env, "ERR_WFP_RELAY", "This thread's event loop is not available", Napi::Object::New(env));
-    return env.Undefined();
-  }
+  uv_loop_t* loop = ThreadLoop(env);
+  if (loop == nullptr) return env.Undefined();
   const int a = fcntl(static_cast<int>(fd), F_DUPFD_CLOEXEC, 0);
   if (a < 0) {
     ThrowWfpError(env, uv_err_name(-errno), "Could not take the socket over (dup failed)", Napi::Object::New(env));
