@@ -290,10 +290,11 @@ bool IsInterfaceAddress(const Endpoint& address) {
   if (getifaddrs(&list) != 0) return false;
   bool found = false;
   for (const ifaddrs* entry = list; entry != nullptr && !found; entry = entry->ifa_next) {
-    if (entry->ifa_addr == nullptr) continue;
-    const socklen_t length = entry->ifa_addr->sa_family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
+    const int family = entry->ifa_addr == nullptr ? AF_UNSPEC : entry->ifa_addr->sa_family;
+    if (family != AF_INET && family != AF_INET6) continue;
+    const socklen_t length = family == AF_INET ? sizeof(sockaddr_in) : sizeof(sockaddr_in6);
     sockaddr_storage storage{};
-    std::memcpy(&storage, entry->ifa_addr, entry->ifa_addr->sa_family == AF_INET || entry->ifa_addr->sa_family == AF_INET6 ? length : 0);
+    std::memcpy(&storage, entry->ifa_addr, length);
     Endpoint endpoint{};
     found = EndpointFromSockaddr(storage, length, &endpoint) && std::memcmp(endpoint.address, address.address, 16) == 0;
   }

@@ -197,7 +197,8 @@ bool Spliced(Relay* relay, Direction& direction) {
   if (direction.pipe[0] >= 0) return true;
   const uint64_t after = relay->settings.splice_after;
   if (after == 0 || direction.bytes < after || direction.start < direction.end || direction.ended) return false;
-  return pipe2(direction.pipe, O_NONBLOCK | O_CLOEXEC) == 0 || (direction.pipe[0] = direction.pipe[1] = -1, false);
+  // On failure pipe2 leaves the descriptors as they were (-1): copying goes on.
+  return pipe2(direction.pipe, O_NONBLOCK | O_CLOEXEC) == 0;
 }
 
 // Room for one read, shared by every relay of this thread: a read lands here
@@ -372,7 +373,6 @@ bool IsStreamSocket(int fd) {
   socklen_t length = sizeof(type);
   return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_STREAM;
 }
-
 
 Relay* NewRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings, RelayDone done, void* data) {
   Relay* relay = new Relay();
