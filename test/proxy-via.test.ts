@@ -8,6 +8,7 @@ import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { TransparentProxy, type ConnectionLog } from '..';
 import { echoServers, missingBinary, startDante, startTinyproxy, type RealServer } from './fixtures/upstream-servers';
+import { closedPortBelowEphemeral } from './helpers';
 import { CLI, roundTrip, start, stop } from './proxy-process';
 
 async function logsOf(proxy: { stdout: string[] }, count: number): Promise<ConnectionLog[]> {
@@ -164,7 +165,8 @@ describe('wfp-redirect-proxy --via: refused at start-up', function () {
   ];
   for (const [label, args, status, message] of refusals) {
     it(`${label}: exit ${status}, and why`, async function () {
-      const port = 40000 + Math.floor(Math.random() * 20000);
+      // A port free now and outside the ephemeral range: a random one in it was once some other socket's (EADDRINUSE).
+      const port = await closedPortBelowEphemeral();
       const run = spawnSync(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--upstream', '127.0.0.1:9', ...args.map((arg) => arg.replace('PORT', String(port)))], { encoding: 'utf8', timeout: 20_000 });
       assert.equal(run.status, status, run.stderr);
       assert.match(run.stderr, message);
