@@ -11,7 +11,7 @@ import { readFileSync, realpathSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 import { lookupProcess, ProcessLookup, describeProcess, TransparentProxy, type ConnectionLog, type RouteRequest } from '../dist/index';
-import { OWN_IMAGE, rejection, spy } from './helpers';
+import { closedPortBelowEphemeral, OWN_IMAGE, rejection, spy } from './helpers';
 
 const linux = process.platform === 'linux';
 const windows = process.platform === 'win32';
@@ -21,8 +21,19 @@ function which(program: string): string | undefined {
   return found.status === 0 ? realpathSync(found.stdout.trim()) : undefined;
 }
 
-/** A TCP server that holds each connection open until `release`; resolves each accepted socket in turn. */
-async function holdingServer(host: string): Promise<{ server: net.Server; port: number; next(): Promise<net.Socket> }> {
+/** Rejects when `client` exits: its code says why it did not connect (curl's 45: it could not bind its local port). */
+class ClientExited extends Error {
+  constructor(readonly exitCode: number | null) {
+    super(`the client exited (code ${exitCode}) before its connection arrived`);
+  }
+}
+
+/**
+ * A TCP server that holds each connection open; `next(client)` resolves the next accepted socket, and rejects when
+ * `client` exits first or after 10 s, so that a client that never connects fails the spec at once and its `finally`
+ * still closes the server (a listener left open keeps mocha from exiting).
+ */
+async function holdingServer(host: string): Promise<{ server: net.Server; port: number; next(client: ChildProcess): Promise<net.Socket> }> {
   const waiting: Array<(socket: net.Socket) => void> = [];
   const queued: net.Socket[] = [];
   const server = net.createServer((socket) => {
@@ -33,11 +44,24 @@ async function holdingServer(host: string): Promise<{ server: net.Server; port: 
   });
   server.listen(0, host);
   await once(server, 'listening');
-  return {
-    server,
-    port: (server.address() as net.AddressInfo).port,
-    next: () => new Promise((resolve) => (queued.length ? resolve(queued.shift()!) : waiting.push(resolve))),
-  };
+  const next = (client: ChildProcess) =>
+    new Promise<net.Socket>((resolve, reject) => {
+      if (queued.length) return resolve(queued.shift()!);
+      const timer = setTimeout(() => settle(new Error('no connection from the client within 10 s')), 10_000);
+      const onExit = (code: number | null) => settle(new ClientExited(code));
+      const take = (socket: net.Socket) => settle(undefined, socket);
+      function settle(error?: Error, socket?: net.Socket) {
+        clearTimeout(timer);
+        client.off('exit', onExit);
+        const at = waiting.indexOf(take);
+        if (at >= 0) waiting.splice(at, 1);
+        if (socket) resolve(socket);
+        else if (error) reject(error);
+      }
+      waiting.push(take);
+      client.once('exit', onExit);
+    });
+  return { server, port: (server.address() as net.AddressInfo).port, next };
 }
 
 const clientOf = (socket: net.Socket) => ({ address: socket.remoteAddress!, port: socket.remotePort! });
@@ -87,7 +111,7 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
       try {
         const curl = spawn('curl', ['-s', '--max-time', '20', `http://${url}:${port}/`], { stdio: 'ignore' });
         children.push(curl);
-        const socket = await next();
+        const socket = await next(curl);
         const found = await lookupProcess({ protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) });
         assert.deepEqual(found, { pid: curl.pid, name: 'curl', path: which('curl') });
         // The server's end is this process's: the direction of the tuple matters.
@@ -107,7 +131,7 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
     try {
       const curl = spawn('curl', ['-s', '--max-time', '20', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
       children.push(curl);
-      const socket = await next();
+      const socket = await next(curl);
       const query = { protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) } as const;
       assert.equal((await lookupProcess(query))?.pid, curl.pid);
       curl.kill('SIGKILL');
@@ -120,15 +144,29 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
   });
 
   it('a local port taken again by another process answers that process, not the cached one', async function () {
+    // A port below the ephemeral range, free when chosen; another suite running beside this one can still take it
+    // before curl binds it (curl's exit code 45), and then the spec starts again on another.
+    for (let attempt = 1; ; attempt++) {
+      const pids = await twoClientsOnOnePort(await closedPortBelowEphemeral()).catch((error) => {
+        if (error instanceof ClientExited && error.exitCode === 45 && attempt < 5) return undefined;
+        throw error;
+      });
+      if (!pids) continue;
+      assert.notEqual(pids[0], pids[1]);
+      return;
+    }
+  });
+
+  /** Two curl processes in turn from `localPort`, each asked of one ProcessLookup; the pids it found. */
+  async function twoClientsOnOnePort(localPort: number): Promise<number[]> {
     const lookup = new ProcessLookup({ timeoutMs: LOOKUP_MS });
-    const localPort = 20_000 + (process.pid % 20_000);
     const pids: number[] = [];
     for (let round = 0; round < 2; round++) {
       const { server, port, next } = await holdingServer('127.0.0.1');
       try {
         const curl = spawn('curl', ['-s', '--max-time', '20', '--local-port', String(localPort), `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
         children.push(curl);
-        const socket = await next();
+        const socket = await next(curl);
         assert.equal(socket.remotePort, localPort);
         const found = await lookup.lookup({ protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) });
         assert.equal(found?.pid, curl.pid, `round ${round}`);
@@ -140,8 +178,8 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
         server.close();
       }
     }
-    assert.notEqual(pids[0], pids[1]);
-  });
+    return pids;
+  }
 
   for (const connected of [false, true]) {
     it(`UDP: a node process's ${connected ? 'connected' : 'unconnected'} socket`, async function () {
@@ -211,7 +249,7 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
     try {
       const curl = spawn('curl', ['-s', '--max-time', '20', `http://127.0.0.1:${port}/`], { stdio: 'ignore' });
       children.push(curl);
-      const socket = await next();
+      const socket = await next(curl);
       const tight = new ProcessLookup({ budget: 1 });
       assert.equal(await tight.lookup({ protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) }), undefined);
       assert.equal(tight.stats.exhausted, 1);
@@ -323,7 +361,7 @@ describe('lookupProcess: the owner-pid tables (Windows node.exe)', function () {
       const { server, port, next } = await holdingServer(host);
       const child = spawn(process.execPath, ['-e', `require('net').connect(${port}, '${host}'); setTimeout(() => {}, 20000)`], { stdio: 'ignore' });
       try {
-        const socket = await next();
+        const socket = await next(child);
         const found = await lookupProcess({ protocol: 'tcp', local: clientOf(socket), remote: serverOf(socket) });
         if (found === undefined) {
           console.warn('    !!! Wine answered no owning pid for the client\'s row (GetExtendedTcpTable TCP_TABLE_OWNER_PID_CONNECTIONS)');
