@@ -627,6 +627,7 @@ export class TransparentProxy {
       records === undefined && this.options.mark === undefined
         ? net.connect(target)
         : connectRedirected({ ...target, redirectRecords: records, mark: this.options.mark });
+    refuseSelfConnect(out, destination);
     this.open.add(out);
     this.track(out, destination);
     return out;
@@ -723,7 +724,7 @@ export class TransparentProxy {
       if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
       const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
       this.time(inbound, out, fail);
-      if (this.options.relay === 'native' && (await connectedOrClosed(out)) && !inbound.destroyed) {
+      if (this.options.relay === 'native' && (await connectedOrClosed(out)) && !inbound.destroyed && !out.destroyed) {
         const handed = handOver(inbound, out, replay, this.options);
         if (typeof handed !== 'string') {
           native = handed;
@@ -766,6 +767,22 @@ export class TransparentProxy {
       if (!unlogged) this.options.log(entry);
     }
   }
+}
+
+/**
+ * Refuses an outbound connection that is connected to itself: Linux connects
+ * a socket to a closed local port in the ephemeral range from that very port,
+ * now and then (TCP simultaneous open with itself), and such a socket echoes
+ * what it is sent, so the client would read its own bytes back as the
+ * destination's answer. Nothing listens there: ECONNREFUSED, as a closed port
+ * answers. Listens first, before the writes queued while connecting go out.
+ */
+function refuseSelfConnect(out: net.Socket, destination: Destination): void {
+  out.once('connect', () => {
+    if (out.localPort === out.remotePort && out.localAddress === out.remoteAddress) {
+      out.destroy(coded(`connect ECONNREFUSED ${formatEndpoint(destination.host, destination.port)}: the connection met itself (nothing listens there)`, 'ECONNREFUSED'));
+    }
+  });
 }
 
 /** Whether `out` connects (true, at once when it is already) or closes first (false). */

@@ -319,6 +319,29 @@ void Begin(Relay* relay) {
   if (Pump(relay, 0) && Pump(relay, 1)) Update(relay);
 }
 
+// Whether a connected socket's local endpoint is its peer: Linux connects a
+// socket to a closed local port in the ephemeral range from that very port,
+// now and then (TCP simultaneous open with itself), and such a socket echoes
+// what it is sent, so the client would read its own bytes back as the
+// destination's answer. Nothing listens there: a refusal.
+bool ConnectedToItself(int fd) {
+  sockaddr_storage local{}, peer{};
+  socklen_t local_length = sizeof(local), peer_length = sizeof(peer);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_length) != 0 ||
+      getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &peer_length) != 0 || local.ss_family != peer.ss_family) {
+    return false;
+  }
+  if (local.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(local);
+    const auto& b = reinterpret_cast<const sockaddr_in&>(peer);
+    return a.sin_port == b.sin_port && a.sin_addr.s_addr == b.sin_addr.s_addr;
+  }
+  if (local.ss_family != AF_INET6) return false;
+  const auto& a = reinterpret_cast<const sockaddr_in6&>(local);
+  const auto& b = reinterpret_cast<const sockaddr_in6&>(peer);
+  return a.sin6_port == b.sin6_port && std::memcmp(&a.sin6_addr, &b.sin6_addr, sizeof(a.sin6_addr)) == 0;
+}
+
 // B's connect ended (its poll said writable or failed): relay, or end with
 // the connect's error.
 void Connected(Relay* relay, int status) {
@@ -331,6 +354,10 @@ void Connected(Relay* relay, int status) {
   }
   if (error != 0) {
     Close(relay, ErrnoCode(error));
+    return;
+  }
+  if (ConnectedToItself(relay->fds[1])) {
+    Close(relay, "ECONNREFUSED");
     return;
   }
   relay->connecting = false;
