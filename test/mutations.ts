@@ -1727,12 +1727,20 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: 'self-connect-relayed',
-    intent: 'an outbound connection Node made that met itself is relayed: the client reads its own bytes back',
-    file: 'lib/proxy/tcp-proxy.ts',
-    edits: [{ find: 'if (out.localPort === out.remotePort && out.localAddress === out.remoteAddress) {', replace: 'if (out.localPort === -1 && out.localAddress === out.remoteAddress) {' }],
+    intent: 'an outbound connection Node made that met itself is relayed (or, to an upstream proxy, handshaken): the client reads its own bytes back',
+    file: 'lib/self-connect.ts',
+    edits: [{ find: 'socket.localPort === socket.remotePort &&', replace: 'socket.localPort === -1 &&' }],
     specs: ['self-connect.test.js'],
     runtime: 'linux',
     short: true,
+  },
+  {
+    name: 'upstream-self-connect-handshaken',
+    intent: 'a connection to an upstream proxy that met itself goes on to the handshake, which reads its own greeting back',
+    file: 'lib/upstream/tunnel.ts',
+    edits: [{ find: 'if (connectedToItself(socket)) return finish(', replace: 'if (connectedToItself(socket) && settled) return finish(' }],
+    specs: ['self-connect.test.js'],
+    runtime: 'linux',
   },
   {
     name: 'native-accept-ignores-max-connections',

@@ -47,6 +47,7 @@ async function holdingServer(host: string): Promise<{ server: net.Server; port: 
   const next = (client: ChildProcess) =>
     new Promise<net.Socket>((resolve, reject) => {
       if (queued.length) return resolve(queued.shift()!);
+      if (client.exitCode !== null || client.signalCode !== null) return reject(new ClientExited(client.exitCode));
       const timer = setTimeout(() => settle(new Error('no connection from the client within 10 s')), 10_000);
       const onExit = (code: number | null) => settle(new ClientExited(code));
       const take = (socket: net.Socket) => settle(undefined, socket);

@@ -16,6 +16,7 @@ import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopEr
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
 import type { MatchFacts, Verdict } from './rules/matcher';
+import { connectedToItself, selfConnectError } from '../self-connect';
 import { fallbackNotice, handOver, nativeRelayUnavailable, type NativeRelay, type RelayEngine } from './native-relay';
 import { NativeAccepts, nativeAcceptUnavailable, type NativeConnectionEnd } from './native-accept';
 
@@ -466,6 +467,8 @@ export class TransparentProxy {
     let key: string | undefined;
     const connected = () => {
       this.connecting.delete(out);
+      // Refused as it connected (it met itself): no connection of the proxy's own to remember.
+      if (out.destroyed) return;
       // The address dialled, where it is one (asking the socket would be one more system call per connection).
       const remote = net.isIP(destination.host) ? endpointKey(destination.host, destination.port) : endpointKey(out.remoteAddress, out.remotePort);
       key = `${endpointKey(out.localAddress, out.localPort)} -> ${remote}`;
@@ -769,19 +772,10 @@ export class TransparentProxy {
   }
 }
 
-/**
- * Refuses an outbound connection that is connected to itself: Linux connects
- * a socket to a closed local port in the ephemeral range from that very port,
- * now and then (TCP simultaneous open with itself), and such a socket echoes
- * what it is sent, so the client would read its own bytes back as the
- * destination's answer. Nothing listens there: ECONNREFUSED, as a closed port
- * answers. Listens first, before the writes queued while connecting go out.
- */
+/** Refuses an outbound connection that met itself (lib/self-connect.ts), before anything queued while connecting is written. */
 function refuseSelfConnect(out: net.Socket, destination: Destination): void {
-  out.once('connect', () => {
-    if (out.localPort === out.remotePort && out.localAddress === out.remoteAddress) {
-      out.destroy(coded(`connect ECONNREFUSED ${formatEndpoint(destination.host, destination.port)}: the connection met itself (nothing listens there)`, 'ECONNREFUSED'));
-    }
+  out.prependOnceListener('connect', () => {
+    if (connectedToItself(out)) out.destroy(selfConnectError(destination.host, destination.port));
   });
 }
 

@@ -5,6 +5,7 @@
 import net from 'node:net';
 import { connectRedirected } from '../connect';
 import { invalidArgType, outOfRange, WfpRedirectError } from '../errors';
+import { connectedToItself, selfConnectError } from '../self-connect';
 import { UpstreamError, abortError } from './errors';
 import { Exchange, type Steps } from './exchange';
 import type { ParseUpstreamOptions, Upstream } from './url';
@@ -152,6 +153,7 @@ export function openTunnel<T>(
     const onClose = (): void => finish(deadline.failure ?? closedEarly(upstream, received()));
     const onEnd = (): void => finish(closedEarly(upstream, received()));
     const onConnect = (): void => {
+      if (connectedToItself(socket)) return finish(connectFailed(upstream, selfConnectError(socket.remoteAddress!, socket.remotePort!)));
       try {
         exchange = new Exchange(makeSteps((bytes) => socket.write(bytes), socket));
       } catch (error) {
