@@ -1735,6 +1735,14 @@ export const MUTATIONS: Mutation[] = [
     short: true,
   },
   {
+    name: 'udp-own-datagram-answered',
+    intent: "a UDP flow whose outbound socket was given the destination's own port takes its own datagrams back as the destination's answer",
+    file: 'lib/proxy/udp-relay.ts',
+    edits: [{ find: 'if (flow.sendsToItself) return;', replace: 'if (flow.sendsToItself && flow.id < 0) return;' }],
+    specs: ['self-connect.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'upstream-self-connect-handshaken',
     intent: 'a connection to an upstream proxy that met itself goes on to the handshake, which reads its own greeting back',
     file: 'lib/upstream/tunnel.ts',

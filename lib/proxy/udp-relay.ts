@@ -165,6 +165,12 @@ interface Flow {
   outbound: RedirectUdpSocket | AssociatedFlowSocket;
   /** The outbound socket's local port, as `ownPorts` keys it, once bound. */
   ownPort: string | undefined;
+  /**
+   * The outbound socket was given the destination's own port on this host (a
+   * closed port in the ephemeral range: nothing else holds it), so what it
+   * sends comes back to itself, and is no answer.
+   */
+  sendsToItself: boolean;
   log: FlowLog;
   started: number;
   timer: NodeJS.Timeout;
@@ -584,11 +590,12 @@ export class UdpRelay {
       ...(via ? { via: via.display } : {}), ...(route.rule === undefined ? {} : { rule: route.rule }), ...(process ? { process } : {}),
     };
     const flow: Flow = {
-      id, key, source: unmapped(rinfo.address), client: { address: rinfo.address, port: rinfo.port }, destination, records, outbound, ownPort: undefined, log,
+      id, key, source: unmapped(rinfo.address), client: { address: rinfo.address, port: rinfo.port }, destination, records, outbound, ownPort: undefined, sendsToItself: false, log,
       started: Date.now(), timer: setTimeout(() => this.end(flow, 'idle'), this.options.idleTimeout).unref(),
     };
     outbound.on('message', (reply: Buffer, from: { address: string; port: number }) => {
       if (from.port !== destination.port || unmapped(from.address) !== destination.address) return; // not the destination's
+      if (flow.sendsToItself) return; // its own datagram: the client would read its own bytes as the answer
       this.reply(flow, reply);
     });
     outbound.on('error', (error: Error) => this.end(flow, 'error', codeOf(error)));
@@ -620,8 +627,10 @@ export class UdpRelay {
   private bindOwn(flow: Flow, outbound: RedirectUdpSocket): void {
     outbound.bind();
     try {
-      flow.ownPort = `${net.isIPv6(flow.destination.address) ? 6 : 4} ${outbound.address().port}`;
+      const { port } = outbound.address();
+      flow.ownPort = `${net.isIPv6(flow.destination.address) ? 6 : 4} ${port}`;
       this.ownPorts.add(flow.ownPort);
+      flow.sendsToItself = port === flow.destination.port && isLocalAddress(flow.destination.address);
     } catch {
       // Not bound: its 'error' ends the flow.
     }
