@@ -6,9 +6,13 @@
 // Nothing listens there, so it is refused as a closed port is.
 import type net from 'node:net';
 
-/** Whether `socket`, connected, has its own endpoint as its peer. */
-export function connectedToItself(socket: net.Socket): boolean {
-  return socket.localPort !== undefined && socket.localPort === socket.remotePort && socket.localAddress === socket.remoteAddress;
+/**
+ * Whether `socket`, connected to `port`, has its own endpoint as its peer.
+ * Its peer is asked (a system call) only when its own port is `port`; its own
+ * endpoint the proxy asks anyway.
+ */
+export function connectedToItself(socket: net.Socket, port: number): boolean {
+  return socket.localPort === port && socket.remotePort === port && socket.localAddress === socket.remoteAddress;
 }
 
 /** The refusal for a connection to `address`:`port` that met itself: ECONNREFUSED, shaped as Node's connect errors are. */

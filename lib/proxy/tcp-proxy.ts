@@ -775,7 +775,7 @@ export class TransparentProxy {
 /** Refuses an outbound connection that met itself (lib/self-connect.ts), before anything queued while connecting is written. */
 function refuseSelfConnect(out: net.Socket, destination: Destination): void {
   out.prependOnceListener('connect', () => {
-    if (connectedToItself(out)) out.destroy(selfConnectError(destination.host, destination.port));
+    if (connectedToItself(out, destination.port)) out.destroy(selfConnectError(destination.host, destination.port));
   });
 }
 

@@ -153,7 +153,7 @@ export function openTunnel<T>(
     const onClose = (): void => finish(deadline.failure ?? closedEarly(upstream, received()));
     const onEnd = (): void => finish(closedEarly(upstream, received()));
     const onConnect = (): void => {
-      if (connectedToItself(socket)) return finish(connectFailed(upstream, selfConnectError(socket.remoteAddress!, socket.remotePort!)));
+      if (connectedToItself(socket, upstream.port)) return finish(connectFailed(upstream, selfConnectError(socket.remoteAddress!, socket.remotePort!)));
       try {
         exchange = new Exchange(makeSteps((bytes) => socket.write(bytes), socket));
       } catch (error) {

@@ -59,6 +59,9 @@ class Relay {
   int watched[2] = {0, 0};  // the events each poll waits for
   bool polling[2] = {false, false};  // polls[i] is an initialized handle
   bool connecting = false;  // ConnectAndRelay: b is not connected yet
+  // ConnectAndRelay: b's local port was the target's (network order), so it
+  // may have connected to itself; only then is that asked (two system calls).
+  bool may_meet_itself = false;
   bool closing = false;
   int open_handles = 0;
   const char* code = nullptr;
@@ -342,6 +345,13 @@ bool ConnectedToItself(int fd) {
   return a.sin6_port == b.sin6_port && std::memcmp(&a.sin6_addr, &b.sin6_addr, sizeof(a.sin6_addr)) == 0;
 }
 
+// An IPv4 or IPv6 address's port, in network order (0 for any other family).
+uint16_t PortOf(const sockaddr_storage& address) {
+  if (address.ss_family == AF_INET) return reinterpret_cast<const sockaddr_in&>(address).sin_port;
+  if (address.ss_family == AF_INET6) return reinterpret_cast<const sockaddr_in6&>(address).sin6_port;
+  return 0;
+}
+
 // B's connect ended (its poll said writable or failed): relay, or end with
 // the connect's error.
 void Connected(Relay* relay, int status) {
@@ -356,7 +366,7 @@ void Connected(Relay* relay, int status) {
     Close(relay, ErrnoCode(error));
     return;
   }
-  if (ConnectedToItself(relay->fds[1])) {
+  if (relay->may_meet_itself && ConnectedToItself(relay->fds[1])) {
     Close(relay, "ECONNREFUSED");
     return;
   }
@@ -501,6 +511,7 @@ int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
   }
   socklen_t length = sizeof(*local);
   if (getsockname(b, reinterpret_cast<sockaddr*>(local), &length) == 0) *local_length = length;
+  relay->may_meet_itself = *local_length == 0 || PortOf(*local) == PortOf(target.address);
   if (!Watch(relay, 1)) return 0;
   relay->watched[1] = UV_WRITABLE;
   const int result = uv_poll_start(&relay->polls[1], UV_WRITABLE, OnPoll);
