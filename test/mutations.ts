@@ -1751,6 +1751,15 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'native-group-freed-in-its-callback',
+    intent: "a group closed from inside its own end callback (a log callback that shuts the proxy down) is freed there, and again after it: a double free",
+    file: 'native/relay/relay_binding.cc',
+    edits: [{ find: '|| group->calling > 0) return;', replace: '|| group->calling > 99) return;' }],
+    specs: ['native-accept.test.js'],
+    runtime: 'linux',
+    short: true,
+  },
+  {
     name: 'native-accept-ignores-max-connections',
     intent: 'connections accepted natively are not counted against maxConnections',
     file: 'lib/proxy/tcp-proxy.ts',

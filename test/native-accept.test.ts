@@ -7,7 +7,7 @@
 // Real sockets on loopback (the loops and netfilter's records: loop.test.ts,
 // netns.test.ts). Linux: elsewhere there is no native relay.
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import net from 'node:net';
 import { join } from 'node:path';
@@ -215,6 +215,14 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
       client.destroy();
       await stopping;
     }
+  });
+
+  it("a log callback that shuts the proxy down (its group closed from inside the group's own callback) ends cleanly", function () {
+    // In a process of its own: the defect this guards against was a double free, which ends the process.
+    const run = spawnSync(process.execPath, [join(__dirname, 'fixtures', 'shutdown-from-log.js')], { encoding: 'utf8', timeout: 15_000 });
+    assert.equal(run.signal, null, `ended by ${run.signal}: ${run.stderr}`);
+    assert.equal(run.status, 0, run.stderr);
+    assert.deepEqual(JSON.parse(run.stdout.trim()), { logged: [{ bytesUp: 5 }], cut: 0 });
   });
 
   it("kind 'original' without a redirect: ERR_NOT_REDIRECTED, no destination, the client closed; as the JS path logs it", async function () {

@@ -78,8 +78,12 @@ constexpr size_t kBufferBytes = WFP_REDIRECT_RELAY_BUFFER_BYTES;
 constexpr uint64_t kSpliceAfter = WFP_REDIRECT_RELAY_SPLICE_AFTER;
 
 // One listener's relayConnect settings, its callback and its open outbound connections.
+// Relay and group ids: 64-bit counters that never wrap in practice (ids stay
+// below 2^53, exact as JS numbers), so an id never names two relays.
+using RelayId = uint64_t;
+
 struct Group {
-  uint32_t id = 0;
+  RelayId id = 0;
   bool original = false;  // each connection goes to its netfilter original destination, not `target`
   Endpoint target{};
   Endpoint listener{};
@@ -90,13 +94,16 @@ struct Group {
   std::unique_ptr<Napi::AsyncContext> async;
   // The open outbound connections as EndpointPair(local, destination): a loop is one of them come back.
   std::unordered_multiset<std::string> own;
-  std::unordered_set<uint32_t> relays;  // the ids of its open relays
+  std::unordered_set<RelayId> relays;  // the ids of its open relays
   bool closed = false;
+  // Its callback is running (OnRelayDone): the group, whose callback and
+  // async context that is, must outlive it even if JS closes the group meanwhile.
+  int calling = 0;
 };
 
 struct Pending {
   napi_env env;
-  uint32_t id;
+  RelayId id;
   Relay* relay;
   // relayStart: its own callback. relayConnect: the group's, and what the log needs.
   Napi::FunctionReference on_done;
@@ -114,10 +121,10 @@ struct Pending {
 
 // The relays of this thread (each thread has its own loop and Node env).
 struct Registry {
-  std::unordered_map<uint32_t, Pending*> relays;
-  std::unordered_map<uint32_t, Group*> groups;
-  uint32_t next_id = 0;
-  uint32_t next_group = 0;
+  std::unordered_map<RelayId, Pending*> relays;
+  std::unordered_map<RelayId, Group*> groups;
+  RelayId next_id = 0;
+  RelayId next_group = 0;
   bool env_gone = false;
 };
 thread_local Registry* registry = nullptr;
@@ -169,6 +176,8 @@ void OnRelayDone(void* data, const RelayOutcome& outcome) {
   Napi::AsyncContext& async = group != nullptr ? *group->async : *pending->async;
   Napi::Value callback = group != nullptr ? group->on_done.Value() : pending->on_done.Value();
   napi_value result = nullptr;
+  // The callback (and the ticks and microtasks after it) may close the group: it stays until this returns.
+  if (group != nullptr) ++group->calling;
   napi_make_callback(env, async, Napi::Object::New(env), callback, count, args, &result);
   // A throwing callback becomes the process's uncaught exception, as a
   // socket listener's would (see UdpSocketWrap::Call for why raw Node-API).
@@ -177,7 +186,10 @@ void OnRelayDone(void* data, const RelayOutcome& outcome) {
     napi_value error = nullptr;
     if (napi_get_and_clear_last_exception(env, &error) == napi_ok && error != nullptr) napi_fatal_exception(env, error);
   }
-  if (group != nullptr) ReleaseGroup(group);
+  if (group != nullptr) {
+    --group->calling;
+    ReleaseGroup(group);
+  }
 }
 
 // The thread is stopping: no more JS; end every relay (the loop may not run
@@ -257,7 +269,7 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   pending->relay = relay;
-  const uint32_t id = pending->id;
+  const RelayId id = pending->id;
   registry->relays.emplace(id, pending.release());
   return Napi::Number::New(env, id);
 }
@@ -384,14 +396,14 @@ Registry& ThisThread(napi_env env) {
 // The group `value` names; nullptr for none, or (`open`) for one closed already.
 Group* FindGroup(const Napi::Value& value, bool open) {
   double id;
-  if (registry == nullptr || !ReadUint(value, 0xffffffff, &id)) return nullptr;
-  const auto found = registry->groups.find(static_cast<uint32_t>(id));
+  if (registry == nullptr || !ReadUint(value, kMaxSafeInteger, &id)) return nullptr;
+  const auto found = registry->groups.find(static_cast<RelayId>(id));
   return found == registry->groups.end() || (open && found->second->closed) ? nullptr : found->second;
 }
 
-// Deletes a closed group once no relay of it is left.
+// Deletes a closed group once no relay of it is left and its callback is not running.
 void ReleaseGroup(Group* group) {
-  if (!group->closed || !group->relays.empty()) return;
+  if (!group->closed || !group->relays.empty() || group->calling > 0) return;
   registry->groups.erase(group->id);
   if (registry->env_gone) {
     group->on_done.SuppressDestruct();
@@ -427,7 +439,7 @@ Napi::Value RelayGroup(const Napi::CallbackInfo& info) {
   group->settings = RelaySettings{static_cast<uint64_t>(idle), static_cast<uint64_t>(half), kBufferBytes, kSpliceAfter};
   group->on_done = Napi::Persistent(info[8].As<Napi::Function>());
   group->async = std::make_unique<Napi::AsyncContext>(env, "WfpRedirectRelay");
-  const uint32_t id = group->id;
+  const RelayId id = group->id;
   relays.groups.emplace(id, group.release());
   return Napi::Number::New(env, id);
 }
@@ -491,7 +503,7 @@ Napi::Value RelayConnect(const Napi::CallbackInfo& info) {
   }
   pending->relay = relay;
   group->relays.insert(pending->id);
-  const uint32_t id = pending->id;
+  const RelayId id = pending->id;
   registry->relays.emplace(id, pending.release());
   return Napi::Number::New(env, id);
 }
@@ -500,8 +512,11 @@ Napi::Value RelayConnect(const Napi::CallbackInfo& info) {
 Napi::Value RelayGroupDestroy(const Napi::CallbackInfo& info) {
   Group* group = FindGroup(info[0], false);
   if (group == nullptr) return Napi::Number::New(info.Env(), 0);
-  const std::vector<uint32_t> ids(group->relays.begin(), group->relays.end());
-  for (const uint32_t id : ids) DestroyRelay(registry->relays.at(id)->relay);
+  const std::vector<RelayId> ids(group->relays.begin(), group->relays.end());
+  for (const RelayId id : ids) {
+    const auto found = registry->relays.find(id);
+    if (found != registry->relays.end()) DestroyRelay(found->second->relay);
+  }
   return Napi::Number::New(info.Env(), static_cast<double>(ids.size()));
 }
 
@@ -517,12 +532,12 @@ Napi::Value RelayGroupClose(const Napi::CallbackInfo& info) {
 Napi::Value RelayDestroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double id;
-  if (!ReadUint(info[0], 0xffffffff, &id)) {
+  if (!ReadUint(info[0], kMaxSafeInteger, &id)) {
     ThrowArgumentError(env, true, "Expected a relay id");
     return env.Undefined();
   }
   if (registry == nullptr) return Napi::Boolean::New(env, false);
-  auto found = registry->relays.find(static_cast<uint32_t>(id));
+  auto found = registry->relays.find(static_cast<RelayId>(id));
   if (found == registry->relays.end()) return Napi::Boolean::New(env, false);
   DestroyRelay(found->second->relay);
   return Napi::Boolean::New(env, true);
