@@ -289,6 +289,10 @@ describe('connectVia against a hostile HTTP upstream', function () {
     await fits.server.close();
     const over = await failure('http', answering((s) => s.write(header(1025))), { maxHeaderSize: 1024 });
     assert.equal(over.code, 'ERR_HTTP_PROXY_HEADERS_TOO_LARGE');
+    // Outside 16 B to 1 MiB: the caller's mistake, a RangeError with a code.
+    for (const maxHeaderSize of [5, 2 * 1024 * 1024, 1.5]) {
+      await assert.rejects(connectVia('http://127.0.0.1:9', DESTINATION, { maxHeaderSize }), { name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    }
   });
 
   it('a response one byte at a time, then the destination\'s bytes: only those reach the caller', async () => {
@@ -418,6 +422,49 @@ describe('associateUdp against a scripted SOCKS5 upstream', function () {
     const [error] = await closed;
     assert.equal(error, undefined);
     await server.close();
+  });
+
+  /** A SOCKS5 server that answers UDP ASSOCIATE with `reply` as it is. */
+  function replying(reply: Buffer) {
+    return scriptedServer(async (socket, read) => {
+      await readSocksGreeting(read);
+      socket.write(Buffer.from([5, 0]));
+      await readSocksRequest(read);
+      socket.write(reply);
+    });
+  }
+  const domainReply = (name: Buffer, port = 99) => Buffer.concat([Buffer.from([5, 0, 0, 3, name.length]), name, Buffer.from([port >> 8, port & 0xff])]);
+
+  for (const [what, reply] of [
+    ['a relay at port 0 (nothing can be sent there)', Buffer.from([5, 0, 0, 1, 127, 0, 0, 1, 0, 0])],
+    ['a relay named by an empty name', domainReply(Buffer.alloc(0))],
+    ['a relay named with a NUL byte', domainReply(Buffer.from('a\0b', 'latin1'))],
+    ['a relay named with bytes no host name has', domainReply(Buffer.from('relay example', 'latin1'))],
+  ] as const) {
+    it(`${what}: ERR_SOCKS_MALFORMED_REPLY, for socks5:// and socks5h://`, async () => {
+      const server = await replying(reply);
+      try {
+        for (const scheme of ['socks5', 'socks5h']) {
+          const error = await rejection(associateUdp(`${scheme}://127.0.0.1:${server.port}`, { handshakeTimeout: 3000 }));
+          assert.equal(error.code, 'ERR_SOCKS_MALFORMED_REPLY', `${scheme}: ${error.stack}`);
+        }
+      } finally {
+        await server.close();
+      }
+    });
+  }
+
+  it("a lookup of the relay's name that throws at once is ERR_UPSTREAM_DESTINATION_LOOKUP, not a throw", async () => {
+    const server = await replying(domainReply(Buffer.from('relay.example')));
+    try {
+      const lookup = (() => {
+        throw Object.assign(new TypeError('a lookup that throws'), { code: 'ERR_INVALID_ARG_VALUE' });
+      }) as unknown as typeof import('node:dns').lookup;
+      const error = await rejection(associateUdp(`socks5://127.0.0.1:${server.port}`, { handshakeTimeout: 3000, lookup }));
+      assert.equal(error.code, 'ERR_UPSTREAM_DESTINATION_LOOKUP');
+    } finally {
+      await server.close();
+    }
   });
 
   it('an http:// upstream is refused: UDP needs SOCKS5', async () => {

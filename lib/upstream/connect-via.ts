@@ -3,12 +3,12 @@
 // socket carries the destination's bytes from the first one.
 import dns from 'node:dns';
 import net from 'node:net';
-import { invalidArgType } from '../errors';
+import { invalidArgType, outOfRange } from '../errors';
 import { UpstreamError, printable } from './errors';
 import { DEFAULT_MAX_HEADER_SIZE, httpConnect } from './http-connect';
 import { COMMAND_CONNECT, socks5Handshake, socksTargetProblem } from './socks5';
 import { Deadline, openTunnel, type UpstreamSocketOptions } from './tunnel';
-import { parseUpstream, type Upstream, type UpstreamInit } from './url';
+import { isHostName, parseUpstream, type Upstream, type UpstreamInit } from './url';
 
 export interface ConnectViaOptions extends UpstreamSocketOptions {
   /** HTTP upstreams: the most bytes the answer's header may take. Default 16384. */
@@ -22,7 +22,6 @@ export interface UpstreamDestination {
 }
 
 /** Letters, digits, '-', '_' and '.': a host name that no protocol here can misread (no space, CR, LF, ':' or '@'). */
-const HOST_NAME = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$/;
 
 function invalidDestination(what: string): UpstreamError {
   return new UpstreamError(`Invalid destination for an upstream proxy: ${what}`, { code: 'ERR_UPSTREAM_DESTINATION_INVALID' });
@@ -34,7 +33,7 @@ export function checkDestination(destination: UpstreamDestination): UpstreamDest
   const { host, port } = destination;
   if (typeof host !== 'string') throw invalidArgType('destination.host', 'a string', host);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw invalidDestination(`port ${printable(String(port), 20)} is not 1 to 65535`);
-  if (net.isIP(host) === 0 && !HOST_NAME.test(host)) throw invalidDestination(`host ${JSON.stringify(printable(host))} is neither an IP address nor a host name`);
+  if (net.isIP(host) === 0 && !isHostName(host)) throw invalidDestination(`host ${JSON.stringify(printable(host))} is neither an IP address nor a host name`);
   const problem = socksTargetProblem(host);
   if (problem !== undefined) throw invalidDestination(problem);
   return { host, port };
@@ -45,11 +44,18 @@ export async function resolveHere(host: string, options: UpstreamSocketOptions, 
   if (net.isIP(host) !== 0) return host;
   const lookup = options.lookup ?? dns.lookup;
   const looked = new Promise<string>((resolve, reject) => {
-    lookup(host, {}, (error, address) => {
-      if (error) return reject(new UpstreamError(`Could not resolve the destination ${JSON.stringify(host)} (${error.code ?? error.name}); socks5h:// lets the upstream resolve it`, { code: 'ERR_UPSTREAM_DESTINATION_LOOKUP', cause: error }));
-      if (typeof address !== 'string' || net.isIP(address) === 0) return reject(new UpstreamError(`The lookup of ${JSON.stringify(host)} gave no single IP address`, { code: 'ERR_UPSTREAM_DESTINATION_LOOKUP' }));
-      resolve(address);
-    });
+    // dns.lookup throws at once for a name it will not look up (an empty one, a NUL byte): as its failure.
+    const failed = (error: NodeJS.ErrnoException) =>
+      reject(new UpstreamError(`Could not resolve ${JSON.stringify(printable(host))} (${error.code ?? error.name}); socks5h:// lets the upstream resolve names`, { code: 'ERR_UPSTREAM_DESTINATION_LOOKUP', cause: error }));
+    try {
+      lookup(host, {}, (error, address) => {
+        if (error) return failed(error);
+        if (typeof address !== 'string' || net.isIP(address) === 0) return reject(new UpstreamError(`The lookup of ${JSON.stringify(printable(host))} gave no single IP address`, { code: 'ERR_UPSTREAM_DESTINATION_LOOKUP' }));
+        resolve(address);
+      });
+    } catch (error) {
+      failed(error as NodeJS.ErrnoException);
+    }
   });
   return deadline.race(looked);
 }
@@ -57,7 +63,7 @@ export async function resolveHere(host: string, options: UpstreamSocketOptions, 
 function checkMaxHeaderSize(value: unknown): number {
   if (value === undefined) return DEFAULT_MAX_HEADER_SIZE;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 16 || value > 1024 * 1024) {
-    throw new RangeError(`options.maxHeaderSize must be an integer from 16 to 1048576. Received ${String(value)}`);
+    throw outOfRange('ERR_OUT_OF_RANGE', `options.maxHeaderSize must be an integer from 16 to 1048576. Received ${String(value)}`);
   }
   return value;
 }

@@ -14,10 +14,10 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import { decodeSockaddr, encodeSockaddr } from '../sockaddr';
 import { checkDestination, resolveHere } from './connect-via';
-import { UpstreamError } from './errors';
-import { ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, COMMAND_UDP_ASSOCIATE, encodeAddress, ipv6Text, socks5Handshake, type SocksAddress } from './socks5';
+import { UpstreamError, printable } from './errors';
+import { ATYP_DOMAIN, ATYP_IPV4, ATYP_IPV6, COMMAND_UDP_ASSOCIATE, encodeAddress, ipv6Text, malformed, socks5Handshake, type SocksAddress } from './socks5';
 import { Deadline, openTunnel, type UpstreamSocketOptions } from './tunnel';
-import { parseUpstream, type Upstream, type UpstreamInit } from './url';
+import { isHostName, parseUpstream, type Upstream, type UpstreamInit } from './url';
 
 export interface UdpAssociationStats {
   sent: number;
@@ -81,7 +81,10 @@ function sameAddress(a: string, b: string): boolean {
 }
 
 /** The relay's address: the reply's, or the upstream's own when the reply leaves it unspecified (RFC 1928 practice). */
-async function relayEndpoint(bound: SocksAddress, control: net.Socket, options: UpstreamSocketOptions, deadline: Deadline): Promise<SocksAddress> {
+async function relayEndpoint(bound: SocksAddress, control: net.Socket, options: UpstreamSocketOptions, deadline: Deadline, upstream: Upstream): Promise<SocksAddress> {
+  // Nothing can be sent to port 0, or to a name no lookup takes.
+  if (bound.port === 0) throw malformed(upstream, 'the UDP relay is at port 0');
+  if (net.isIP(bound.host) === 0 && !isHostName(bound.host)) throw malformed(upstream, `the UDP relay's host ${JSON.stringify(printable(bound.host))} is not a host name`);
   if (net.isIP(bound.host) === 0) return { host: await resolveHere(bound.host, options, deadline), port: bound.port };
   if (isUnspecified(bound.host)) return { host: control.remoteAddress ?? bound.host, port: bound.port };
   return bound;
@@ -197,7 +200,12 @@ export class Socks5UdpAssociation extends EventEmitter {
   #sendTo(host: string, port: number, data: Uint8Array, done: (error: Error | null) => void): void {
     if (this.#closed) return done(new UpstreamError('The UDP association closed before the datagram was sent', { code: 'ERR_SOCKS_UDP_CLOSED' }));
     const header = Buffer.concat([Buffer.from([0, 0, 0]), encodeAddress(host, port)]);
-    this.#udp.send([header, data], this.relay.port, this.relay.address, (error) => done(error ?? null));
+    // A send dgram refuses at once (a closed socket, say) is the callback's failure too, never a throw from an event.
+    try {
+      this.#udp.send([header, data], this.relay.port, this.relay.address, (error) => done(error ?? null));
+    } catch (error) {
+      done(error as Error);
+    }
   }
 
   /** Ends the association: the control connection and the UDP socket close. */
@@ -239,7 +247,7 @@ export async function associateUdp(upstream: string | UpstreamInit | Upstream, o
     const stopOnDeadline = deadline.onFire((error) => control?.destroy(error));
     // Until the association listens, a failure of the control connection is the deadline's or the check below's to report.
     control.on('error', () => {});
-    const relay = await relayEndpoint(tunnel.value, control, options, deadline);
+    const relay = await relayEndpoint(tunnel.value, control, options, deadline, proxy);
     const udp = await bindUdp(relay, control, deadline);
     stopOnDeadline();
     return new Socks5UdpAssociation(proxy, control, udp, relay, options);

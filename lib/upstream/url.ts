@@ -35,6 +35,11 @@ export interface ParseUpstreamOptions {
 
 const DEFAULT_PORTS: Record<UpstreamProtocol, number> = { socks5: 1080, socks5h: 1080, http: 80 };
 const HOST_NAME = /^[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,251}[A-Za-z0-9_.])?$/;
+
+/** Whether `text` is a host name this package dials (letters, digits, '_', '-' and dots; at most 253 characters). */
+export function isHostName(text: string): boolean {
+  return HOST_NAME.test(text);
+}
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
 const MAX_URL_LENGTH = 4096;
 const USAGE = 'expected socks5://[user:password@]host[:port], socks5h://... or http://...';
