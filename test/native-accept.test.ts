@@ -278,6 +278,84 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     }
   });
 
+  it('a warn callback that throws ends nothing: listen() resolves, connections are relayed and logged', async function () {
+    const relayGroup = binding.relayGroup;
+    (binding as { relayGroup?: unknown }).relayGroup = undefined;
+    try {
+      const { proxy, port, logs } = await proxyWith({
+        warn: () => {
+          throw new Error('a warn callback that throws');
+        },
+      });
+      try {
+        assert.equal((await exchange(port, 10)).answer.length, 10);
+        await until(() => logs.length === 1, 'a log line');
+      } finally {
+        await proxy.shutdown(0);
+      }
+    } finally {
+      (binding as { relayGroup?: unknown }).relayGroup = relayGroup;
+    }
+  });
+
+  // Natively accepted; accepted in JavaScript and handed over (sniff); on streams.
+  for (const [what, options] of [
+    ['accepted natively', {}],
+    ['handed over', { sniff: true }],
+    ['on streams', { relay: 'streams' }],
+  ] as const) {
+    it(`${what}: shutdown() resolves once every connection has its log line, whether it ended by itself or was cut`, async function () {
+      for (const deadline of [5_000, 200]) {
+        const { proxy, port, logs } = await proxyWith(options);
+        const clients = await Promise.all(
+          [1, 2, 3].map(async () => {
+            const client = net.connect({ port, host: HOST, allowHalfOpen: true }).on('error', () => {});
+            const echo = once(client, 'data');
+            client.write('a');
+            await echo;
+            return client;
+          }),
+        );
+        const stopping = proxy.shutdown(deadline);
+        // With the long deadline the clients end their connections; with the short one they are cut.
+        if (deadline > 1_000) for (const client of clients) client.end();
+        const cut = await stopping;
+        assert.deepEqual([cut, logs.length], [deadline > 1_000 ? 0 : 3, 3], JSON.stringify(logs));
+        for (const client of clients) client.destroy();
+      }
+    });
+  }
+
+  it('shutdown() before listen() has listened: listen() rejects with ERR_SERVER_NOT_RUNNING, it does not hang', async function () {
+    for (const host of [HOST, 'localhost']) {
+      const proxy = new TransparentProxy({ listen: { host, port: 0 }, destination: { kind: 'upstream', upstream: { host: HOST, port: serverPort } }, relay: 'native' });
+      const listening = proxy.listen();
+      await proxy.shutdown(0);
+      await assert.rejects(listening, { code: 'ERR_SERVER_NOT_RUNNING' });
+    }
+  });
+
+  it('listen() while a shutdown runs waits for it; a second shutdown() joins the first and resolves to 0', async function () {
+    const { proxy, port, logs } = await proxyWith({ maxConnections: 4 });
+    const client = net.connect({ port, host: HOST, allowHalfOpen: true }).on('error', () => {});
+    const echo = once(client, 'data');
+    client.write('a');
+    await echo;
+    const first = proxy.shutdown(300);
+    const second = proxy.shutdown(10_000);
+    const again = proxy.listen();
+    assert.deepEqual(await Promise.all([first, second]), [1, 0]);
+    assert.equal(logs.length, 1);
+    const { port: newPort } = await again;
+    try {
+      assert.equal(proxy.connections, 0);
+      assert.equal((await exchange(newPort, 10)).answer.length, 10);
+    } finally {
+      client.destroy();
+      await proxy.shutdown(0);
+    }
+  });
+
   it('the addon refuses what is not a group, a descriptor or an id, and a group it closed', function () {
     const done = () => {};
     const group = binding.relayGroup!(HOST, 1, HOST, 2, -1, 0, 0, 0, done);

@@ -278,6 +278,10 @@ export class TransparentProxy {
   /** The connections accepted, connected and relayed natively, where nothing is decided per connection (nativeTarget). */
   private nativeAccepts: NativeAccepts | undefined;
   private missingSaid = false;
+  /** The relay() of each connection accepted in JavaScript, until it has logged its end. */
+  private readonly relays = new Set<Promise<void>>();
+  /** A shutdown not finished yet: listen() waits for it, and a second shutdown() joins it. */
+  private stopping: Promise<number> | undefined;
 
   constructor(options: ProxyOptions) {
     if (options === null || typeof options !== 'object') throw invalidArgType('options', 'an object', options);
@@ -328,8 +332,20 @@ export class TransparentProxy {
     for (const name of ['log', 'logStart', 'route', 'warn'] as const) {
       if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
     }
+    // A warning that throws must not end a connection, its log line or the process (it is called from socket events and timers).
+    const warn = this.options.warn;
+    this.options.warn = (message) => {
+      try {
+        warn(message);
+      } catch {
+        // As above.
+      }
+    };
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (inbound) => {
-      this.relay(inbound).catch(() => inbound.destroy());
+      const relaying = this.relay(inbound).catch(() => void inbound.destroy());
+      // shutdown() waits for each connection's log line, written as its relay() ends.
+      this.relays.add(relaying);
+      void relaying.then(() => this.relays.delete(relaying));
     });
     this.server.maxConnections = this.options.maxConnections;
     // An accept that fails (EMFILE, ...) must not end the proxy: libuv refuses
@@ -344,13 +360,27 @@ export class TransparentProxy {
 
   async listen(): Promise<net.AddressInfo> {
     if (this.options.mark !== undefined) probeMark(this.options.mark);
+    // Listening again while a shutdown still runs would mix the old connections' bookkeeping with the new ones'.
+    // (Only then awaited: an await of nothing would still yield, and a shutdown() right after listen() would come first.)
+    if (this.stopping) await this.stopping;
     await new Promise<void>((resolve, reject) => {
-      this.server.once('error', reject);
+      const settled = () => {
+        this.server.off('error', failed);
+        this.server.off('close', closedFirst);
+      };
+      const failed = (error: Error) => {
+        settled();
+        reject(error);
+      };
+      // shutdown() before the server listens (a host still being looked up): Node drops the listen without a word.
+      const closedFirst = () => failed(coded('The proxy was shut down before it listened', 'ERR_SERVER_NOT_RUNNING'));
+      this.server.once('error', failed);
+      this.server.once('close', closedFirst);
       const { port, host } = this.options.listen;
       // exclusive: in a cluster worker, a socket of its own rather than the primary's.
       const reuse = this.options.reusePort ? { reusePort: true, exclusive: true } : {};
       this.server.listen({ port, host, ...reuse }, () => {
-        this.server.off('error', reject);
+        settled();
         resolve();
       });
     });
@@ -382,17 +412,35 @@ export class TransparentProxy {
     return this.clients.size + (this.nativeAccepts?.size ?? 0);
   }
 
-  /** Stops accepting; open connections may finish until `deadlineMs`, then are cut. Resolves to how many connections were cut. */
+  /**
+   * Stops accepting; open connections may finish until `deadlineMs`, then are cut. Resolves, once every connection
+   * has been logged, to how many were cut. A call while one runs waits for it and resolves to 0.
+   */
   async shutdown(deadlineMs: number): Promise<number> {
+    if (this.stopping) return this.stopping.then(() => 0);
+    this.stopping = this.stop(deadlineMs);
+    try {
+      return await this.stopping;
+    } finally {
+      this.stopping = undefined;
+    }
+  }
+
+  private async stop(deadlineMs: number): Promise<number> {
     this.loops.stop();
     this.descriptors.stop();
+    const accepts = this.nativeAccepts;
     // Node's server counts only the connections it made sockets of: the native ones are waited for too.
-    const closed = new Promise<void>((resolve) => this.server.close(() => resolve())).then(() => this.nativeAccepts?.drained());
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve())).then(() => accepts?.drained());
     const timer = new Promise<'deadline'>((resolve) => setTimeout(resolve, deadlineMs, 'deadline').unref());
-    if ((await Promise.race([closed, timer])) !== 'deadline') return 0;
-    const cut = this.clients.size + (this.nativeAccepts?.destroyAll() ?? 0);
-    for (const socket of this.open) socket.destroy();
-    await closed;
+    let cut = 0;
+    if ((await Promise.race([closed, timer])) === 'deadline') {
+      cut = this.clients.size + (accepts?.destroyAll() ?? 0);
+      for (const socket of this.open) socket.destroy();
+      await closed;
+    }
+    // Each connection's line is written as its relay() ends, a few ticks after its sockets closed.
+    await Promise.all(this.relays);
     return cut;
   }
 
@@ -713,8 +761,12 @@ export class TransparentProxy {
     let unlogged = false;
 
     try {
+      // A client gone meanwhile (or cut by a shutdown) ends the wait: a route hook may take up to routeTimeout.
+      const gone = inboundClosed.then((): never => {
+        throw coded('client went away', 'ECONNRESET');
+      });
       const { records, destination, via, replay } = await within(
-        this.decide(inbound, entry, (logged) => (unlogged = !logged)),
+        Promise.race([this.decide(inbound, entry, (logged) => (unlogged = !logged)), gone]),
         this.options.routeTimeout,
         'ERR_PROXY_ROUTE_TIMEOUT',
         'deciding where the connection goes (redirect records, destination, route hook)',
