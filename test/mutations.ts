@@ -1793,6 +1793,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'via-bytes-up-counts-handshake',
+    intent: "a connection through an upstream proxy logs the SOCKS5 or CONNECT handshake's bytes as the client's (bytesUp)",
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: '(outbound?.bytesWritten ?? 0) - handshakeBytes +', replace: '(outbound?.bytesWritten ?? 0) - 0 * handshakeBytes +' }],
+    specs: ['proxy-via.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'native-accept-ignores-max-connections',
     intent: 'connections accepted natively are not counted against maxConnections',
     file: 'lib/proxy/tcp-proxy.ts',

@@ -51,6 +51,8 @@ describe('wfp-redirect-proxy --via (real upstream proxies)', function () {
       for (const log of logs) {
         assert.equal(log.via, via);
         assert.equal(log.error, undefined, JSON.stringify(log));
+        // The client's bytes, not the SOCKS5 handshake's as well.
+        assert.deepEqual([log.bytesUp, log.bytesDown], [1024 * 1024, 1024 * 1024]);
       }
     } finally {
       await stop(proxy);
@@ -64,6 +66,8 @@ describe('wfp-redirect-proxy --via (real upstream proxies)', function () {
       await roundTrip(proxy.port, 1);
       const [log] = await logsOf(proxy, 1);
       assert.equal(log.via, `http://127.0.0.1:${tinyproxy!.port}`);
+      // The client's bytes, not the CONNECT request's as well.
+      assert.deepEqual([log.bytesUp, log.bytesDown], [1024 * 1024, 1024 * 1024]);
       const everything = [...proxy.stdout, ...proxy.stderr].join('\n');
       assert.ok(!everything.includes(PASSWORD), 'the password was written out');
     } finally {

@@ -747,6 +747,7 @@ export class TransparentProxy {
     let outbound: net.Socket | undefined;
     let native: NativeRelay | undefined;
     let nativeBytes = { bytesUp: 0, bytesDown: 0 };
+    let handshakeBytes = 0;
     const fail = (error: unknown) => {
       if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(codeOf(error))) this.descriptors.note();
       entry.error ??= codeOf(error);
@@ -774,6 +775,8 @@ export class TransparentProxy {
       if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
       this.options.logStart?.({ ...entry });
       const out = (outbound = via ? await this.connectThrough(via, destination, records, inbound) : this.connectOut(destination, records));
+      // The upstream's handshake is not the client's bytes: bytesUp counts from here.
+      handshakeBytes = out.bytesWritten;
       out.on('error', fail);
       // The client may have gone while an upstream's handshake ran.
       if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
@@ -813,7 +816,7 @@ export class TransparentProxy {
       await inboundClosed;
     } finally {
       if (native) nativeBytes = await native.ended;
-      entry.bytesUp = (outbound?.bytesWritten ?? 0) + nativeBytes.bytesUp;
+      entry.bytesUp = (outbound?.bytesWritten ?? 0) - handshakeBytes + nativeBytes.bytesUp;
       entry.bytesDown = inbound.bytesWritten + nativeBytes.bytesDown;
       entry.durationMs = Date.now() - started;
       this.clients.delete(inbound);
