@@ -159,6 +159,31 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
         }
       });
     }
+
+    // Accepted natively; accepted in JavaScript and handed over (logStart); on streams.
+    for (const [what, options] of [
+      ['accepted natively', {}],
+      ['handed over', { logStart: () => {} }],
+      ['on streams', { relay: 'streams' }],
+    ] as const) {
+      it(`${what}: a client that resets while the outbound side connects is logged ECONNRESET at once, and frees its place`, async function () {
+        const { proxy, port, logs } = await proxyWith({ ...options, maxConnections: 1, connectTimeout: 5_000, destination: { kind: 'upstream', upstream: { host: HOST, port: stuckPort } } });
+        try {
+          const client = net.connect({ port, host: HOST }).on('error', () => {});
+          await once(client, 'connect');
+          client.write('sent before the reset');
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          const reset = Date.now();
+          client.resetAndDestroy();
+          await until(() => logs.length === 1, 'a log line', 3_000);
+          assert.equal(logs[0]!.error, 'ECONNRESET', JSON.stringify(logs));
+          assert.ok(Date.now() - reset < 2_000, `logged ${Date.now() - reset} ms after the reset`);
+          assert.equal(proxy.connections, 0, 'its place is free');
+        } finally {
+          await proxy.shutdown(0);
+        }
+      });
+    }
   });
 
   it('maxConnections: one more is closed unlogged, as Node refuses it; the open ones go on, and a place freed is taken again', async function () {

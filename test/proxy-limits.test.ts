@@ -156,6 +156,38 @@ describe('the CLI when whatever reads its log goes away', function () {
   });
 });
 
+describe('the log of --workers: processes sharing one stdout', function () {
+  this.timeout(60_000);
+
+  it('four writers into one pipe, read slowly: every line arrives whole (writes of whole lines, at most PIPE_BUF bytes)', async function () {
+    if (isWindows) return this.skip(); // node.exe under Wine cannot write to a pipe (docs/testing.md)
+    // Each child writes 3,000 JSON lines of about 300 bytes through a LineWriter of its own, as a worker does.
+    const writer = `const { LineWriter } = require(${JSON.stringify(require.resolve('../dist/proxy/line-writer'))});
+      const lines = new LineWriter(process.stdout);
+      for (let i = 0; i < 3000; i++) lines.write(JSON.stringify({ writer: process.argv[1], i, pad: 'p'.repeat(250) }) + '\\n');
+      lines.close();`;
+    // One pipe for all four, as cluster workers inherit one: a shell's stdout, which its four children inherit.
+    const node = JSON.stringify(process.execPath);
+    const script = [1, 2, 3, 4].map((n) => `${node} -e "$W" ${n} &`).join(' ') + ' wait';
+    const shared = spawn('sh', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, W: writer } });
+    let text = '';
+    shared.stdout!.setEncoding('utf8');
+    for await (const chunk of shared.stdout!) {
+      text += chunk;
+      await new Promise((resolve) => setTimeout(resolve, 1)); // a slow reader
+    }
+    const lines = text.split('\n').filter(Boolean);
+    const whole = lines.filter((line) => {
+      try {
+        return typeof JSON.parse(line).i === 'number';
+      } catch {
+        return false;
+      }
+    });
+    assert.deepEqual([lines.length, whole.length], [12_000, 12_000]);
+  });
+});
+
 describe('TransparentProxy timeouts a peer cannot hold open', function () {
   this.timeout(30_000);
   let upstream: net.Server;

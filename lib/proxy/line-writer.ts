@@ -7,10 +7,18 @@
 // (`| head`, a restarted journald, a killed tee) writing stops, once, and the
 // proxy goes on relaying; when the reader is slower than the log, lines beyond
 // a bound are dropped and counted instead of piling up in memory.
+import { Buffer } from 'node:buffer';
 import { writeSync } from 'node:fs';
 
 const FLUSH_AFTER_MS = 20;
 const FLUSH_AT_BYTES = 64 * 1024;
+/**
+ * The most one write carries: POSIX makes a pipe write of at most PIPE_BUF
+ * (4096 on Linux) bytes atomic, so --workers, whose processes share one
+ * stdout, never splice one worker's line into another's (64 KiB writes did:
+ * about 1 line in 100 under a slow reader).
+ */
+const ATOMIC_WRITE_BYTES = 4096;
 /** Log text the stream may hold unwritten (its writableLength) before new lines are dropped. */
 export const MAX_UNWRITTEN_BYTES = 1024 * 1024;
 
@@ -35,6 +43,14 @@ export function survivesItsReader(stream: NodeJS.WritableStream, onError: (error
 export class LineWriter {
   private pending: string[] = [];
   private size = 0;
+  /**
+   * Chunks waiting for the one write in flight: a second write while one is
+   * pending would let Node join them into one writev, which a pipe does not
+   * keep whole.
+   */
+  private queued: string[] = [];
+  private queuedBytes = 0;
+  private writing = false;
   private timer: NodeJS.Timeout | undefined;
   /** Set once a write has failed: the reader is gone and nothing more is written. */
   private failed: string | undefined;
@@ -67,7 +83,7 @@ export class LineWriter {
 
   write(line: string): void {
     if (this.failed !== undefined) return;
-    if ((this.stream.writableLength ?? 0) + this.size >= MAX_UNWRITTEN_BYTES) {
+    if ((this.stream.writableLength ?? 0) + this.queuedBytes + this.size >= MAX_UNWRITTEN_BYTES) {
       if (this.dropped++ === 0) this.said(`the log's reader is not keeping up: dropping log lines until it catches up (more than ${MAX_UNWRITTEN_BYTES / 1024} KiB unwritten)`);
       return;
     }
@@ -84,21 +100,40 @@ export class LineWriter {
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    const text = this.take();
-    if (text === undefined) return;
+    const lines = this.take();
+    if (lines === undefined) return;
+    for (const chunk of atomicChunks(lines)) {
+      this.queued.push(chunk);
+      this.queuedBytes += chunk.length;
+    }
+    this.writeNext();
+  }
+
+  /** Writes the next queued chunk once the one before it is written. */
+  private writeNext(): void {
+    if (this.writing || this.failed !== undefined) return;
+    const chunk = this.queued.shift();
+    if (chunk === undefined) return;
+    this.queuedBytes -= chunk.length;
+    this.writing = true;
     try {
-      this.stream.write(text);
+      this.stream.write(chunk, (error) => {
+        this.writing = false;
+        if (error) this.stop(error as NodeJS.ErrnoException);
+        else this.writeNext();
+      });
     } catch (error) {
+      this.writing = false;
       this.stop(error as NodeJS.ErrnoException);
     }
   }
 
-  private take(): string | undefined {
+  private take(): string[] | undefined {
     if (this.pending.length === 0 || this.failed !== undefined) return undefined;
-    const text = this.pending.join('');
+    const lines = this.pending;
     this.pending = [];
     this.size = 0;
-    return text;
+    return lines;
   }
 
   private stop(error: NodeJS.ErrnoException): void {
@@ -106,17 +141,42 @@ export class LineWriter {
     this.failed = error.code ?? error.message;
     this.pending = [];
     this.size = 0;
+    this.queued = [];
+    this.queuedBytes = 0;
     this.said(`writing the log failed (${this.failed}): its reader has gone; no more log lines, relaying goes on`);
   }
 
   private flushSync(): void {
-    const text = this.take();
-    if (text === undefined) return;
+    const lines = this.take() ?? [];
+    const chunks = [...this.queued, ...atomicChunks(lines)];
+    this.queued = [];
+    this.queuedBytes = 0;
     try {
-      if (typeof this.stream.fd === 'number') writeSync(this.stream.fd, text);
-      else this.stream.write(text);
+      for (const chunk of chunks) {
+        if (typeof this.stream.fd === 'number') writeSync(this.stream.fd, chunk);
+        else this.stream.write(chunk);
+      }
     } catch {
       // The reader is gone: nothing to write to.
     }
   }
+}
+
+/** Whole lines joined into writes of at most ATOMIC_WRITE_BYTES (a longer line goes alone). */
+export function atomicChunks(lines: string[]): string[] {
+  const chunks: string[] = [];
+  let chunk: string[] = [];
+  let bytes = 0;
+  for (const line of lines) {
+    const length = Buffer.byteLength(line);
+    if (bytes + length > ATOMIC_WRITE_BYTES && chunk.length > 0) {
+      chunks.push(chunk.join(''));
+      chunk = [];
+      bytes = 0;
+    }
+    chunk.push(line);
+    bytes += length;
+  }
+  if (chunk.length > 0) chunks.push(chunk.join(''));
+  return chunks;
 }

@@ -782,7 +782,11 @@ export class TransparentProxy {
       if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
       const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
       this.time(inbound, out, fail);
-      if (this.options.relay === 'native' && (await connectedOrClosed(out)) && !inbound.destroyed && !out.destroyed) {
+      // A client that goes while the outbound side connects ends the wait (read(0): Node reads it, so a reset surfaces;
+      // what it sent stays buffered for the hand-over), as the streams relay, reading it, sees at once.
+      if (this.options.relay === 'native') inbound.read(0);
+      const ready = this.options.relay === 'native' && (await Promise.race([connectedOrClosed(out), inboundClosed.then(() => false)]));
+      if (ready && !inbound.destroyed && !out.destroyed) {
         const handed = handOver(inbound, out, replay, this.options);
         if (typeof handed !== 'string') {
           native = handed;

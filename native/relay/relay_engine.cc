@@ -380,8 +380,20 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   if (relay->closing) return;
   const int side = handle == &relay->polls[0] ? 0 : 1;
   if (relay->connecting) {
-    // Only B's poll runs while it connects.
-    if (side == 1) Connected(relay, status);
+    if (side == 1) return Connected(relay, status);
+    // A while B connects: its reset ends the relay now, as the streams relay
+    // (reading it) would see, not at the connect's time; its FIN alone does
+    // not (what it sent goes once B is connected), so the watch stops.
+    if (status < 0) {
+      int error = 0;
+      socklen_t length = sizeof(error);
+      const bool known = getsockopt(relay->fds[0], SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error != 0;
+      Close(relay, known ? ErrnoCode(error) : uv_err_name(status));
+      return;
+    }
+    relay->watched[0] = 0;
+    const int stopped = uv_poll_stop(&relay->polls[0]);
+    if (stopped != 0) Close(relay, uv_err_name(stopped));
     return;
   }
   if (status < 0) {
@@ -517,6 +529,14 @@ int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
   const int result = uv_poll_start(&relay->polls[1], UV_WRITABLE, OnPoll);
   if (result != 0) {
     Close(relay, uv_err_name(result));
+    return 0;
+  }
+  // A client that goes while this connects is seen at once (OnPoll): a
+  // reset or a hang-up; nothing it sends wakes the loop before then.
+  relay->watched[0] = UV_DISCONNECT;
+  const int watching = uv_poll_start(&relay->polls[0], UV_DISCONNECT, OnPoll);
+  if (watching != 0) {
+    Close(relay, uv_err_name(watching));
     return 0;
   }
   if (target.connect_ms > 0) uv_timer_start(&relay->timer, OnTimer, target.connect_ms, 0);
