@@ -77,11 +77,11 @@ constexpr size_t kBufferBytes = WFP_REDIRECT_RELAY_BUFFER_BYTES;
 #endif
 constexpr uint64_t kSpliceAfter = WFP_REDIRECT_RELAY_SPLICE_AFTER;
 
-// One listener's relayConnect settings, its callback and its open outbound connections.
 // Relay and group ids: 64-bit counters that never wrap in practice (ids stay
 // below 2^53, exact as JS numbers), so an id never names two relays.
 using RelayId = uint64_t;
 
+// One listener's relayConnect settings, its callback and its open outbound connections.
 struct Group {
   RelayId id = 0;
   bool original = false;  // each connection goes to its netfilter original destination, not `target`
