@@ -284,6 +284,23 @@ describe('UdpRelay under floods', function () {
     assert.match(warnings[0], /UDP has no handshake, so anyone who can reach port \d+ can send through it with any source address/);
   });
 
+  it('a warn callback that throws ends nothing: listen() resolves with the same warning due', async function () {
+    const server = await reflector();
+    const relay = new UdpRelay({
+      listen: { host: '0.0.0.0', port: 0 },
+      destination: { kind: 'upstream', upstream: { host: '127.0.0.1', port: server.address().port } },
+      warn: () => {
+        throw new Error('a warn callback that throws');
+      },
+    });
+    try {
+      await relay.listen();
+    } finally {
+      await relay.shutdown();
+      server.close();
+    }
+  });
+
   it('one source spraying ports ends only its own flows, never another source\'s (maxFlowsPerSource)', async function () {
     const server = await reflector();
     const logs: FlowLog[] = [];

@@ -11,6 +11,20 @@ export function coded(message: string, code: string): Error {
 }
 
 /** What a log line says of a failure: its `code`, or failing that its message. */
+/**
+ * `callback`, made unable to throw: a caller's warn callback is called from socket events and timers, where a throw
+ * would end a connection, its log line or the process.
+ */
+export function withoutThrowing<A extends unknown[]>(callback: (...args: A) => void): (...args: A) => void {
+  return (...args) => {
+    try {
+      callback(...args);
+    } catch {
+      // As above: nothing of the caller's may end the proxy.
+    }
+  };
+}
+
 export function codeOf(error: unknown): string {
   const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
   return typeof code === 'string' ? code : String(message ?? error);

@@ -12,7 +12,7 @@ import { describeProcess, ProcessLookup, type ProcessInfo } from '../process';
 import { sniffStream, type SniffStreamOptions, type StreamSniff } from '../sniff/stream';
 import { connectVia } from '../upstream/connect-via';
 import { parseUpstream, type Upstream } from '../upstream/url';
-import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError } from './endpoints';
+import { codeOf, coded, endpointKey, formatEndpoint, isListeningEndpoint, loopError, withoutThrowing } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
 import type { MatchFacts, Verdict } from './rules/matcher';
@@ -332,15 +332,7 @@ export class TransparentProxy {
     for (const name of ['log', 'logStart', 'route', 'warn'] as const) {
       if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
     }
-    // A warning that throws must not end a connection, its log line or the process (it is called from socket events and timers).
-    const warn = this.options.warn;
-    this.options.warn = (message) => {
-      try {
-        warn(message);
-      } catch {
-        // As above.
-      }
-    };
+    this.options.warn = withoutThrowing(this.options.warn);
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (inbound) => {
       const relaying = this.relay(inbound).catch(() => void inbound.destroy());
       // shutdown() waits for each connection's log line, written as its relay() ends.

@@ -16,7 +16,7 @@ import { invalidArgType, outOfRange } from '../errors';
 import { originalDestinationFromContext, type OriginalDestinationOptions } from '../original-destination';
 import { RedirectUdpSocket, type RedirectedRemoteInfo } from '../udp-socket';
 import { unmapped } from '../sockaddr';
-import { codeOf, formatEndpoint, isInterfaceAddress, isListeningEndpoint } from './endpoints';
+import { codeOf, formatEndpoint, isInterfaceAddress, isListeningEndpoint, withoutThrowing } from './endpoints';
 import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import type { Destination, RuleSource } from './tcp-proxy';
 import { sniffQuicInitial } from '../sniff/quic';
@@ -261,6 +261,7 @@ export class UdpRelay {
     for (const name of ['log', 'warn', 'logStart'] as const) {
       if (this.options[name] !== undefined && typeof this.options[name] !== 'function') throw invalidArgType(`options.${name}`, 'a function', this.options[name]);
     }
+    this.options.warn = withoutThrowing(this.options.warn);
     const family = net.isIP(options.listen?.host ?? '');
     if (family === 0) throw invalidArgType('options.listen.host', 'an IP address', options.listen?.host);
     // Linux learns the original destination from TPROXY, which needs a transparent socket.
