@@ -26,7 +26,9 @@
             "native/win/os_socket.cc",
             "native/win/owner_pid_table.cc",
             "native/win/redirect_ioctl.cc",
-            "native/win/udp_socket.cc"
+            "native/win/udp_socket.cc",
+            "native/relay/relay_engine.cc",
+            "native/relay/relay_socket_win.cc"
           ],
           "defines": [
             "WIN32_LEAN_AND_MEAN",
@@ -43,7 +45,7 @@
           "cflags_cc": ["-Wall", "-Wextra"]
         }],
         ["OS=='linux'", {
-          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc", "native/linux/socket_owner.cc", "native/relay/relay_engine.cc"]
+          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc", "native/linux/socket_owner.cc", "native/relay/relay_engine.cc", "native/relay/relay_socket_posix.cc"]
         }, {
           "sources": ["native/no_netfilter/original_destination.cc", "native/no_netfilter/socket_mark.cc", "native/no_netfilter/udp_tproxy.cc", "native/no_netfilter/socket_owner.cc"]
         }]

@@ -80,13 +80,14 @@ export interface NativeBinding {
   readonly SIO_SET_WFP_CONNECTION_REDIRECT_RECORDS: number;
   readonly MAX_BLOB_SIZE: number;
   /**
-   * Linux builds: relays two connected TCP sockets (Node's descriptors; the
-   * relay works on duplicates) natively on this thread's loop; `up` goes to
-   * B first, `down` to A. `onDone` once, from the loop. Returns the relay's id.
+   * Linux and Windows builds: relays two connected TCP sockets (Node's
+   * descriptors, or SOCKETs on Windows; the relay works on duplicates)
+   * natively on this thread's loop; `up` goes to B first, `down` to A.
+   * `onDone` once, from the loop. Returns the relay's id.
    */
   relayStart?(
-    fdA: number,
-    fdB: number,
+    socketA: number,
+    socketB: number,
     idleMs: number,
     halfCloseMs: number,
     up: Uint8Array | undefined,

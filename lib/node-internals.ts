@@ -73,14 +73,15 @@ interface StreamHandle {
 export function handleTakeOverMissing(socket: Socket): string | undefined {
   const handle = (socket as unknown as { _handle?: StreamHandle | null })._handle;
   if (handle === null || typeof handle !== 'object') return 'net.Socket._handle';
-  if (typeof handle.fd !== 'number' || handle.fd < 0) return 'net.Socket._handle.fd';
+  // Windows: fd is -1 by design; the relay finds the SOCKET by its addresses (lib/socket-handle.ts).
+  if (process.platform !== 'win32' && (typeof handle.fd !== 'number' || handle.fd < 0)) return 'net.Socket._handle.fd';
   if (typeof handle.readStop !== 'function') return 'net.Socket._handle.readStop (uv_read_stop)';
   return undefined;
 }
 
 /**
  * Stops Node reading the socket (uv_read_stop) for good and answers its
- * descriptor, or a reason it could not. `reading` stays true: Node's `_read`
+ * descriptor (-1 on Windows), or a reason it could not. `reading` stays true: Node's `_read`
  * starts the handle again whenever that flag is false, and its stream may
  * still call `_read` later (a read it had asked for), which would take bytes
  * the native relay must have. Check handleTakeOverMissing first.

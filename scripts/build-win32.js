@@ -44,6 +44,8 @@ const ARTIFACTS = [
       'native/js_errors.cc',
       'native/process_binding.cc',
       'native/relay/relay_binding.cc',
+      'native/relay/relay_engine.cc',
+      'native/relay/relay_socket_win.cc',
       'native/socket_lookup.cc',
       'native/udp_binding.cc',
       'native/wsa_errors.cc',

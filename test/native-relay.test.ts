@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { TransparentProxy, type ConnectionLog } from '..';
 import { stopReading } from '../dist/node-internals';
+import { binding } from '../dist/native';
 import { handOver, nativeRelayUnavailable, type NativeRelay } from '../dist/proxy/native-relay';
 import { isWindows, received, receivedBytes, spy, until } from './helpers';
 
@@ -270,6 +271,10 @@ describe('the native relay, with a FIN found by any read of a wake-up (the engin
 
   before(function () {
     if (nativeRelayUnavailable()) this.skip(); // said once by the describe above
+    if (isWindows) {
+      console.warn('    !!! Windows: the 1 KiB build of the native relay is built for Linux only (test/native/binding.gyp), so these tests are NOT run here (Linux runs them, from the same engine source)');
+      this.skip();
+    }
     if (process.env.WFP_REDIRECT_QEMU_USER) {
       console.warn('    !!! under qemu-user: the 1 KiB build of the native relay is not cross-built, so these tests are NOT run (the x64 suite runs them, from the same sources)');
       this.skip();
@@ -365,7 +370,9 @@ describe('TransparentProxy relaying natively and on streams', function () {
       let starts: ReturnType<typeof spy>[] = [];
       beforeEach(function () {
         if (engine === 'native' && nativeRelayUnavailable()) this.skip();
-        starts = nativeRelayUnavailable() ? [] : [spy('relayStart'), spy('relayConnect')];
+        // Windows has relayStart only: JavaScript accepts there, and hands every connection over.
+        const present = (['relayStart', 'relayConnect'] as const).filter((name) => typeof binding[name] === 'function');
+        starts = nativeRelayUnavailable() ? [] : present.map((name) => spy(name));
       });
       afterEach(() => starts.forEach((started) => started.restore()));
       const engineUsed = () => {
@@ -691,7 +698,9 @@ describe('TransparentProxy relaying natively and on streams', function () {
       }
       await until(() => logs.length === 3, 'three log lines');
       assert.equal(refusing.calls.length, 3);
-      assert.deepEqual(warnings, ['connections are relayed on JavaScript streams, not natively: the native relay refused the pair (EMFILE)']);
+      // (Under Wine the proxy also says, once, that Winsock has no WFP redirect IOCTLs.)
+      const aboutRelaying = warnings.filter((warning) => !warning.includes('WFP redirect IOCTLs'));
+      assert.deepEqual(aboutRelaying, ['connections are relayed on JavaScript streams, not natively: the native relay refused the pair (EMFILE)']);
       assert.ok(logs.every((entry) => entry.error === undefined && entry.bytesUp === 7 && entry.bytesDown === 7));
     } finally {
       refusing.restore();

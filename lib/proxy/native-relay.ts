@@ -10,6 +10,7 @@ import { Buffer } from 'node:buffer';
 import type net from 'node:net';
 import { binding } from '../native';
 import { handleTakeOverMissing, resumeReading, stopReading } from '../node-internals';
+import { resolveSocketHandle } from '../socket-handle';
 
 /** How a connection's bytes move once it is set up: natively in the addon, or on JS streams. */
 export type RelayEngine = 'native' | 'streams';
@@ -38,9 +39,21 @@ export interface RelayTimeouts {
 /** Why this process has no native relay at all (undefined: it has one). */
 export function nativeRelayUnavailable(): string | undefined {
   if (typeof binding.relayStart === 'function' && typeof binding.relayDestroy === 'function') return undefined;
-  return process.platform === 'win32'
-    ? "on Windows a socket cannot be taken from libuv's I/O completion port (docs/internals.md)"
-    : `this ${process.platform} build has no native relay (Linux only)`;
+  return `this ${process.platform} build has no native relay (Linux and Windows only)`;
+}
+
+/**
+ * Windows: the SOCKETs of the pair, which the addon finds on this thread's
+ * loop by their addresses (`_handle.fd` is -1 there); or why not. Elsewhere
+ * undefined: stopReading answers the descriptors.
+ */
+function windowsSockets(inbound: net.Socket, out: net.Socket): [number, number] | string | undefined {
+  if (process.platform !== 'win32') return undefined;
+  try {
+    return [resolveSocketHandle(inbound), resolveSocketHandle(out)];
+  } catch (error) {
+    return `the OS socket was not found (${(error as NodeJS.ErrnoException).code ?? (error as Error).message})`;
+  }
 }
 
 /** Why this pair cannot be handed over now (undefined: it can). */
@@ -86,6 +99,8 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
   if (unavailable) return unavailable;
   const refused = pairRefused(inbound, out);
   if (refused) return refused;
+  const sockets = windowsSockets(inbound, out);
+  if (typeof sockets === 'string') return sockets;
   const start = binding.relayStart!;
   const destroy = binding.relayDestroy!;
 
@@ -104,9 +119,10 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
   let id: number;
   try {
     if (typeof fdA === 'string' || typeof fdB === 'string') throw new Error(typeof fdA === 'string' ? fdA : (fdB as string));
+    const [socketA, socketB] = sockets ?? [fdA, fdB];
     let settle!: (end: NativeRelayEnd) => void;
     const ended = new Promise<NativeRelayEnd>((resolve) => (settle = resolve));
-    id = start(fdA, fdB, timeouts.idleTimeout, timeouts.halfCloseTimeout, up, fromOut, (bytesUp, bytesDown, code) =>
+    id = start(socketA, socketB, timeouts.idleTimeout, timeouts.halfCloseTimeout, up, fromOut, (bytesUp, bytesDown, code) =>
       settle({ bytesUp, bytesDown, code }),
     );
     return { ended, destroy: () => void destroy(id) };

@@ -1,13 +1,15 @@
-// binding.relay*: the JS face of the native relay (relay_engine.h). Linux
-// only; elsewhere InitRelay adds nothing and lib/proxy/native-relay.ts relays
-// on streams.
+// binding.relay*: the JS face of the native relay (relay_engine.h). Linux:
+// all of it; Windows: relayStart and relayDestroy (JavaScript accepts,
+// decides and connects; the relay moves the bytes). Elsewhere InitRelay adds
+// nothing and lib/proxy/native-relay.ts relays on streams.
 //
-//   relayStart(fdA, fdB, idleMs, halfCloseMs, up?, down?, onDone): id
-//       fdA/fdB are Node's own descriptors of two connected TCP sockets; the
-//       relay works on duplicates of them (F_DUPFD_CLOEXEC), so that Node may
-//       keep and later close its own without a FIN or RST reaching a peer
-//       while the relay still has the socket. `up` goes to B first, `down`
-//       to A. onDone(bytesUp, bytesDown, code?) once, from the loop, after the
+//   relayStart(socketA, socketB, idleMs, halfCloseMs, up?, down?, onDone): id
+//       socketA/socketB are Node's own descriptors (Windows: SOCKETs) of two
+//       connected TCP sockets; the relay works on duplicates of them
+//       (F_DUPFD_CLOEXEC; WSADuplicateSocketW), so that Node may keep and
+//       later close its own without a FIN or RST reaching a peer while the
+//       relay still has the socket. `up` goes to B first, `down` to A.
+//       onDone(bytesUp, bytesDown, code?) once, from the loop, after the
 //       duplicates are closed.
 //   relayGroup(listenHost, listenPort, targetHost | null, targetPort, mark,
 //              connectMs, idleMs, halfCloseMs, onDone): group
@@ -28,18 +30,22 @@
 //       onDone's code.
 //   relayGroupDestroy(group): ends the group's open relays without an error
 //       (each still reports); how many. relayGroupClose(group): no more
-//       relayConnect; the group goes once its relays have.
+//       relayConnect; the group goes once its relays have. (relayGroup to
+//       relayGroupClose: Linux only.)
 //   relayDestroy(id): ends a relay without an error (onDone still comes);
 //       false when it has ended already.
 #include "relay_binding.h"
 
-#if defined(__linux__)
+#if defined(__linux__) || defined(_WIN32)
 
+#if defined(_WIN32)
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
-#include <unistd.h>
+#endif
 #include <uv.h>
 
 #include <cstring>
@@ -234,25 +240,27 @@ uv_loop_t* ThreadLoop(Napi::Env env) {
 
 Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  double fd_a, fd_b, idle, half;
+  double socket_a, socket_b, idle, half;
   const uint8_t *up, *down;
   size_t up_length, down_length;
-  if (!ReadUint(info[0], 0x7fffffff, &fd_a) || !ReadUint(info[1], 0x7fffffff, &fd_b) ||
+  const double most = static_cast<double>(kMaxOsSocket);
+  if (!ReadUint(info[0], most, &socket_a) || !ReadUint(info[1], most, &socket_b) ||
       !ReadUint(info[2], kMaxSafeInteger, &idle) || !ReadUint(info[3], kMaxSafeInteger, &half) ||
       !ReadBytes(info[4], &up, &up_length) || !ReadBytes(info[5], &down, &down_length) || !info[6].IsFunction()) {
     ThrowArgumentError(env, true,
-                       "Expected (fdA, fdB, idleMs, halfCloseMs, up?, down?, onDone): whole numbers, "
+                       "Expected (socketA, socketB, idleMs, halfCloseMs, up?, down?, onDone): whole numbers, "
                        "Uint8Arrays or undefined, a function");
     return env.Undefined();
   }
   uv_loop_t* loop = ThreadLoop(env);
   if (loop == nullptr) return env.Undefined();
-  const int a = fcntl(static_cast<int>(fd_a), F_DUPFD_CLOEXEC, 0);
-  const int b = a < 0 ? -1 : fcntl(static_cast<int>(fd_b), F_DUPFD_CLOEXEC, 0);
-  if (a < 0 || b < 0) {
-    const int error = errno;
-    if (a >= 0) close(a);
-    ThrowWfpError(env, uv_err_name(-error), "Could not take the sockets over (dup failed)", Napi::Object::New(env));
+  RelaySocket a = kNoRelaySocket, b = kNoRelaySocket;
+  int error = DuplicateSocket(static_cast<RelaySocket>(socket_a), &a);
+  if (error == 0) error = DuplicateSocket(static_cast<RelaySocket>(socket_b), &b);
+  if (error != 0) {
+    if (a != kNoRelaySocket) CloseRelaySocket(a);
+    ThrowWfpError(env, RelayErrorCode(error), "Could not take the sockets over (their duplication failed)",
+                  Napi::Object::New(env));
     return env.Undefined();
   }
   ThisThread(env);
@@ -274,6 +282,16 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, id);
 }
 
+// An endpoint's address as the JS proxy writes it: IPv4 dotted (mapped or
+// not, as the original destination's address is given), IPv6 otherwise.
+std::string AddressText(const Endpoint& endpoint) {
+  char text[INET6_ADDRSTRLEN] = {0};
+  const bool v4 = IsMappedIpv4(endpoint);
+  inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? endpoint.address + 12 : endpoint.address, text, sizeof(text));
+  return text;
+}
+
+#if defined(__linux__)
 // An endpoint as 16 address bytes (IPv4 as ::ffff:a.b.c.d) and 2 port bytes.
 std::string EndpointKey(const Endpoint& endpoint) {
   std::string key(reinterpret_cast<const char*>(endpoint.address), 16);
@@ -329,15 +347,6 @@ bool ParseEndpoint(const Napi::Value& host, double port, Endpoint* out) {
   return true;
 }
 
-// An endpoint's address as the JS proxy writes it: IPv4 dotted (mapped or
-// not, as the original destination's address is given), IPv6 otherwise.
-std::string AddressText(const Endpoint& endpoint) {
-  char text[INET6_ADDRSTRLEN] = {0};
-  const bool v4 = IsMappedIpv4(endpoint);
-  inet_ntop(v4 ? AF_INET : AF_INET6, v4 ? endpoint.address + 12 : endpoint.address, text, sizeof(text));
-  return text;
-}
-
 // A socket's peer or local endpoint, and (peer) its address as Node's
 // remoteAddress gives it: an IPv4 client of a dual-stack socket as ::ffff:a.b.c.d.
 bool SocketEndpoint(int fd, bool peer, Endpoint* out, std::string* text) {
@@ -384,6 +393,7 @@ const char* Decide(const Group& group, int fd, const Endpoint& client, Endpoint*
   }
   return nullptr;
 }
+#endif  // defined(__linux__)
 
 Registry& ThisThread(napi_env env) {
   if (registry == nullptr) {
@@ -391,14 +401,6 @@ Registry& ThisThread(napi_env env) {
     napi_add_env_cleanup_hook(env, CleanUp, nullptr);
   }
   return *registry;
-}
-
-// The group `value` names; nullptr for none, or (`open`) for one closed already.
-Group* FindGroup(const Napi::Value& value, bool open) {
-  double id;
-  if (registry == nullptr || !ReadUint(value, kMaxSafeInteger, &id)) return nullptr;
-  const auto found = registry->groups.find(static_cast<RelayId>(id));
-  return found == registry->groups.end() || (open && found->second->closed) ? nullptr : found->second;
 }
 
 // Deletes a closed group once no relay of it is left and its callback is not running.
@@ -410,6 +412,15 @@ void ReleaseGroup(Group* group) {
     group->async.release();
   }
   delete group;
+}
+
+#if defined(__linux__)
+// The group `value` names; nullptr for none, or (`open`) for one closed already.
+Group* FindGroup(const Napi::Value& value, bool open) {
+  double id;
+  if (registry == nullptr || !ReadUint(value, kMaxSafeInteger, &id)) return nullptr;
+  const auto found = registry->groups.find(static_cast<RelayId>(id));
+  return found == registry->groups.end() || (open && found->second->closed) ? nullptr : found->second;
 }
 
 Napi::Value RelayGroup(const Napi::CallbackInfo& info) {
@@ -454,9 +465,10 @@ Napi::Value RelayConnect(const Napi::CallbackInfo& info) {
   }
   uv_loop_t* loop = ThreadLoop(env);
   if (loop == nullptr) return env.Undefined();
-  const int a = fcntl(static_cast<int>(fd), F_DUPFD_CLOEXEC, 0);
-  if (a < 0) {
-    ThrowWfpError(env, uv_err_name(-errno), "Could not take the socket over (dup failed)", Napi::Object::New(env));
+  RelaySocket a = kNoRelaySocket;
+  const int error = DuplicateSocket(static_cast<RelaySocket>(fd), &a);
+  if (error != 0) {
+    ThrowWfpError(env, RelayErrorCode(error), "Could not take the socket over (dup failed)", Napi::Object::New(env));
     return env.Undefined();
   }
   auto pending = std::make_unique<Pending>();
@@ -528,6 +540,7 @@ Napi::Value RelayGroupClose(const Napi::CallbackInfo& info) {
   ReleaseGroup(group);
   return Napi::Boolean::New(info.Env(), true);
 }
+#endif  // defined(__linux__)
 
 Napi::Value RelayDestroy(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -547,11 +560,13 @@ Napi::Value RelayDestroy(const Napi::CallbackInfo& info) {
 
 void InitRelay(Napi::Env env, Napi::Object exports) {
   exports.Set("relayStart", Napi::Function::New(env, RelayStart));
+  exports.Set("relayDestroy", Napi::Function::New(env, RelayDestroy));
+#if defined(__linux__)
   exports.Set("relayGroup", Napi::Function::New(env, RelayGroup));
   exports.Set("relayConnect", Napi::Function::New(env, RelayConnect));
   exports.Set("relayGroupDestroy", Napi::Function::New(env, RelayGroupDestroy));
   exports.Set("relayGroupClose", Napi::Function::New(env, RelayGroupClose));
-  exports.Set("relayDestroy", Napi::Function::New(env, RelayDestroy));
+#endif
 }
 
 }  // namespace wfp

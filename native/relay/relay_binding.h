@@ -1,4 +1,4 @@
-// binding.relayStart / relayDestroy (relay_binding.cc); nothing off Linux.
+// binding.relay* (relay_binding.cc): all of it on Linux, relayStart and relayDestroy on Windows.
 #ifndef WFP_REDIRECT_RELAY_BINDING_H_
 #define WFP_REDIRECT_RELAY_BINDING_H_
 

@@ -1,12 +1,15 @@
-// See relay_engine.h. Linux only (binding.gyp, CMakeLists.txt list it there).
+// See relay_engine.h. Linux and Windows; the socket calls are in
+// relay_socket_posix.cc and relay_socket_win.cc, and what only Linux has
+// (splice(2), connecting natively) is marked so below.
 #include "relay_engine.h"
 
+#if defined(__linux__)
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -29,9 +32,10 @@ struct Direction {
   std::vector<uint8_t> buffer;  // what the destination did not take yet; empty (no memory) otherwise
   size_t start = 0;             // bytes [start, end) wait to be written
   size_t end = 0;
-  // Once the direction has moved settings.splice_after bytes: a pipe that
-  // splice(2) moves them through, socket to pipe to socket, without copying
-  // them into this process. -1 until then (short connections never pay for it).
+  // Linux, once the direction has moved settings.splice_after bytes: a pipe
+  // that splice(2) moves them through, socket to pipe to socket, without
+  // copying them into this process. -1 until then (short connections never
+  // pay for it), and always elsewhere.
   int pipe[2] = {-1, -1};
   size_t in_pipe = 0;  // bytes in the pipe, waiting to be written
   bool ended = false;  // the source sent its FIN (read gave 0)
@@ -47,7 +51,7 @@ size_t Waiting(const Direction& direction) { return direction.end - direction.st
 class Relay {
  public:
   uv_loop_t* loop = nullptr;
-  int fds[2] = {-1, -1};  // a, b
+  RelaySocket sockets[2] = {kNoRelaySocket, kNoRelaySocket};  // a, b
   uv_poll_t polls[2];
   uv_timer_t timer;
   Direction directions[2];  // [0]: a -> b (up); [1]: b -> a (down)
@@ -69,19 +73,19 @@ class Relay {
 
 namespace {
 
-const char* ErrnoCode(int error) { return uv_err_name(-error); }
-
 void OnClosed(uv_handle_t* handle) {
   Relay* relay = static_cast<Relay*>(handle->data);
   if (--relay->open_handles > 0) return;
-  for (const int fd : relay->fds) {
-    if (fd >= 0) close(fd);
+  for (const RelaySocket socket : relay->sockets) {
+    if (socket != kNoRelaySocket) CloseRelaySocket(socket);
   }
+#if defined(__linux__)
   for (const Direction& direction : relay->directions) {
     for (const int fd : direction.pipe) {
       if (fd >= 0) close(fd);
     }
   }
+#endif
   const RelayOutcome outcome{relay->directions[0].bytes, relay->directions[1].bytes, relay->code};
   RelayDone done = relay->done;
   void* data = relay->data;
@@ -143,16 +147,20 @@ void HalfClosed(Relay* relay) {
 
 // The source's FIN, once everything before it went: shuts the destination
 // for writing (once). False once the relay has failed.
-bool PassOnEnd(Relay* relay, Direction& direction, int to) {
+bool PassOnEnd(Relay* relay, Direction& direction, RelaySocket to) {
   if (direction.shut) return true;
   direction.shut = true;
   // ENOTCONN: the destination is gone already; its own read reports how.
-  if (shutdown(to, SHUT_WR) != 0 && errno != ENOTCONN) {
-    Close(relay, ErrnoCode(errno));
+  const int error = ShutdownWrite(to);
+  if (error != 0 && !NotConnected(error)) {
+    Close(relay, RelayErrorCode(error));
     return false;
   }
   return true;
 }
+
+#if defined(__linux__)
+const char* ErrnoCode(int error) { return RelayErrorCode(error); }
 
 // Moves what it can in one direction through its pipe (PumpThroughPipe's
 // rounds are Pump's, with splice in place of read and send). False once the
@@ -203,6 +211,10 @@ bool Spliced(Relay* relay, Direction& direction) {
   // On failure pipe2 leaves the descriptors as they were (-1): copying goes on.
   return pipe2(direction.pipe, O_NONBLOCK | O_CLOEXEC) == 0;
 }
+#else
+bool Spliced(Relay*, Direction&) { return false; }
+bool PumpThroughPipe(Relay*, Direction&, RelaySocket, RelaySocket) { return false; }
+#endif
 
 // Room for one read, shared by every relay of this thread: a read lands here
 // and is sent at once; only what the destination does not take is kept, in
@@ -231,17 +243,17 @@ void Release(Direction& direction) {
 // anything is kept (backpressure). False once the relay has failed.
 bool Pump(Relay* relay, int index) {
   Direction& direction = relay->directions[index];
-  const int from = relay->fds[index];
-  const int to = relay->fds[1 - index];
+  const RelaySocket from = relay->sockets[index];
+  const RelaySocket to = relay->sockets[1 - index];
   if (Spliced(relay, direction)) return PumpThroughPipe(relay, direction, from, to);
+  int error = 0;
   for (int round = 0; round < kRoundsPerWakeUp; ++round) {
     if (direction.start < direction.end) {
-      const ssize_t sent = send(to, direction.buffer.data() + direction.start,
-                                direction.end - direction.start, MSG_NOSIGNAL);
+      const long sent = SendSome(to, direction.buffer.data() + direction.start, direction.end - direction.start, &error);
       if (sent < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-        if (errno == EINTR) continue;
-        Close(relay, ErrnoCode(errno));
+        if (WouldBlock(error)) return true;
+        if (Interrupted(error)) continue;
+        Close(relay, RelayErrorCode(error));
         return false;
       }
       direction.start += static_cast<size_t>(sent);
@@ -252,13 +264,13 @@ bool Pump(Relay* relay, int index) {
     }
     if (direction.ended) return PassOnEnd(relay, direction, to);
     uint8_t* scratch = Scratch(relay->settings.buffer_bytes);
-    const ssize_t got = read(from, scratch, relay->settings.buffer_bytes);
+    const long got = ReceiveSome(from, scratch, relay->settings.buffer_bytes, &error);
     if (got > 0) {
       Touch(relay);
-      ssize_t sent = send(to, scratch, static_cast<size_t>(got), MSG_NOSIGNAL);
+      long sent = SendSome(to, scratch, static_cast<size_t>(got), &error);
       if (sent < 0) {
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-          Close(relay, ErrnoCode(errno));
+        if (!WouldBlock(error) && !Interrupted(error)) {
+          Close(relay, RelayErrorCode(error));
           return false;
         }
         sent = 0;
@@ -279,9 +291,9 @@ bool Pump(Relay* relay, int index) {
       // destination only while bytes wait for it).
       return PassOnEnd(relay, direction, to);
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
-    if (errno == EINTR) continue;
-    Close(relay, ErrnoCode(errno));
+    if (WouldBlock(error)) return true;
+    if (Interrupted(error)) continue;
+    Close(relay, RelayErrorCode(error));
     return false;
   }
   return true;
@@ -322,6 +334,7 @@ void Begin(Relay* relay) {
   if (Pump(relay, 0) && Pump(relay, 1)) Update(relay);
 }
 
+#if defined(__linux__)
 // Whether a connected socket's local endpoint is its peer: Linux connects a
 // socket to a closed local port in the ephemeral range from that very port,
 // now and then (TCP simultaneous open with itself), and such a socket echoes
@@ -356,8 +369,7 @@ uint16_t PortOf(const sockaddr_storage& address) {
 // the connect's error.
 void Connected(Relay* relay, int status) {
   int error = 0;
-  socklen_t length = sizeof(error);
-  if (getsockopt(relay->fds[1], SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+  if (!PendingError(relay->sockets[1], &error)) error = errno;
   if (error == 0 && status < 0) {
     Close(relay, uv_err_name(status));
     return;
@@ -366,7 +378,7 @@ void Connected(Relay* relay, int status) {
     Close(relay, ErrnoCode(error));
     return;
   }
-  if (relay->may_meet_itself && ConnectedToItself(relay->fds[1])) {
+  if (relay->may_meet_itself && ConnectedToItself(relay->sockets[1])) {
     Close(relay, "ECONNREFUSED");
     return;
   }
@@ -375,27 +387,31 @@ void Connected(Relay* relay, int status) {
   Begin(relay);
 }
 
+// A poll while B connects (ConnectAndRelay).
+void OnConnectingPoll(Relay* relay, int side, int status) {
+  if (side == 1) return Connected(relay, status);
+  // A while B connects: its reset ends the relay now, as the streams relay
+  // (reading it) would see, not at the connect's time; its FIN alone does
+  // not (what it sent goes once B is connected), so the watch stops.
+  if (status < 0) {
+    int error = 0;
+    const bool known = PendingError(relay->sockets[0], &error) && error != 0;
+    Close(relay, known ? ErrnoCode(error) : uv_err_name(status));
+    return;
+  }
+  relay->watched[0] = 0;
+  const int stopped = uv_poll_stop(&relay->polls[0]);
+  if (stopped != 0) Close(relay, uv_err_name(stopped));
+}
+#endif  // defined(__linux__)
+
 void OnPoll(uv_poll_t* handle, int status, int events) {
   Relay* relay = static_cast<Relay*>(handle->data);
   if (relay->closing) return;
   const int side = handle == &relay->polls[0] ? 0 : 1;
-  if (relay->connecting) {
-    if (side == 1) return Connected(relay, status);
-    // A while B connects: its reset ends the relay now, as the streams relay
-    // (reading it) would see, not at the connect's time; its FIN alone does
-    // not (what it sent goes once B is connected), so the watch stops.
-    if (status < 0) {
-      int error = 0;
-      socklen_t length = sizeof(error);
-      const bool known = getsockopt(relay->fds[0], SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error != 0;
-      Close(relay, known ? ErrnoCode(error) : uv_err_name(status));
-      return;
-    }
-    relay->watched[0] = 0;
-    const int stopped = uv_poll_stop(&relay->polls[0]);
-    if (stopped != 0) Close(relay, uv_err_name(stopped));
-    return;
-  }
+#if defined(__linux__)
+  if (relay->connecting) return OnConnectingPoll(relay, side, status);
+#endif
   if (status < 0) {
     // libuv answers any POLLERR so, without reading: what the socket received
     // before its error (an answer, then a reset) is still there to read, and a
@@ -404,9 +420,8 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
     if (!Pump(relay, side)) return;
     // libuv says EBADF for any POLLERR; the socket knows the real error.
     int error = 0;
-    socklen_t length = sizeof(error);
-    if (getsockopt(relay->fds[side], SOL_SOCKET, SO_ERROR, &error, &length) == 0 && error != 0) {
-      Close(relay, ErrnoCode(error));
+    if (PendingError(relay->sockets[side], &error) && error != 0) {
+      Close(relay, RelayErrorCode(error));
     } else {
       Close(relay, uv_err_name(status));
     }
@@ -417,17 +432,12 @@ void OnPoll(uv_poll_t* handle, int status, int events) {
   Update(relay);
 }
 
-bool IsStreamSocket(int fd) {
-  int type = 0;
-  socklen_t length = sizeof(type);
-  return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_STREAM;
-}
-
-Relay* NewRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings, RelayDone done, void* data) {
+Relay* NewRelay(uv_loop_t* loop, RelaySocket a, RelaySocket b, const RelaySettings& settings, RelayDone done,
+               void* data) {
   Relay* relay = new Relay();
   relay->loop = loop;
-  relay->fds[0] = a;
-  relay->fds[1] = b;
+  relay->sockets[0] = a;
+  relay->sockets[1] = b;
   relay->settings = settings;
   relay->done = done;
   relay->data = data;
@@ -436,9 +446,9 @@ Relay* NewRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings, Re
   return relay;
 }
 
-// Makes the poll of fds[side]; false, with the relay ending on libuv's error, when it cannot.
+// Makes the poll of sockets[side]; false, with the relay ending on libuv's error, when it cannot.
 bool Watch(Relay* relay, int side) {
-  const int result = uv_poll_init(relay->loop, &relay->polls[side], relay->fds[side]);
+  const int result = uv_poll_init_socket(relay->loop, &relay->polls[side], relay->sockets[side]);
   if (result != 0) {
     Close(relay, uv_err_name(result));
     return false;
@@ -446,14 +456,6 @@ bool Watch(Relay* relay, int side) {
   relay->polls[side].data = relay;
   relay->polling[side] = true;
   return true;
-}
-
-// TCP_NODELAY: the relay passes on each chunk as it comes, as HAProxy does
-// (the client's own stack did whatever coalescing it wanted); Nagle here would
-// hold back a second small write until the first is acknowledged. Best effort.
-void NoDelay(int fd) {
-  const int on = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }
 
 // Sends `length` bytes from `bytes` first in `direction`.
@@ -466,12 +468,12 @@ void Preload(Direction& direction, const uint8_t* bytes, size_t length) {
 
 }  // namespace
 
-int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
+int StartRelay(uv_loop_t* loop, RelaySocket a, RelaySocket b, const RelaySettings& settings,
                const uint8_t* up, size_t up_length, const uint8_t* down,
                size_t down_length, RelayDone done, void* data, Relay** out) {
-  if (!IsStreamSocket(a) || !IsStreamSocket(b) || a == b) {
-    close(a);
-    close(b);
+  if (a == b || !PrepareStreamSocket(a) || !PrepareStreamSocket(b)) {
+    CloseRelaySocket(a);
+    if (b != a) CloseRelaySocket(b);
     return UV_ENOTSOCK;
   }
   Relay* relay = NewRelay(loop, a, b, settings, done, data);
@@ -486,11 +488,12 @@ int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
   return 0;
 }
 
+#if defined(__linux__)
 int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
                     const RelaySettings& settings, RelayDone done, void* data,
                     Relay** out, sockaddr_storage* local, socklen_t* local_length) {
   *local_length = 0;
-  if (!IsStreamSocket(a)) {
+  if (!PrepareStreamSocket(a)) {
     close(a);
     return UV_ENOTSOCK;
   }
@@ -506,7 +509,7 @@ int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
     Close(relay, ErrnoCode(errno));
     return 0;
   }
-  relay->fds[1] = b;
+  relay->sockets[1] = b;
   NoDelay(a);
   NoDelay(b);
   if (target.mark >= 0) {
@@ -542,6 +545,7 @@ int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
   if (target.connect_ms > 0) uv_timer_start(&relay->timer, OnTimer, target.connect_ms, 0);
   return 0;
 }
+#endif  // defined(__linux__)
 
 void DestroyRelay(Relay* relay) { Close(relay, nullptr); }
 

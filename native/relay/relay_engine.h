@@ -1,9 +1,10 @@
 // The native relay: once a connection's destination is decided and both of
 // its sockets are connected, bytes move between them here, on the thread's
-// own libuv loop, without crossing into JavaScript. Linux (uv_poll on the
-// sockets, level-triggered, non-blocking reads into a buffer the thread's
-// relays share, sent at once; past RelaySettings.splice_after, splice(2)
-// through a pipe).
+// own libuv loop, without crossing into JavaScript: uv_poll on the sockets
+// (level-triggered), non-blocking reads into a buffer the thread's relays
+// share, sent at once; on Linux, past RelaySettings.splice_after, splice(2)
+// through a pipe. Linux and Windows (there uv_poll asks AFD, the driver under
+// Winsock, and the reads and writes are plain non-blocking recv and send).
 //
 // Per direction (A->B is "up", B->A is "down"): what the destination does not
 // take is kept (at most one read's worth), and the source is read only while
@@ -16,11 +17,15 @@
 #ifndef WFP_REDIRECT_RELAY_ENGINE_H_
 #define WFP_REDIRECT_RELAY_ENGINE_H_
 
-#include <sys/socket.h>
 #include <uv.h>
+#if defined(__linux__)
+#include <sys/socket.h>
+#endif
 
 #include <cstddef>
 #include <cstdint>
+
+#include "relay_socket.h"
 
 namespace wfp {
 
@@ -54,11 +59,13 @@ using RelayDone = void (*)(void* data, const RelayOutcome& outcome);
 // first. Returns 0 (a poll libuv refuses ends the relay through `done`, with
 // libuv's code), or UV_ENOTSOCK when a or b is not a stream socket (both are
 // closed, done is never called).
-int StartRelay(uv_loop_t* loop, int a, int b, const RelaySettings& settings,
+int StartRelay(uv_loop_t* loop, RelaySocket a, RelaySocket b, const RelaySettings& settings,
                const uint8_t* up, size_t up_length, const uint8_t* down,
                size_t down_length, RelayDone done, void* data, Relay** out);
 
-// Where ConnectAndRelay connects, and how.
+#if defined(__linux__)
+// Where ConnectAndRelay connects, and how. Linux only: elsewhere JavaScript
+// connects, and hands the pair to StartRelay.
 struct ConnectTarget {
   sockaddr_storage address;
   socklen_t length;
@@ -79,6 +86,7 @@ struct ConnectTarget {
 int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
                     const RelaySettings& settings, RelayDone done, void* data,
                     Relay** out, sockaddr_storage* local, socklen_t* local_length);
+#endif  // defined(__linux__)
 
 // Ends the relay without an error: both sockets are closed, `done` comes
 // later from the loop. Idempotent until `done` has run; not after.

@@ -21,6 +21,7 @@
 #include "posix/os_socket.cc"
 #include "relay/relay_binding.cc"
 #include "relay/relay_engine.cc"
+#include "relay/relay_socket_posix.cc"
 #include "wsa_errors.cc"
 
 namespace {
