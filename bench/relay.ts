@@ -26,7 +26,9 @@
 // --transparent against the simulated WFP service (test/native/wfp_sim.cc),
 // which redirects every connection: the per-connection cost of the WFP path
 // (lookup, two queries, records set before connect). Goal: transparent /
-// upstream connections/s >= 0.9.
+// upstream connections/s >= 0.9. Both again with --relay streams, the
+// JavaScript relay: issue 28 asks each to be ahead with its default (the
+// native relay) in the same run.
 // --quick: small counts and one run, judging nothing (CI).
 // --only=PART[,PART]: only the proxies whose names contain one of the parts.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -316,20 +318,24 @@ function windowsContenders(): Contender[] {
     const [file, argv] = windowsCommand(exe, args, env);
     return { file, args: argv };
   };
-  return [
+  const cli = (relay: string[]) => [
     processContender(
-      'node.exe: wfp-redirect-proxy --upstream',
-      (port, serverPort) => wine(['--require', preload, cliMain, '--listen', `${HOST}:${port}`, '--upstream', `${HOST}:${serverPort}`]),
+      `node.exe: wfp-redirect-proxy --upstream${relay.length ? ' ' + relay.join(' ') : ''}`,
+      (port, serverPort) => wine(['--require', preload, cliMain, '--listen', `${HOST}:${port}`, '--upstream', `${HOST}:${serverPort}`, ...relay]),
       60_000,
     ),
     processContender(
-      'node.exe: wfp-redirect-proxy --transparent (simulated WFP)',
+      `node.exe: wfp-redirect-proxy --transparent (simulated WFP)${relay.length ? ' ' + relay.join(' ') : ''}`,
       (port, serverPort) =>
-        wine(['--require', preload, cliMain, '--listen', `${HOST}:${port}`, '--transparent'], {
+        wine(['--require', preload, cliMain, '--listen', `${HOST}:${port}`, '--transparent', ...relay], {
           WFP_SIM_REDIRECT_EVERY_CONNECTION_TO: `${HOST}:${serverPort}`,
         }),
       60_000,
     ),
+  ];
+  return [
+    ...cli([]),
+    ...cli(['--relay', 'streams']),
     processContender('node.exe: Node net pipe proxy', (port, serverPort) => wine(['dist-bench/node-pipe-proxy.js', HOST, String(port), HOST, String(serverPort)]), 60_000),
   ];
 }
@@ -475,6 +481,18 @@ function report(rows: Row[]): void {
       const value = transparentRow.perSecond / upstream.perSecond;
       goals.transparentOverUpstream = value;
       console.log(`--transparent / --upstream connections/s = ${value.toFixed(2)} (goal >= 0.9: ${verdict(value >= 0.9)})`);
+    }
+    // Issue 28 under Wine: each with the native relay (the default) against itself on JavaScript streams, in the same run.
+    for (const name of ['node.exe: wfp-redirect-proxy --upstream', 'node.exe: wfp-redirect-proxy --transparent (simulated WFP)']) {
+      const native = exactly(name);
+      const streams = exactly(`${name} --relay streams`);
+      if (!native || !streams) continue;
+      const against = { mbps1: native.mbps1 / streams.mbps1, mbps8: native.mbps8 / streams.mbps8, perSecond: native.perSecond / streams.perSecond };
+      goals[`nativeOverStreams ${name.replace('node.exe: wfp-redirect-proxy ', '')}`] = against;
+      console.log(
+        `${name.replace('node.exe: wfp-redirect-proxy ', '')}, native relay / --relay streams: 1 stream ${against.mbps1.toFixed(2)}, ` +
+          `8 streams ${against.mbps8.toFixed(2)}, connections/s ${against.perSecond.toFixed(2)} (aim, each ahead: ${quick ? 'not judged in a quick run' : Math.min(against.mbps1, against.mbps8, against.perSecond) >= 1 ? 'reached' : 'not reached'})`,
+      );
     }
   } else {
     const upstream = exactly('wfp-redirect-proxy --upstream');

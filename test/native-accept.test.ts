@@ -29,8 +29,12 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
   const calls = (name: 'relayConnect' | 'relayStart') => spies[name]!.calls.length;
 
   before(async function () {
-    if (nativeRelayUnavailable()) {
-      console.warn(`    !!! NOT RUN: ${nativeRelayUnavailable()}`);
+    // Windows has the relay but not native accept: JavaScript accepts there (for the records) and hands over.
+    const why =
+      nativeRelayUnavailable() ??
+      (typeof binding.relayConnect === 'function' ? undefined : `this ${process.platform} build accepts in JavaScript and hands each connection over; accepting natively is Linux only`);
+    if (why) {
+      console.warn(`    !!! NOT RUN: ${why}`);
       this.skip();
     }
     server = await echoServer();

@@ -404,6 +404,8 @@ describe('the proxy CLI in Windows node.exe, against a simulated WFP redirect se
         assert.equal(log.bytesUp, MEGABYTE);
         assert.equal(log.bytesDown, MEGABYTE);
       }
+      // The CLI's default relay is the native one here too: no connection fell back to streams (which it says once).
+      assert.ok(!proxy.stderr.some((line) => /not natively/.test(line)), `a connection was relayed on streams:\n${proxy.stderr.join('\n')}`);
     } finally {
       for (const client of clients) client.destroy();
       await stop(proxy);
