@@ -3,7 +3,7 @@
 // Debian's mingw-w64 into prebuilds/win32-x64/wfp_redirect.node, which the
 // loader picks up on Windows (same sources as binding.gyp's Windows build),
 // and the test addons (conformance and socket probe, the lookup-fallback build,
-// the simulated WFP service; test/native/build-win32/) and the benchmark addon
+// the native relay with 1 KiB reads, the simulated WFP service; test/native/build-win32/) and the benchmark addon
 // (bench/native/build-win32/). `--addon-only` (what `npm pack` uses) skips those.
 //
 // The addon binds to the host's own exports (Node-API and libuv) through a
@@ -72,6 +72,13 @@ const ARTIFACTS = [
     // The misreading lookup is compiled inside lookup_fallback_addon.cc (see there).
     sources: ['test/native/lookup_fallback_addon.cc', ...SOCKET_PROBE.filter((source) => source !== 'native/socket_lookup.cc')],
     flags: ['-I', join(root, 'native')],
+  },
+  {
+    // The native relay with 1 KiB reads (test/native-relay.test.ts), as test/native/binding.gyp's wfp_relay_small.
+    output: join(root, 'test', 'native', 'build-win32', 'wfp_relay_small.node'),
+    objects: join(root, 'build-win32', 'relay-small'),
+    sources: ['test/native/relay_addon.cc'],
+    flags: ['-I', join(root, 'native'), '-DWFP_REDIRECT_RELAY_BUFFER_BYTES=1024', '-DWFP_REDIRECT_RELAY_SPLICE_AFTER=4096', '-Wno-subobject-linkage'],
   },
   {
     // The simulated WFP redirect service the Windows suite puts under the production addon.

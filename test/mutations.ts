@@ -238,7 +238,7 @@ export const MUTATIONS: Mutation[] = [
     intent: 'the shutdown reports sockets cut (two per connection) as connections',
     file: 'lib/proxy/tcp-proxy.ts',
     edits: [{ find: '      cut = this.clients.size + (accepts?.destroyAll() ?? 0);', replace: '      cut = this.open.size + (accepts?.destroyAll() ?? 0);' }],
-    specs: ['proxy.test.js'],
+    specs: ['native-relay.test.js'],
     runtime: 'linux',
   },
   {

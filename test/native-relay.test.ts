@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { TransparentProxy, type ConnectionLog } from '..';
+import { getSocketHandle, TransparentProxy, type ConnectionLog } from '..';
 import { stopReading } from '../dist/node-internals';
 import { binding } from '../dist/native';
 import { handOver, nativeRelayUnavailable, type NativeRelay } from '../dist/proxy/native-relay';
@@ -266,20 +266,16 @@ interface RelayAddon {
 // passed on as well as one found earlier.
 describe('the native relay, with a FIN found by any read of a wake-up (the engine built with 1 KiB buffers)', function () {
   this.timeout(60_000);
-  const file = join(__dirname, '..', 'test', 'native', 'build', 'Release', 'wfp_relay_small.node');
+  const file = join(__dirname, '..', 'test', 'native', ...(isWindows ? ['build-win32'] : ['build', 'Release']), 'wfp_relay_small.node');
   let addon: RelayAddon;
 
   before(function () {
     if (nativeRelayUnavailable()) this.skip(); // said once by the describe above
-    if (isWindows) {
-      console.warn('    !!! Windows: the 1 KiB build of the native relay is built for Linux only (test/native/binding.gyp), so these tests are NOT run here (Linux runs them, from the same engine source)');
-      this.skip();
-    }
     if (process.env.WFP_REDIRECT_QEMU_USER) {
       console.warn('    !!! under qemu-user: the 1 KiB build of the native relay is not cross-built, so these tests are NOT run (the x64 suite runs them, from the same sources)');
       this.skip();
     }
-    assert.ok(existsSync(file), `${file} is not built: run \`npm run build:conformance\``);
+    assert.ok(existsSync(file), `${file} is not built: run \`${isWindows ? "npm run build:win32" : "npm run build:conformance"}\``);
     addon = require(file) as RelayAddon;
   });
 
@@ -294,6 +290,8 @@ describe('the native relay, with a FIN found by any read of a wake-up (the engin
       // Node reads neither relayed socket from here on (the outbound one it would read the server's bytes from).
       const [a, b] = [stopReading(inbound), stopReading(out)];
       if (typeof a === 'string' || typeof b === 'string') throw new Error(`could not stop reading: ${a} ${b}`);
+      // Windows: _handle.fd is -1; the relay takes the SOCKETs, which the addon finds by their addresses.
+      const [socketA, socketB] = isWindows ? [getSocketHandle(inbound), getSocketHandle(out)] : [a, b];
       assert.equal(inbound.readableLength + out.readableLength, 0, 'Node read bytes before it was stopped');
       const atPeer = receivedBytes(peer);
       const atClient = receivedBytes(client);
@@ -302,7 +300,7 @@ describe('the native relay, with a FIN found by any read of a wake-up (the engin
       await new Promise((resolve) => setTimeout(resolve, 20));
       let calls = 0;
       const ended = new Promise<{ up: number; down: number; code?: string }>((resolve) => {
-        addon.relayStart(a, b, 0, 0, undefined, undefined, (bytesUp, bytesDown, code) => {
+        addon.relayStart(socketA, socketB, 0, 0, undefined, undefined, (bytesUp, bytesDown, code) => {
           calls++;
           resolve({ up: bytesUp, down: bytesDown, code });
         });

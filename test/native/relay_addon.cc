@@ -4,7 +4,8 @@
 // AddressSanitizer, for test/relay-asan.test.ts (loaded into node with libasan
 // preloaded), and wfp_relay_small, with 1 KiB buffers
 // (WFP_REDIRECT_RELAY_BUFFER_BYTES), for test/native-relay.test.ts, which
-// needs a known number of reads queued before the relay starts. Both go
+// needs a known number of reads queued before the relay starts; the 1 KiB
+// build also for Windows (scripts/build-win32.js), where it has relayStart only. Both go
 // through a pipe (splice) after a few KiB rather than 256 KiB
 // (WFP_REDIRECT_RELAY_SPLICE_AFTER), so that their transfers take that path.
 //
@@ -17,11 +18,17 @@
 #include <napi.h>
 
 #include "js_errors.cc"
+#if defined(_WIN32)
+#include "no_netfilter/original_destination.cc"
+#include "relay/relay_socket_win.cc"
+#include "win/os_socket.cc"
+#else
 #include "linux/original_destination.cc"
 #include "posix/os_socket.cc"
+#include "relay/relay_socket_posix.cc"
+#endif
 #include "relay/relay_binding.cc"
 #include "relay/relay_engine.cc"
-#include "relay/relay_socket_posix.cc"
 #include "wsa_errors.cc"
 
 namespace {
