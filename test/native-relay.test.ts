@@ -354,13 +354,16 @@ describe('TransparentProxy relaying natively and on streams', function () {
     return { proxy, port: (await proxy.listen()).port, logs, warnings };
   }
 
-  // The native engine two ways: accepting, connecting and relaying in the addon
-  // (nothing decided per connection; the specs that sniff or go through an
-  // upstream are handed over all the same), and handed each connection after
-  // JavaScript decided it (a route hook).
+  // The native engine three ways: accepting, connecting and relaying in the
+  // addon (nothing decided per connection; the specs that sniff or go through
+  // an upstream are handed over all the same; Windows accepts in JavaScript and
+  // hands over), handed each connection after JavaScript decided it (a route
+  // hook), and handed it mid-stream, after its first bytes went on streams
+  // (nativeAfter 1, the path of Windows' default, 256 KiB).
   const variants = [
-    { title: "relay: 'native', accepted natively where nothing is decided per connection", engine: 'native', options: { relay: 'native' } },
-    { title: "relay: 'native', handed over after a route hook", engine: 'native', options: { relay: 'native', route: () => undefined } },
+    { title: "relay: 'native', accepted natively where nothing is decided per connection", engine: 'native', options: { relay: 'native', nativeAfter: 0 } },
+    { title: "relay: 'native', handed over after a route hook", engine: 'native', options: { relay: 'native', nativeAfter: 0, route: () => undefined } },
+    { title: "relay: 'native', handed over mid-stream after its first byte (nativeAfter 1)", engine: 'native', options: { relay: 'native', nativeAfter: 1, route: () => undefined } },
     { title: "relay: 'streams'", engine: 'streams', options: { relay: 'streams' } },
   ] as const;
   for (const { title, engine, options } of variants) {
@@ -680,28 +683,56 @@ describe('TransparentProxy relaying natively and on streams', function () {
     });
   }
 
-  it('where the native relay refuses a pair, falls back to streams for it and says so once', async function () {
-    if (nativeRelayUnavailable()) this.skip();
-    const refusing = spy('relayStart', () => {
-      throw Object.assign(new Error('no'), { code: 'EMFILE' });
-    });
-    // A route hook: connections are decided in JavaScript and handed over (relayStart), not accepted natively.
-    const { proxy, port, logs, warnings } = await proxyWith({ relay: 'native', route: () => undefined });
-    try {
-      for (let i = 0; i < 3; i++) {
-        const client = net.connect({ port, host: HOST, allowHalfOpen: true });
-        const answer = received(client);
-        client.end(`hello ${i}`);
-        assert.equal(await answer, `hello ${i}`);
+  for (const nativeAfter of [0, 1]) {
+    it(`where the native relay refuses a pair (nativeAfter ${nativeAfter}: ${nativeAfter ? 'mid-stream' : 'once set up'}), falls back to streams for it and says so once`, async function () {
+      if (nativeRelayUnavailable()) this.skip();
+      const refusing = spy('relayStart', () => {
+        throw Object.assign(new Error('no'), { code: 'EMFILE' });
+      });
+      // A route hook: connections are decided in JavaScript and handed over (relayStart), not accepted natively.
+      const { proxy, port, logs, warnings } = await proxyWith({ relay: 'native', nativeAfter, route: () => undefined });
+      try {
+        for (let i = 0; i < 3; i++) {
+          const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+          const answer = received(client);
+          // Mid-stream the first bytes set the hand-over off; what follows must still go both ways, on streams again.
+          const first = once(client, 'data');
+          client.write(`hello ${i}`);
+          await first;
+          client.end(' more');
+          assert.equal(await answer, `hello ${i} more`);
+        }
+        await until(() => logs.length === 3, 'three log lines');
+        assert.equal(refusing.calls.length, 3);
+        // (Under Wine the proxy also says, once, that Winsock has no WFP redirect IOCTLs.)
+        const aboutRelaying = warnings.filter((warning) => !warning.includes('WFP redirect IOCTLs'));
+        assert.deepEqual(aboutRelaying, ['connections are relayed on JavaScript streams, not natively: the native relay refused the pair (EMFILE)']);
+        assert.ok(logs.every((entry) => entry.error === undefined && entry.bytesUp === 12 && entry.bytesDown === 12), JSON.stringify(logs));
+      } finally {
+        refusing.restore();
+        await proxy.shutdown(0);
       }
-      await until(() => logs.length === 3, 'three log lines');
-      assert.equal(refusing.calls.length, 3);
-      // (Under Wine the proxy also says, once, that Winsock has no WFP redirect IOCTLs.)
-      const aboutRelaying = warnings.filter((warning) => !warning.includes('WFP redirect IOCTLs'));
-      assert.deepEqual(aboutRelaying, ['connections are relayed on JavaScript streams, not natively: the native relay refused the pair (EMFILE)']);
-      assert.ok(logs.every((entry) => entry.error === undefined && entry.bytesUp === 7 && entry.bytesDown === 7));
+    });
+  }
+
+  it(`nativeAfter's default, ${isWindows ? '256 KiB on Windows: a short connection stays on streams, a bulk one is handed over' : '0 on Linux: every connection is handed over once set up'}`, async function () {
+    if (nativeRelayUnavailable()) this.skip();
+    const starts = spy('relayStart');
+    const { proxy, port, logs } = await proxyWith({ relay: 'native', route: () => undefined });
+    try {
+      const handedAfter: number[] = [];
+      for (const size of [1024, 1024 * 1024]) {
+        const client = net.connect({ port, host: HOST, allowHalfOpen: true });
+        const answer = receivedBytes(client);
+        client.end(pattern(size, 3));
+        assert.equal((await answer).length, size);
+        handedAfter.push(starts.calls.length);
+      }
+      await until(() => logs.length === 2, 'two log lines');
+      assert.deepEqual(handedAfter, isWindows ? [0, 1] : [1, 2], 'relayStart calls after the 1 KiB and after the 1 MiB connection');
+      assert.ok(logs.every((entry) => entry.error === undefined));
     } finally {
-      refusing.restore();
+      starts.restore();
       await proxy.shutdown(0);
     }
   });

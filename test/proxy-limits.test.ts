@@ -245,10 +245,11 @@ describe('TransparentProxy timeouts a peer cannot hold open', function () {
     }
   });
 
-  it('refuses timeouts out of range, naming the option', function () {
+  it('refuses timeouts and nativeAfter out of range, naming the option', function () {
     const base = { listen: { host: '127.0.0.1', port: 0 }, destination: { kind: 'upstream' as const, upstream: { host: '127.0.0.1', port: 1 } } };
     assert.throws(() => new TransparentProxy({ ...base, routeTimeout: 0 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.routeTimeout must be a whole number of at least 1/ });
     assert.throws(() => new TransparentProxy({ ...base, halfCloseTimeout: -1 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.halfCloseTimeout/ });
+    assert.throws(() => new TransparentProxy({ ...base, nativeAfter: 1.5 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.nativeAfter must be a whole number/ });
   });
 });
 

@@ -136,6 +136,68 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
   }
 }
 
+/**
+ * Resolves once `socket` has written everything it was given, or has closed
+ * or ended (a pair handOver refuses). An empty write's callback comes after
+ * every write before it ('drain' comes only after a write that filled the buffer).
+ */
+function drained(socket: net.Socket): Promise<void> {
+  if (socket.writableLength === 0 || socket.destroyed || socket.writableEnded) return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      socket.off('close', done);
+      resolve();
+    };
+    socket.once('close', done);
+    socket.write(EMPTY, done);
+  });
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/**
+ * For a pair piped to each other on streams: once `after` bytes have been
+ * read from the two together, stops the pipes, lets what Node was writing
+ * drain, and hands the pair over (handOver). Resolves to the relay; to why it
+ * could not take the pair (then it is piped again, on streams to the end); or
+ * to undefined when a socket closed first. Bounded by the sockets' own idle
+ * timeouts, which stay armed until the hand-over.
+ */
+export function handOverWhenBulky(inbound: net.Socket, out: net.Socket, after: number, timeouts: RelayTimeouts): Promise<NativeRelay | string | undefined> {
+  return new Promise((resolve) => {
+    let seen = 0;
+    const stopWatching = () => {
+      for (const socket of [inbound, out]) socket.off('data', counted).off('close', closed);
+    };
+    const closed = () => {
+      stopWatching();
+      resolve(undefined);
+    };
+    const counted = (chunk: Buffer) => {
+      seen += chunk.length;
+      if (seen < after) return;
+      stopWatching();
+      void switchOver().then(resolve);
+    };
+    const switchOver = async (): Promise<NativeRelay | string | undefined> => {
+      inbound.unpipe(out);
+      out.unpipe(inbound);
+      inbound.pause();
+      out.pause();
+      await Promise.all([drained(inbound), drained(out)]);
+      if (inbound.destroyed || out.destroyed) return undefined;
+      const handed = handOver(inbound, out, undefined, timeouts);
+      if (typeof handed === 'string') {
+        // Back on streams as before (pipe() ends the other side for a source that ended meanwhile).
+        inbound.pipe(out);
+        out.pipe(inbound);
+      }
+      return handed;
+    };
+    for (const socket of [inbound, out]) socket.on('data', counted).once('close', closed);
+  });
+}
+
 const said = new WeakMap<object, Set<string>>();
 
 /** The line that says `owner` relays on streams for `reason`, the first time only (undefined after). */

@@ -17,7 +17,7 @@ import { RateLimitedReport, REPORT_INTERVAL_MS } from './rate-limited-report';
 import { checkUpstream } from './upstream-check';
 import type { MatchFacts, Verdict } from './rules/matcher';
 import { connectedToItself, selfConnectError } from '../self-connect';
-import { fallbackNotice, handOver, nativeRelayUnavailable, type NativeRelay, type RelayEngine } from './native-relay';
+import { fallbackNotice, handOver, handOverWhenBulky, nativeRelayUnavailable, type NativeRelay, type RelayEngine } from './native-relay';
 import { NativeAccepts, nativeAcceptUnavailable, type NativeConnectionEnd } from './native-accept';
 
 export { formatEndpoint } from './endpoints';
@@ -108,14 +108,22 @@ export interface ProxyOptions {
   /**
    * How bytes move once a connection is set up: `'streams'` (default), Node
    * streams (pipe); `'native'`, in the addon, never crossing into JavaScript
-   * (Linux; elsewhere, or where a pair cannot be taken over, it falls back to
-   * streams and `warn` says so once). With `'native'` and nothing decided per
+   * (Linux and Windows; elsewhere, or where a pair cannot be taken over, it
+   * falls back to streams and `warn` says so once). With `'native'` and nothing decided per
    * connection in JavaScript (no route, rules, sniff, processLookup, via or
    * logStart; a fixed upstream at an IP address, or kind 'original'), the
    * addon accepts, connects and relays each connection itself: no net.Socket
    * is made, and `log` still gets one entry per connection.
    */
   relay?: RelayEngine | undefined;
+  /**
+   * With relay 'native', for a connection accepted in JavaScript: the bytes
+   * (both ways together) it relays on streams before it is handed to the
+   * native relay; 0, at once. Default 0 on Linux; on Windows 256 KiB, where
+   * setting a pair up natively (its SOCKETs found, duplicated and polled)
+   * costs more than a short connection gains, so only bulk ones pay it.
+   */
+  nativeAfter?: number | undefined;
   /** Linux: SO_MARK on every outbound connection (connectRedirected's `mark`), for firewall exemptions. */
   mark?: number | undefined;
   /**
@@ -295,6 +303,7 @@ export class TransparentProxy {
       halfCloseTimeout: options.halfCloseTimeout ?? 30_000,
       maxConnections: options.maxConnections ?? 1024,
       relay: options.relay ?? 'streams',
+      nativeAfter: options.nativeAfter ?? (process.platform === 'win32' ? 256 * 1024 : 0),
       log: options.log ?? (() => {}),
       warn: options.warn ?? (() => {}),
       sniff: options.sniff === true ? {} : options.sniff || undefined,
@@ -318,7 +327,7 @@ export class TransparentProxy {
           : `still at the file-descriptor limit: ${count} more connection(s) refused in the last ${REPORT_INTERVAL_MS / 1000} s`,
       ),
     );
-    for (const [name, least] of [['idleTimeout', 0], ['connectTimeout', 0], ['routeTimeout', 1], ['halfCloseTimeout', 0], ['maxConnections', 1]] as const) {
+    for (const [name, least] of [['idleTimeout', 0], ['connectTimeout', 0], ['routeTimeout', 1], ['halfCloseTimeout', 0], ['maxConnections', 1], ['nativeAfter', 0]] as const) {
       const value = this.options[name];
       if (!Number.isSafeInteger(value) || value < least) {
         throw outOfRange('ERR_OUT_OF_RANGE', `options.${name} must be a whole number${least ? ` of at least ${least}` : ''}. Received ${String(value)}`);
@@ -702,6 +711,12 @@ export class TransparentProxy {
    * connects, then the idle timeout on both sides, and once either side has
    * ended its half, the (shorter) half-close timeout.
    */
+  /** Says once per reason that connections stay on streams (`reason`: a hand-over refused; undefined, nothing to say). */
+  private sayFallback(reason: NativeRelay | string | undefined): void {
+    const notice = typeof reason === 'string' ? fallbackNotice(this, reason) : undefined;
+    if (notice) this.options.warn(notice);
+  }
+
   private time(inbound: net.Socket, out: net.Socket, fail: (error: unknown) => void): void {
     const { idleTimeout, halfCloseTimeout } = this.options;
     const connectTimedOut = () => fail(coded('timed out', 'ETIMEDOUT'));
@@ -774,38 +789,38 @@ export class TransparentProxy {
       if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
       const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
       this.time(inbound, out, fail);
+      const nativeNow = this.options.relay === 'native' && this.options.nativeAfter === 0;
       // A client that goes while the outbound side connects ends the wait (read(0): Node reads it, so a reset surfaces;
       // what it sent stays buffered for the hand-over), as the streams relay, reading it, sees at once.
-      if (this.options.relay === 'native') inbound.read(0);
-      const ready = this.options.relay === 'native' && (await Promise.race([connectedOrClosed(out), inboundClosed.then(() => false)]));
-      if (ready && !inbound.destroyed && !out.destroyed) {
-        const handed = handOver(inbound, out, replay, this.options);
-        if (typeof handed !== 'string') {
-          native = handed;
-          // Either socket destroyed (a failure, a shutdown) ends the native relay; its end closes both.
-          inbound.once('close', handed.destroy);
-          out.once('close', handed.destroy);
-          const end = await handed.ended;
-          nativeBytes = end;
-          if (end.code !== undefined) fail(coded(`relay: ${end.code}`, end.code));
-          inbound.destroy();
-          out.destroy();
-          await Promise.all([inboundClosed, outClosed]);
-          return;
-        }
-        const notice = fallbackNotice(this, handed);
-        if (notice) this.options.warn(notice);
+      if (nativeNow) inbound.read(0);
+      const ready = nativeNow && (await Promise.race([connectedOrClosed(out), inboundClosed.then(() => false)]));
+      let handed = ready && !inbound.destroyed && !out.destroyed ? handOver(inbound, out, replay, this.options) : undefined;
+      if (handed === undefined || typeof handed === 'string') {
+        this.sayFallback(handed);
+        if (out.destroyed) return void (await Promise.all([inboundClosed, outClosed]));
+        // Relay at once, not after 'connect': what the client sends meanwhile waits in
+        // the outbound socket (pipe() keeps to its high-water mark), and the first bytes
+        // go out as the connection completes instead of one event-loop turn later.
+        // pipe() keeps to the slower side and, on one side's end, ends the other (half-close).
+        // What the sniff read goes first, unchanged.
+        if (replay?.length) inbound.unshift(replay);
+        inbound.pipe(out);
+        out.pipe(inbound);
+        inbound.resume();
+        // nativeAfter: a connection that moves that much goes on natively; a short one never pays for the hand-over.
+        if (this.options.relay === 'native' && !nativeNow) this.sayFallback((handed = await handOverWhenBulky(inbound, out, this.options.nativeAfter, this.options)));
       }
-      if (out.destroyed) return void (await Promise.all([inboundClosed, outClosed]));
-      // Relay at once, not after 'connect': what the client sends meanwhile waits in
-      // the outbound socket (pipe() keeps to its high-water mark), and the first bytes
-      // go out as the connection completes instead of one event-loop turn later.
-      // pipe() keeps to the slower side and, on one side's end, ends the other (half-close).
-      // What the sniff read goes first, unchanged.
-      if (replay?.length) inbound.unshift(replay);
-      inbound.pipe(out);
-      out.pipe(inbound);
-      inbound.resume();
+      if (handed !== undefined && typeof handed !== 'string') {
+        native = handed;
+        // Either socket destroyed (a failure, a shutdown) ends the native relay; its end closes both.
+        inbound.once('close', handed.destroy);
+        out.once('close', handed.destroy);
+        const end = await handed.ended;
+        nativeBytes = end;
+        if (end.code !== undefined) fail(coded(`relay: ${end.code}`, end.code));
+        inbound.destroy();
+        out.destroy();
+      }
       await Promise.all([inboundClosed, outClosed]);
     } catch (error) {
       fail(error);
