@@ -1679,7 +1679,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'relay-destroy-leaves-native-open',
     intent: "destroying a connection's net.Sockets (a failure, a shutdown) leaves its native relay running",
     file: 'lib/proxy/tcp-proxy.ts',
-    edits: [{ find: "          inbound.once('close', handed.destroy);\n          out.once('close', handed.destroy);\n", replace: '' }],
+    edits: [{ find: "        inbound.once('close', handed.destroy);\n        out.once('close', handed.destroy);\n", replace: '' }],
     specs: ['native-relay.test.js'],
     runtime: 'linux',
   },
