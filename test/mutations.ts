@@ -1914,6 +1914,7 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: '      await Promise.all([drained(inbound), drained(out)]);\n', replace: '' }],
     specs: ['native-relay.test.js'],
     runtime: 'linux',
+    short: true,
   },
   {
     name: 'native-after-refused-not-repiped',
