@@ -87,8 +87,9 @@ Options:
                                decided and each UDP flow opens
   --relay auto|native|streams  how TCP bytes move once a connection is set up:
                                natively in the addon, never crossing into
-                               JavaScript (Linux; where nothing is decided per
-                               connection, accepted and connected there too),
+                               JavaScript (Linux: where nothing is decided per
+                               connection, accepted and connected there too;
+                               Windows: after a connection's first 256 KiB),
                                or on Node streams. auto (default): native where
                                the addon has it, else streams; native: said
                                once where it falls back
