@@ -104,13 +104,6 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
   const start = binding.relayStart!;
   const destroy = binding.relayDestroy!;
 
-  // Node's timers for these sockets (connect, idle, half-close) give way to
-  // the relay's; with no 'timeout' listener left, one the streams relay's
-  // 'end' handler would still arm (Node read a FIN before the hand-over) cuts nothing.
-  for (const socket of [inbound, out]) {
-    socket.setTimeout(0);
-    socket.removeAllListeners('timeout');
-  }
   const fromInbound = buffered(inbound);
   const fromOut = buffered(out);
   const up = joined(replay, fromInbound);
@@ -125,6 +118,14 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
     id = start(socketA, socketB, timeouts.idleTimeout, timeouts.halfCloseTimeout, up, fromOut, (bytesUp, bytesDown, code) =>
       settle({ bytesUp, bytesDown, code }),
     );
+    // Node's timers for these sockets (connect, idle, half-close) give way to
+    // the relay's, once it has the pair (a refused pair keeps them); with no
+    // 'timeout' listener left, one the streams relay's 'end' handler would
+    // still arm (Node read a FIN before the hand-over) cuts nothing.
+    for (const socket of [inbound, out]) {
+      socket.setTimeout(0);
+      socket.removeAllListeners('timeout');
+    }
     return { ended, destroy: () => void destroy(id) };
   } catch (error) {
     // Nothing was taken: put back what was read (streams replay it first), let
@@ -137,64 +138,46 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
 }
 
 /**
- * Resolves once `socket` has written everything it was given, or has closed
- * or ended (a pair handOver refuses). An empty write's callback comes after
- * every write before it ('drain' comes only after a write that filled the buffer).
- */
-function drained(socket: net.Socket): Promise<void> {
-  if (socket.writableLength === 0 || socket.destroyed || socket.writableEnded) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      socket.off('close', done);
-      resolve();
-    };
-    socket.once('close', done);
-    socket.write(EMPTY, done);
-  });
-}
-
-const EMPTY = Buffer.alloc(0);
-
-/**
  * For a pair piped to each other on streams: once `after` bytes have been
- * read from the two together, stops the pipes, lets what Node was writing
- * drain, and hands the pair over (handOver). Resolves to the relay; to why it
- * could not take the pair (then it is piped again, on streams to the end); or
- * to undefined when a socket closed first. Bounded by the sockets' own idle
- * timeouts, which stay armed until the hand-over.
+ * read from the two together, and at a moment when Node has nothing left to
+ * write on either socket (checked at each 'data' and 'drain' from then on),
+ * stops the pipes and hands the pair over (handOver), all in one tick: no
+ * byte, FIN or close can come between. Resolves to the relay; to why the
+ * addon refused the pair (then it is piped again, on streams to the end); or
+ * to undefined when the pair stays on streams with nothing to say (a socket
+ * closed or half-closed first). Never waits on anything but the pair's own events.
  */
 export function handOverWhenBulky(inbound: net.Socket, out: net.Socket, after: number, timeouts: RelayTimeouts): Promise<NativeRelay | string | undefined> {
   return new Promise((resolve) => {
     let seen = 0;
     const stopWatching = () => {
-      for (const socket of [inbound, out]) socket.off('data', counted).off('close', closed);
+      for (const socket of [inbound, out]) socket.off('data', counted).off('drain', tryNow).off('end', ended).off('close', ended);
     };
-    const closed = () => {
+    // A half-closed pair finishes on streams (its FIN went through the pipe); a closed one is done.
+    const ended = () => {
       stopWatching();
       resolve(undefined);
     };
-    const counted = (chunk: Buffer) => {
-      seen += chunk.length;
-      if (seen < after) return;
+    const tryNow = () => {
+      // What Node still writes would cross the relay's bytes: wait for a moment when nothing is queued.
+      if (seen < after || inbound.writableLength > 0 || out.writableLength > 0) return;
       stopWatching();
-      void switchOver().then(resolve);
-    };
-    const switchOver = async (): Promise<NativeRelay | string | undefined> => {
       inbound.unpipe(out);
       out.unpipe(inbound);
       inbound.pause();
       out.pause();
-      await Promise.all([drained(inbound), drained(out)]);
-      if (inbound.destroyed || out.destroyed) return undefined;
       const handed = handOver(inbound, out, undefined, timeouts);
       if (typeof handed === 'string') {
-        // Back on streams as before (pipe() ends the other side for a source that ended meanwhile).
         inbound.pipe(out);
         out.pipe(inbound);
       }
-      return handed;
+      resolve(handed);
     };
-    for (const socket of [inbound, out]) socket.on('data', counted).once('close', closed);
+    const counted = (chunk: Buffer) => {
+      seen += chunk.length;
+      tryNow();
+    };
+    for (const socket of [inbound, out]) socket.on('data', counted).on('drain', tryNow).once('end', ended).once('close', ended);
   });
 }
 

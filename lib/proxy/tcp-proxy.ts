@@ -286,6 +286,8 @@ export class TransparentProxy {
   /** The connections accepted, connected and relayed natively, where nothing is decided per connection (nativeTarget). */
   private nativeAccepts: NativeAccepts | undefined;
   private missingSaid = false;
+  /** The connections handed to the native relay (relayStart) and not ended yet: a shutdown ends them first. */
+  private readonly natives = new Set<NativeRelay>();
   /** The relay() of each connection accepted in JavaScript, until it has logged its end. */
   private readonly relays = new Set<Promise<void>>();
   /** A shutdown not finished yet: listen() waits for it, and a second shutdown() joins it. */
@@ -437,6 +439,8 @@ export class TransparentProxy {
     let cut = 0;
     if ((await Promise.race([closed, timer])) === 'deadline') {
       cut = this.clients.size + (accepts?.destroyAll() ?? 0);
+      // The native relays before Node's sockets (see relay()'s fail).
+      for (const relay of this.natives) relay.destroy();
       for (const socket of this.open) socket.destroy();
       await closed;
     }
@@ -706,16 +710,17 @@ export class TransparentProxy {
     }
   }
 
-  /**
-   * The timers of a relay: the connect timeout until the outbound side
-   * connects, then the idle timeout on both sides, and once either side has
-   * ended its half, the (shorter) half-close timeout.
-   */
   /** Says once per reason that connections stay on streams (`reason`: a hand-over refused; undefined, nothing to say). */
   private sayFallback(reason: NativeRelay | string | undefined): void {
     const notice = typeof reason === 'string' ? fallbackNotice(this, reason) : undefined;
     if (notice) this.options.warn(notice);
   }
+
+  /**
+   * The timers of a relay: the connect timeout until the outbound side
+   * connects, then the idle timeout on both sides, and once either side has
+   * ended its half, the (shorter) half-close timeout.
+   */
 
   private time(inbound: net.Socket, out: net.Socket, fail: (error: unknown) => void): void {
     const { idleTimeout, halfCloseTimeout } = this.options;
@@ -759,6 +764,9 @@ export class TransparentProxy {
       if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(codeOf(error))) this.descriptors.note();
       entry.error ??= codeOf(error);
       // A blocked connection is refused as a closed port would be: a reset, not an orderly end.
+      // The native relay first: on Windows libuv's close of Node's handle may shut the shared socket's
+      // sending half, or wait for Node's pending read, while the relay still has the socket.
+      native?.destroy();
       if (entry.error === BLOCKED && !inbound.destroyed) inbound.resetAndDestroy();
       else inbound.destroy();
       outbound?.destroy();
@@ -812,10 +820,12 @@ export class TransparentProxy {
       }
       if (handed !== undefined && typeof handed !== 'string') {
         native = handed;
+        this.natives.add(handed);
         // Either socket destroyed (a failure, a shutdown) ends the native relay; its end closes both.
         inbound.once('close', handed.destroy);
         out.once('close', handed.destroy);
         const end = await handed.ended;
+        this.natives.delete(handed);
         nativeBytes = end;
         if (end.code !== undefined) fail(coded(`relay: ${end.code}`, end.code));
         inbound.destroy();

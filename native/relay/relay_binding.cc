@@ -252,6 +252,10 @@ Napi::Value RelayStart(const Napi::CallbackInfo& info) {
                        "Uint8Arrays or undefined, a function");
     return env.Undefined();
   }
+  if (socket_a == socket_b) {
+    ThrowArgumentError(env, true, "Expected two different sockets: a relay between a socket and itself would echo it");
+    return env.Undefined();
+  }
   uv_loop_t* loop = ThreadLoop(env);
   if (loop == nullptr) return env.Undefined();
   RelaySocket a = kNoRelaySocket, b = kNoRelaySocket;

@@ -36,9 +36,9 @@ void CloseRelaySocket(RelaySocket socket);
 // SO_ERROR: the socket's pending error (0: none); false when it cannot be asked.
 bool PendingError(RelaySocket socket, int* error);
 
-// Whether `socket` is a stream socket, made non-blocking here (the engine's
-// reads and writes must not block; a descriptor Node made is non-blocking
-// already, a Windows SOCKET is not, whatever libuv does with it).
+// Whether `socket` is a stream socket, made sure to be non-blocking (the
+// engine's reads and writes must not block; libuv makes its sockets so on
+// both systems, and this does not rely on it).
 bool PrepareStreamSocket(RelaySocket socket);
 
 // TCP_NODELAY: the relay passes on each chunk as it comes, as HAProxy does
