@@ -721,7 +721,6 @@ export class TransparentProxy {
    * connects, then the idle timeout on both sides, and once either side has
    * ended its half, the (shorter) half-close timeout.
    */
-
   private time(inbound: net.Socket, out: net.Socket, fail: (error: unknown) => void): void {
     const { idleTimeout, halfCloseTimeout } = this.options;
     const connectTimedOut = () => fail(coded('timed out', 'ETIMEDOUT'));
@@ -763,10 +762,10 @@ export class TransparentProxy {
     const fail = (error: unknown) => {
       if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(codeOf(error))) this.descriptors.note();
       entry.error ??= codeOf(error);
-      // A blocked connection is refused as a closed port would be: a reset, not an orderly end.
       // The native relay first: on Windows libuv's close of Node's handle may shut the shared socket's
       // sending half, or wait for Node's pending read, while the relay still has the socket.
       native?.destroy();
+      // A blocked connection is refused as a closed port would be: a reset, not an orderly end.
       if (entry.error === BLOCKED && !inbound.destroyed) inbound.resetAndDestroy();
       else inbound.destroy();
       outbound?.destroy();

@@ -160,8 +160,6 @@ bool PassOnEnd(Relay* relay, Direction& direction, RelaySocket to) {
 }
 
 #if defined(__linux__)
-const char* ErrnoCode(int error) { return RelayErrorCode(error); }
-
 // Moves what it can in one direction through its pipe (PumpThroughPipe's
 // rounds are Pump's, with splice in place of read and send). False once the
 // relay has failed.
@@ -172,7 +170,7 @@ bool PumpThroughPipe(Relay* relay, Direction& direction, int from, int to) {
       if (sent < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
         if (errno == EINTR) continue;
-        Close(relay, ErrnoCode(errno));
+        Close(relay, RelayErrorCode(errno));
         return false;
       }
       direction.in_pipe -= static_cast<size_t>(sent);
@@ -195,7 +193,7 @@ bool PumpThroughPipe(Relay* relay, Direction& direction, int from, int to) {
     }
     if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
     if (errno == EINTR) continue;
-    Close(relay, ErrnoCode(errno));
+    Close(relay, RelayErrorCode(errno));
     return false;
   }
   return true;
@@ -375,7 +373,7 @@ void Connected(Relay* relay, int status) {
     return;
   }
   if (error != 0) {
-    Close(relay, ErrnoCode(error));
+    Close(relay, RelayErrorCode(error));
     return;
   }
   if (relay->may_meet_itself && ConnectedToItself(relay->sockets[1])) {
@@ -396,7 +394,7 @@ void OnConnectingPoll(Relay* relay, int side, int status) {
   if (status < 0) {
     int error = 0;
     const bool known = PendingError(relay->sockets[0], &error) && error != 0;
-    Close(relay, known ? ErrnoCode(error) : uv_err_name(status));
+    Close(relay, known ? RelayErrorCode(error) : uv_err_name(status));
     return;
   }
   relay->watched[0] = 0;
@@ -506,7 +504,7 @@ int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
   }
   const int b = socket(target.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (b < 0) {
-    Close(relay, ErrnoCode(errno));
+    Close(relay, RelayErrorCode(errno));
     return 0;
   }
   relay->sockets[1] = b;
@@ -515,13 +513,13 @@ int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
   if (target.mark >= 0) {
     const uint32_t mark = static_cast<uint32_t>(target.mark);
     if (setsockopt(b, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
-      Close(relay, ErrnoCode(errno));
+      Close(relay, RelayErrorCode(errno));
       return 0;
     }
   }
   relay->connecting = true;
   if (connect(b, reinterpret_cast<const sockaddr*>(&target.address), target.length) != 0 && errno != EINPROGRESS) {
-    Close(relay, ErrnoCode(errno));
+    Close(relay, RelayErrorCode(errno));
     return 0;
   }
   socklen_t length = sizeof(*local);
