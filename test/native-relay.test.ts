@@ -727,8 +727,9 @@ describe('TransparentProxy relaying natively and on streams', function () {
 
   it('mid-stream under back-pressure both ways (an echo server, a client that reads slowly): no stall, every byte back in order, logged without error', async function () {
     if (nativeRelayUnavailable()) this.skip();
-    // The switch waits for a moment when Node has nothing queued on either socket; one that waited for the queues to
-    // drain with both sockets paused would stall here (the echo server stops reading while its writes are held).
+    // A switch mid-stream while both directions are under back-pressure: every byte back, in order, nothing stalled.
+    // (It does not reproduce the stall a switch that waited for the queues with both sockets paused could meet: with
+    // this load the queues are empty when the switch comes, and that earlier design passes it too.)
     const { proxy, port, logs } = await proxyWith({ relay: 'native', nativeAfter: 64 * 1024, route: () => undefined });
     try {
       const sent = pattern(4 * 1024 * 1024, 5);
