@@ -251,6 +251,21 @@ describe('the native relay', function () {
       close();
     }
   });
+
+  it('refuses one socket given as both ends (ERR_INVALID_ARG_TYPE) and takes nothing: the socket goes on working', async function () {
+    const { client, inbound, close } = await pair();
+    try {
+      const socket = getSocketHandle(inbound);
+      assert.throws(() => binding.relayStart!(socket, socket, 0, 0, undefined, undefined, () => {}), { code: 'ERR_INVALID_ARG_TYPE', message: /two different sockets/ });
+      const echoed = once(client, 'data');
+      inbound.resume();
+      inbound.on('data', (chunk: Buffer) => inbound.write(chunk));
+      client.write('still here');
+      assert.equal(String((await echoed)[0]), 'still here');
+    } finally {
+      close();
+    }
+  });
 });
 
 interface RelayAddon {
