@@ -118,9 +118,22 @@ export interface NativeBinding {
    * Returns the relay's id.
    */
   relayConnect?(fd: number, group: number, logId: number): number;
+  /**
+   * Linux builds: the group accepts from a duplicate of the listening socket
+   * `fd` itself from now on (close your own handle of it), each connection
+   * relayed as relayConnect would with logId 0, no JavaScript before its
+   * onDone; one past `maxConnections` open is closed at once. `onRefused`,
+   * from the loop: `count` connections closed so (ERR_MAX_CONNECTIONS, once
+   * per wake-up; EMFILE: out of descriptors, those waiting accepted and
+   * closed, as Node's server does), or an accept's failure it cannot get past
+   * (accepting rests a while, the connection waiting in the kernel's queue).
+   */
+  relayGroupListen?(group: number, fd: number, maxConnections: number, onRefused: (code: string, count: number) => void): boolean;
+  /** How many relays of the group are open (0 for a group that is gone). */
+  relayGroupSize?(group: number): number;
   /** Ends a group's open relays without an error (each still reports); answers how many. */
   relayGroupDestroy?(group: number): number;
-  /** No more relayConnect for the group; it goes once its relays have ended. */
+  /** No more relayConnect for the group, its listener closed; it goes once its relays have ended. */
   relayGroupClose?(group: number): boolean;
   /** Ends a relay without an error (its onDone still comes); false when it has ended. */
   relayDestroy?(id: number): boolean;

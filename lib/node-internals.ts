@@ -3,7 +3,8 @@
 // way to create a TCP socket, act on it, and only then connect it. The native
 // relay (lib/proxy/native-relay.ts) needs a socket's descriptor and a way to
 // stop Node reading it; accepting natively (lib/proxy/native-accept.ts), a
-// listening server's accepted descriptors before Node makes sockets of them.
+// listening server's descriptor (the addon accepts from it), or else its
+// accepted descriptors before Node makes sockets of them.
 // The queries on accepted sockets use none.
 import type { Server, Socket } from 'node:net';
 import { getSystemErrorName } from 'node:util';
@@ -109,6 +110,17 @@ interface ListeningHandle {
 interface AcceptedHandle {
   fd?: unknown;
   close?: unknown;
+}
+
+/**
+ * The descriptor of a listening server's socket (`server._handle.fd`, POSIX),
+ * for the native relay to accept from itself; otherwise the name of the
+ * internal that was not there.
+ */
+export function listeningDescriptor(server: Server): number | string {
+  const handle = (server as unknown as { _handle?: { fd?: unknown } | null })._handle;
+  if (handle === null || typeof handle !== 'object') return 'net.Server._handle';
+  return typeof handle.fd === 'number' && handle.fd >= 0 ? handle.fd : 'net.Server._handle.fd';
 }
 
 /** Why a listening server's accepts cannot be taken over (undefined: they can): its `_handle` must have an `onconnection` function. */

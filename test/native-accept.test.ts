@@ -1,7 +1,8 @@
-// Accepting natively (lib/proxy/native-accept.ts, binding.relayConnect): with
-// `relay: 'native'` and nothing decided per connection in JavaScript, the
-// addon takes each accepted descriptor, decides, connects and relays it; no
-// net.Socket is made. What the proxy does must not change: the same log
+// Accepting natively (lib/proxy/native-accept.ts, binding.relayGroupListen,
+// or binding.relayConnect where Node accepts): with `relay: 'native'` and
+// nothing decided per connection in JavaScript, the addon accepts from the
+// listening socket itself, decides, connects and relays; no net.Socket is
+// made and no JavaScript runs before a connection's end. What the proxy does must not change: the same log
 // entries, the connect's failures and time, maxConnections, shutdown,
 // ERR_NOT_REDIRECTED; per-connection JavaScript keeps the JS accept path.
 // Real sockets on loopback (the loops and netfilter's records: loop.test.ts,
@@ -13,7 +14,7 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { TransparentProxy, type ConnectionLog, type ProxyOptions } from '..';
 import { binding } from '../dist/native';
-import { acceptTakeOverMissing } from '../dist/node-internals';
+import { acceptTakeOverMissing, listeningDescriptor } from '../dist/node-internals';
 import { nativeRelayUnavailable } from '../dist/proxy/native-relay';
 import { closedPortBelowEphemeral, received, spy, thrown, until, type Spied } from './helpers';
 import { CLI, echoServer, start, stop } from './proxy-process';
@@ -25,8 +26,9 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
   let server: net.Server;
   let serverPort: number;
   let socketsMade = 0;
-  const spies: Partial<Record<'relayConnect' | 'relayStart', Spied>> = {};
-  const calls = (name: 'relayConnect' | 'relayStart') => spies[name]!.calls.length;
+  type Entry = 'relayConnect' | 'relayStart' | 'relayGroupListen';
+  const spies: Partial<Record<Entry, Spied>> = {};
+  const calls = (name: Entry) => spies[name]!.calls.length;
 
   before(async function () {
     // Windows has the relay but not native accept: JavaScript accepts there (for the records) and hands over.
@@ -45,6 +47,7 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     socketsMade = 0;
     spies.relayConnect = spy('relayConnect');
     spies.relayStart = spy('relayStart');
+    spies.relayGroupListen = spy('relayGroupListen');
   });
   afterEach(() => Object.values(spies).forEach((s) => s.restore()));
 
@@ -73,7 +76,7 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     return { answer: await answer, clientPort };
   }
 
-  it('relays both ways with half-close, makes no net.Socket, and logs each connection as the JS path does (ids in accept order, client, destination, bytes)', async function () {
+  it('relays both ways with half-close, makes no net.Socket, and logs each connection as the JS path does (ids, client, destination, bytes)', async function () {
     const entries: Record<string, ConnectionLog[]> = {};
     for (const relay of ['native', 'streams'] as const) {
       const { proxy, port, logs } = await proxyWith({ relay });
@@ -90,7 +93,11 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
         assert.deepEqual({ ...entry, durationMs: 0 }, { id: i + 1, client: `${HOST}:${clients[i]}`, destination: `${HOST}:${serverPort}`, records: 0, bytesUp: entry.bytesDown, bytesDown: [1, 70_000, 1_000_000][i], durationMs: 0 });
       });
       entries[relay] = logs;
-      if (relay === 'native') assert.deepEqual([socketsMade, calls('relayConnect'), calls('relayStart')], [0, 3, 0], 'native: [net.Sockets made, relayConnect, relayStart]');
+      if (relay === 'native') {
+        const made = [socketsMade, calls('relayGroupListen'), calls('relayConnect'), calls('relayStart')];
+        assert.deepEqual(made, [0, 1, 0, 0], 'native: [net.Sockets made, relayGroupListen, relayConnect, relayStart]');
+        assert.equal(proxy.server.listening, false, "Node's own handle is closed: the addon accepts");
+      }
     }
     assert.deepEqual(Object.keys(entries.native![0]!), Object.keys(entries.streams![0]!), 'the same fields, in the same order');
   });
@@ -125,7 +132,7 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
       await once(client, 'close');
       await until(() => logs.length === 1, 'a log line');
       assert.deepEqual([logs[0]!.error, logs[0]!.destination, logs[0]!.bytesUp, logs[0]!.bytesDown], ['ECONNREFUSED', `${HOST}:${closed}`, 0, 0]);
-      assert.equal(calls('relayConnect'), 1);
+      assert.equal(calls('relayGroupListen'), 1);
     } finally {
       await proxy.shutdown(0);
     }
@@ -269,13 +276,13 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     }
     assert.deepEqual(entries[0], entries[1]);
     assert.deepEqual([entries[0]!.error, entries[0]!.destination], ['ERR_NOT_REDIRECTED', undefined]);
-    assert.equal(calls('relayConnect'), 1);
+    assert.equal(calls('relayGroupListen'), 1);
   });
 
   it("the CLI relays natively by default (--relay auto): accepted natively with --upstream at an address, handed over with --sniff; --relay streams keeps streams", async function () {
     const preload = join(__dirname, 'fixtures', 'count-relay-calls.js');
     const base = [CLI, '--listen', `${HOST}:0`, '--upstream', `${HOST}:${serverPort}`];
-    for (const [extra, expected] of [[[], 'called relayConnect'], [['--sniff'], 'called relayStart'], [['--relay', 'streams'], undefined]] as const) {
+    for (const [extra, expected] of [[[], 'called relayGroupListen'], [['--sniff'], 'called relayStart'], [['--relay', 'streams'], undefined]] as const) {
       const proxy = await start(['-r', preload, ...base, ...extra], /listening on .*:(\d+)$/);
       try {
         assert.equal((await exchange(proxy.port, 100)).answer.length, 100);
@@ -285,6 +292,83 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
         await stop(proxy);
       }
     }
+  });
+
+  it("where the addon cannot accept itself (no relayGroupListen, or the listening handle's fd missing): Node accepts and each descriptor goes to relayConnect", async function () {
+    assert.equal(listeningDescriptor({ _handle: null } as unknown as net.Server), 'net.Server._handle');
+    assert.equal(listeningDescriptor({ _handle: { fd: -1 } } as unknown as net.Server), 'net.Server._handle.fd');
+    const relayGroupListen = binding.relayGroupListen;
+    (binding as { relayGroupListen?: unknown }).relayGroupListen = undefined;
+    try {
+      const { proxy, port, logs, warnings } = await proxyWith();
+      try {
+        assert.equal(proxy.server.listening, true, "Node's handle stays: it accepts");
+        const clients: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          const { answer, clientPort } = await exchange(port, 10);
+          assert.equal(answer.length, 10);
+          clients.push(clientPort);
+        }
+        await until(() => logs.length === 3, 'three log lines');
+        assert.deepEqual(logs.map((entry) => [entry.id, entry.client, entry.error]), clients.map((client, i) => [i + 1, `${HOST}:${client}`, undefined]));
+        assert.deepEqual([socketsMade, calls('relayConnect'), calls('relayStart'), warnings], [0, 3, 0, []]);
+      } finally {
+        await proxy.shutdown(0);
+      }
+    } finally {
+      (binding as { relayGroupListen?: unknown }).relayGroupListen = relayGroupListen;
+    }
+  });
+
+  for (const relay of ['native', 'streams'] as const) {
+    it(`relay: '${relay}': connections closed past maxConnections are said in a warning, the first at once, the rest counted`, async function () {
+      const { proxy, port, warnings } = await proxyWith({ relay, maxConnections: 1 });
+      const held = net.connect({ port, host: HOST, allowHalfOpen: true }).on('error', () => {});
+      try {
+        const echo = once(held, 'data');
+        held.write('a');
+        await echo;
+        for (let i = 0; i < 3; i++) {
+          const refused = net.connect({ port, host: HOST }).on('error', () => {});
+          await once(refused, 'close');
+        }
+        await until(() => warnings.length === 1, 'a warning');
+        assert.match(warnings[0]!, /^refused a connection: 1 \(maxConnections, --max-connections\) are open/);
+        held.destroy();
+        // The other two are counted, and said when the proxy stops.
+        await proxy.shutdown(1000);
+        assert.match(warnings[1] ?? '', /^still at maxConnections: 2 more connection\(s\) refused/, JSON.stringify(warnings));
+      } finally {
+        held.destroy();
+        await proxy.shutdown(0);
+      }
+    });
+  }
+
+  it('the addon accepts only from a listening TCP socket, once per group, and not for a closed group', async function () {
+    const done = () => {};
+    const refused = () => {};
+    const listening = net.createServer().listen(0, HOST);
+    await once(listening, 'listening');
+    const connected = net.connect({ port: (listening.address() as net.AddressInfo).port, host: HOST });
+    await once(connected, 'connect');
+    const group = binding.relayGroup!(HOST, 1, HOST, 2, -1, 0, 0, 0, done);
+    try {
+      const fd = listeningDescriptor(listening) as number;
+      const connectedFd = (connected as unknown as { _handle: { fd: number } })._handle.fd;
+      for (const args of [[group, connectedFd, 1, refused], [group, fd, 0, refused], [group, fd, 1, undefined], [group + 1000, fd, 1, refused], [group, -1, 1, refused]] as const) {
+        assert.equal(thrown(() => binding.relayGroupListen!(...(args as unknown as [number, number, number, () => void]))).code, 'ERR_INVALID_ARG_TYPE', JSON.stringify(args.slice(0, 3)));
+      }
+      assert.equal(binding.relayGroupListen!(group, fd, 1, refused), true);
+      assert.equal(thrown(() => binding.relayGroupListen!(group, fd, 1, refused)).code, 'ERR_INVALID_ARG_TYPE', 'a second listener');
+      assert.equal(binding.relayGroupSize!(group), 0);
+    } finally {
+      binding.relayGroupClose!(group);
+      connected.destroy();
+      listening.close();
+    }
+    assert.equal(binding.relayGroupSize!(group), 0, 'a group that is gone');
+    assert.equal(thrown(() => binding.relayGroupListen!(group, 0, 1, refused)).code, 'ERR_INVALID_ARG_TYPE', 'a closed group');
   });
 
   it('where an internal is missing (net.Server._handle.onconnection) or the addon has no relayGroup: accepted in JavaScript and handed over, said once', async function () {

@@ -3,8 +3,9 @@
 // build:conformance`) loaded into node with libasan preloaded, driven by
 // test/fixtures/relay-stress.ts through 1,200 real loopback pairs with random
 // fates (full exchanges, hand-overs larger than the buffer, destroys at random
-// moments, resets, idle timeouts), and 1,400 accepted sockets through
-// relayConnect. Any read or write outside memory aborts it.
+// moments, resets, idle timeouts), 1,400 accepted sockets through
+// relayConnect, and 1,500 clients of a listener the addon accepts from itself
+// (relayGroupListen). Any read or write outside memory aborts it.
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -53,5 +54,12 @@ describe('the native relay under AddressSanitizer', function () {
   it('1,400 accepted sockets through relayConnect (accept to relay in the addon) with random fates, groups destroyed and closed while open: every relay ends once, no sanitizer report', function () {
     // 1,400 and the 8 of the group closed while they were open; 200 exchanges and those 8.
     assert.match(stress(['1400', '28', 'connect']), /^1408 connected relays, 208 exchanges exact, \d+ bytes relayed; ends: ECONNREFUSED 200, .*ERR_IDLE_TIMEOUT 200.*; no sanitizer report/);
+  });
+
+  it('1,500 clients of a listener the addon accepts from itself (relayGroupListen), 32 at once past maxConnections 28, the group destroyed at random and last closed from its own onRefused: each relayed or refused, no sanitizer report', function () {
+    const line = stress(['1500', '28', 'listen']);
+    const [, relayed, refused, exact] = /^(\d+) listened relays and (\d+) refused, (\d+) exchanges exact, \d+ bytes relayed; ends: .*; no sanitizer report/.exec(line) ?? [];
+    assert.equal(Number(relayed) + Number(refused), 1500, line);
+    assert.ok(Number(refused) > 0 && Number(exact) > 0, `some refused, some exact: ${line}`);
   });
 });

@@ -220,7 +220,8 @@ async function start({ tcp, udp }: Relays, config: CliConfig): Promise<boolean> 
     } catch (error) {
       const taken = (error as { code?: string }).code === 'EADDRINUSE' && address !== undefined && config.listen.port === 0;
       if (taken && attempt < PORT_ATTEMPTS) {
-        await new Promise((resolve) => tcp.server.close(resolve));
+        // Not tcp.server.close(): where the addon accepts, the listening socket is its own.
+        await tcp.shutdown(0);
         continue;
       }
       say(`cannot start: ${(error as Error).message}`);

@@ -2,16 +2,19 @@
 // nothing about a connection is decided in JavaScript (no route hook, rules,
 // sniffing, process lookup, upstream proxy or start log) and where it goes is
 // a fixed IP address or its netfilter original destination, TransparentProxy
-// with `relay: 'native'` hands each descriptor its server accepts straight to
-// the addon (binding.relayConnect), which decides it as the JS path would
-// (ERR_NOT_REDIRECTED, ERR_PROXY_LOOP), connects the outbound socket and
-// relays; JavaScript hears of the connection once, at its end, for the log
-// line. No net.Socket is made for either side: those two sockets, their
-// listeners and promises were most of what a connection cost (issue 28).
+// with `relay: 'native'` lets the addon accept from the server's listening
+// socket itself (binding.relayGroupListen, on a duplicate; Node's own handle
+// is closed then), decide each connection as the JS path would
+// (ERR_NOT_REDIRECTED, ERR_PROXY_LOOP, maxConnections), connect the outbound
+// socket and relay; JavaScript hears of the connection once, at its end, for
+// the log line. No net.Socket is made for either side, and no JavaScript runs
+// as a connection starts: those were most of what a connection cost (issue 28).
+// A Node whose listening handle shows no descriptor gets the earlier way:
+// Node accepts, and each descriptor goes to the addon (binding.relayConnect).
 // Linux only, as the native relay is.
 import type { Server } from 'node:net';
 import { binding, type NativeConnectionDone } from '../native';
-import { acceptTakeOverMissing, takeOverAccepts } from '../node-internals';
+import { acceptTakeOverMissing, listeningDescriptor, takeOverAccepts } from '../node-internals';
 
 export interface NativeAcceptOptions {
   /** Where the server listens (an IP address): a destination there is the proxy itself. */
@@ -22,8 +25,14 @@ export interface NativeAcceptOptions {
   connectTimeout: number;
   idleTimeout: number;
   halfCloseTimeout: number;
-  /** The new connection's id (for its log line), or undefined when no more may be relayed now: it is then closed, as Node refuses one past maxConnections. */
+  /** The most connections relayed at once: one more is closed as it comes, as Node's server does. */
+  maxConnections: number;
+  /** Where Node accepts: the new connection's id (for its log line), or undefined when no more may be relayed now: it is then closed. */
   admit(): number | undefined;
+  /** Where the addon accepts: the id of a connection, given as it ends (it has no line before that). */
+  newId(): number;
+  /** Where the addon accepts: `count` connections closed as they came (ERR_MAX_CONNECTIONS), or an accept's failure (EMFILE, ...). */
+  refused(code: string, count: number): void;
   /** Once per admitted connection, at its end. */
   ended(end: NativeConnectionEnd): void;
   /** A Node internal was missing for an accepted connection, which was closed. */
@@ -48,8 +57,8 @@ export interface NativeConnectionEnd {
 
 /** Why `server`'s connections cannot be accepted natively (undefined: they can). */
 export function nativeAcceptUnavailable(server: Server): string | undefined {
-  const { relayGroup, relayConnect, relayGroupDestroy, relayGroupClose } = binding;
-  if ([relayGroup, relayConnect, relayGroupDestroy, relayGroupClose].some((f) => typeof f !== 'function')) return 'this build has no native relay';
+  const { relayGroup, relayConnect, relayGroupDestroy, relayGroupClose, relayGroupSize } = binding;
+  if ([relayGroup, relayConnect, relayGroupDestroy, relayGroupClose, relayGroupSize].some((f) => typeof f !== 'function')) return 'this build has no native relay';
   const missing = acceptTakeOverMissing(server);
   return missing === undefined ? undefined : `the Node internal ${missing} is not there`;
 }
@@ -57,7 +66,6 @@ export function nativeAcceptUnavailable(server: Server): string | undefined {
 /** The native connections of one listening server. Check nativeAcceptUnavailable first. */
 export class NativeAccepts {
   private readonly group: number;
-  private open = 0;
   private readonly drainWaiters: (() => void)[] = [];
 
   constructor(
@@ -67,18 +75,39 @@ export class NativeAccepts {
     const { listening, target, mark, connectTimeout, idleTimeout, halfCloseTimeout } = options;
     const [host, port] = target === 'original' ? [null, 0] : [target.host, target.port];
     this.group = binding.relayGroup!(listening.address, listening.port, host, port, mark ?? -1, connectTimeout, idleTimeout, halfCloseTimeout, this.done);
+    if (this.listenNatively(server)) return;
     takeOverAccepts(server, (fd) => this.accept(fd), options.missing);
-    server.once('close', () => binding.relayGroupClose!(this.group));
+    server.once('close', () => this.close());
   }
 
-  /** Connections relayed now. */
+  /** Lets the addon accept from the server's socket, and closes Node's handle of it; false where it cannot. */
+  private listenNatively(server: Server): boolean {
+    const fd = listeningDescriptor(server);
+    if (typeof fd !== 'number' || typeof binding.relayGroupListen !== 'function') return false;
+    try {
+      binding.relayGroupListen(this.group, fd, this.options.maxConnections, (code, count) => this.refused(code, count));
+    } catch {
+      // Not even duplicated (out of descriptors): Node accepts, as before.
+      return false;
+    }
+    // The socket stays open, listening, under the addon's duplicate.
+    server.close();
+    return true;
+  }
+
+  /** Accepts no more (the addon's listener closes); open connections go on. */
+  close(): void {
+    binding.relayGroupClose!(this.group);
+  }
+
+  /** Connections relayed now (the addon counts them: it accepts some itself). */
   get size(): number {
-    return this.open;
+    return binding.relayGroupSize!(this.group);
   }
 
   /** Resolves once no connection is open. */
   drained(): Promise<void> {
-    if (this.open === 0) return Promise.resolve();
+    if (this.size === 0) return Promise.resolve();
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
@@ -92,7 +121,6 @@ export class NativeAccepts {
     if (id === undefined) return;
     try {
       binding.relayConnect!(fd, this.group, id);
-      this.open++;
     } catch (error) {
       // Not even duplicated (out of descriptors): the caller closes Node's handle, which the client sees.
       const code = (error as { code?: unknown }).code;
@@ -101,10 +129,20 @@ export class NativeAccepts {
     }
   }
 
-  private readonly done: NativeConnectionDone = (id, bytesUp, bytesDown, durationMs, code, clientAddress, clientPort, destinationAddress, destinationPort) => {
-    this.open--;
+  /** A throwing callback must not end the process: it runs from the loop, where it would. */
+  private refused(code: string, count: number): void {
+    try {
+      this.options.refused(code, count);
+    } catch {
+      // As report().
+    }
+  }
+
+  private readonly done: NativeConnectionDone = (logId, bytesUp, bytesDown, durationMs, code, clientAddress, clientPort, destinationAddress, destinationPort) => {
+    const id = logId === 0 ? this.options.newId() : logId;
     this.report({ id, clientAddress, clientPort, destinationAddress, destinationPort, bytesUp, bytesDown, durationMs, code });
-    if (this.open === 0) for (const resolve of this.drainWaiters.splice(0)) resolve();
+    // The addon has let go of this one already.
+    if (this.size === 0) for (const resolve of this.drainWaiters.splice(0)) resolve();
   };
 
   /** A throwing log callback must not end the process (the JS path's one is inside a promise that swallows it too). */

@@ -12,12 +12,13 @@ export class RateLimitedReport {
 
   constructor(private readonly report: (count: number, first: boolean) => void) {}
 
-  /** Returns whether this occurrence was reported on its own (else it is counted for the summary). */
-  note(): boolean {
+  /** `count` occurrences at once. Returns whether the first was reported on its own (else all are counted for the summary). */
+  note(count = 1): boolean {
     if (this.timer) {
-      ++this.suppressed;
+      this.suppressed += count;
       return false;
     }
+    this.suppressed += count - 1;
     this.report(1, true);
     this.timer = setTimeout(() => this.flush(), REPORT_INTERVAL_MS).unref();
     return true;

@@ -252,6 +252,11 @@ function routed(answer: unknown, planned: Destination, via: Upstream | undefined
 }
 
 export class TransparentProxy {
+  /**
+   * Node's server. Where the addon accepts (relay 'native' with nothing
+   * decided per connection, Linux) its handle is closed once it listens: the
+   * listening socket is the addon's then, and the server emits no 'connection'.
+   */
   readonly server: net.Server;
   /** The accepted sockets of the connections being relayed. */
   private readonly clients = new Set<net.Socket>();
@@ -273,6 +278,7 @@ export class TransparentProxy {
   private readonly connecting = new Map<net.Socket, string>();
   private readonly loops: RateLimitedReport;
   private readonly descriptors: RateLimitedReport;
+  private readonly full: RateLimitedReport;
   /** The upstream proxy every connection goes through, unless the route hook says otherwise. */
   private readonly via: Upstream | undefined;
   /** Where the server listens, once it does (asked once: server.address() is a system call). */
@@ -329,6 +335,13 @@ export class TransparentProxy {
           : `still at the file-descriptor limit: ${count} more connection(s) refused in the last ${REPORT_INTERVAL_MS / 1000} s`,
       ),
     );
+    this.full = new RateLimitedReport((count, first) =>
+      this.options.warn(
+        first
+          ? `refused a connection: ${this.options.maxConnections} (maxConnections, --max-connections) are open; it was closed as it came`
+          : `still at maxConnections: ${count} more connection(s) refused in the last ${REPORT_INTERVAL_MS / 1000} s`,
+      ),
+    );
     for (const [name, least] of [['idleTimeout', 0], ['connectTimeout', 0], ['routeTimeout', 1], ['halfCloseTimeout', 0], ['maxConnections', 1], ['nativeAfter', 0]] as const) {
       const value = this.options[name];
       if (!Number.isSafeInteger(value) || value < least) {
@@ -351,6 +364,8 @@ export class TransparentProxy {
       void relaying.then(() => this.relays.delete(relaying));
     });
     this.server.maxConnections = this.options.maxConnections;
+    // Node closes a connection past maxConnections as it comes: said, as every limit reached is.
+    this.server.on('drop', () => this.full.note());
     // An accept that fails (EMFILE, ...) must not end the proxy: libuv refuses
     // the connection and goes on accepting once descriptors are free again.
     this.server.on('error', (error: NodeJS.ErrnoException) => {
@@ -432,9 +447,12 @@ export class TransparentProxy {
   private async stop(deadlineMs: number): Promise<number> {
     this.loops.stop();
     this.descriptors.stop();
+    this.full.stop();
     const accepts = this.nativeAccepts;
     // Node's server counts only the connections it made sockets of: the native ones are waited for too.
+    // (Where the addon accepts, Node's handle is closed already: close() then just says so, and the addon's listener closes.)
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve())).then(() => accepts?.drained());
+    accepts?.close();
     const timer = new Promise<'deadline'>((resolve) => setTimeout(resolve, deadlineMs, 'deadline').unref());
     let cut = 0;
     if ((await Promise.race([closed, timer])) === 'deadline') {
@@ -484,7 +502,14 @@ export class TransparentProxy {
       connectTimeout,
       idleTimeout,
       halfCloseTimeout,
+      maxConnections,
       admit: () => (this.connections < maxConnections ? ++this.nextId : undefined),
+      newId: () => ++this.nextId,
+      refused: (code, count) => {
+        if (code === 'ERR_MAX_CONNECTIONS') this.full.note(count);
+        else if (OUT_OF_DESCRIPTORS.has(code)) this.descriptors.note(count);
+        else this.options.warn(`accepting a connection failed: ${code}`);
+      },
       ended: (end) => this.nativeEnded(end, target),
       missing: (what) => {
         // Said once: every accepted connection would be closed so (a Node whose accepted handles have no descriptor).

@@ -28,10 +28,22 @@
 //       it and a duplicate of `fd` (the caller closes its own at once). Every
 //       refusal and failure (ECONNREFUSED, ETIMEDOUT, EMFILE, ...) comes as
 //       onDone's code.
+//   relayGroupListen(group, fd, maxConnections, onRefused): true
+//       The group accepts from a duplicate of the listening socket `fd`
+//       itself from now on (the caller then closes its own handle of it), and
+//       relays each connection as relayConnect would, with logId 0: no
+//       JavaScript runs for a connection before its onDone. One past
+//       maxConnections open is closed at once, as Node's server does.
+//       onRefused(code, count), from the loop: `count` connections closed so
+//       (ERR_MAX_CONNECTIONS, once per wake-up; EMFILE: out of descriptors,
+//       what waited was accepted and closed, as Node's server does), or an
+//       accept's failure it cannot get past (accepting rests a while then,
+//       the connection waiting in the kernel's queue).
+//   relayGroupSize(group): how many of its relays are open (0: gone).
 //   relayGroupDestroy(group): ends the group's open relays without an error
 //       (each still reports); how many. relayGroupClose(group): no more
-//       relayConnect; the group goes once its relays have. (relayGroup to
-//       relayGroupClose: Linux only.)
+//       relayConnect, the listener (if any) closed; the group goes once its
+//       relays have. (relayGroup to relayGroupClose: Linux only.)
 //   relayDestroy(id): ends a relay without an error (onDone still comes);
 //       false when it has ended already.
 #include "relay_binding.h"
@@ -43,11 +55,16 @@
 #include <ws2tcpip.h>
 #else
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #endif
 #include <uv.h>
 
+#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -87,6 +104,8 @@ constexpr uint64_t kSpliceAfter = WFP_REDIRECT_RELAY_SPLICE_AFTER;
 // below 2^53, exact as JS numbers), so an id never names two relays.
 using RelayId = uint64_t;
 
+struct Listener;
+
 // One listener's relayConnect settings, its callback and its open outbound connections.
 struct Group {
   RelayId id = 0;
@@ -105,6 +124,28 @@ struct Group {
   // Its callback is running (OnRelayDone): the group, whose callback and
   // async context that is, must outlive it even if JS closes the group meanwhile.
   int calling = 0;
+  // relayGroupListen: the listening socket the addon accepts from itself, the
+  // most connections it relays at once, and what it says of those it refused.
+  Listener* accepting = nullptr;
+  size_t max_connections = 0;
+  Napi::FunctionReference on_refused;
+};
+
+// A duplicate of Node's listening socket that the addon accepts from (Node's
+// own handle is closed then), so that a connection costs no JavaScript before
+// its end. Outlives its group until libuv has closed its handles.
+struct Listener {
+  Group* group = nullptr;  // nullptr once the group let go of it
+  napi_env env = nullptr;
+  uv_loop_t* loop = nullptr;
+  int fd = -1;
+  uv_poll_t poll;
+  uv_timer_t pause;  // accepting again a while after an accept failed for a reason it cannot get past
+  // A descriptor held in reserve: out of descriptors, it is given up for a
+  // moment to accept and close what waits, as libuv's own accept does, so
+  // that a client is refused rather than left waiting. -1 when none.
+  int reserve = -1;
+  int open_handles = 0;
 };
 
 struct Pending {
@@ -137,6 +178,32 @@ thread_local Registry* registry = nullptr;
 
 void ReleaseGroup(Group* group);
 std::string AddressText(const Endpoint& endpoint);
+#if defined(__linux__)
+void CloseListener(Group* group);
+#endif
+
+// Calls `callback` from the loop. A throwing callback becomes the process's
+// uncaught exception, as a socket listener's would (see UdpSocketWrap::Call
+// for why raw Node-API).
+void Call(napi_env env, Napi::AsyncContext& async, napi_value callback, size_t count, napi_value* args) {
+  napi_value result = nullptr;
+  napi_make_callback(env, async, Napi::Object::New(env), callback, count, args, &result);
+  bool thrown = false;
+  if (napi_is_exception_pending(env, &thrown) == napi_ok && thrown) {
+    napi_value error = nullptr;
+    if (napi_get_and_clear_last_exception(env, &error) == napi_ok && error != nullptr) napi_fatal_exception(env, error);
+  }
+}
+
+// One of a group's callbacks. The callback (and the ticks and microtasks
+// after it) may close the group: it stays until this returns, and may be gone
+// after.
+void CallGroup(napi_env env, Group* group, const Napi::FunctionReference& callback, size_t count, napi_value* args) {
+  ++group->calling;
+  Call(env, *group->async, callback.Value(), count, args);
+  --group->calling;
+  ReleaseGroup(group);
+}
 
 // relayConnect's onDone arguments.
 size_t ConnectArgs(napi_env env, const Pending& pending, const RelayOutcome& outcome, napi_value* args) {
@@ -179,23 +246,8 @@ void OnRelayDone(void* data, const RelayOutcome& outcome) {
     args[1] = Napi::Number::New(env, static_cast<double>(outcome.bytes_down));
     args[2] = outcome.code == nullptr ? Napi::Env(env).Undefined() : Napi::String::New(env, outcome.code);
   }
-  Napi::AsyncContext& async = group != nullptr ? *group->async : *pending->async;
-  Napi::Value callback = group != nullptr ? group->on_done.Value() : pending->on_done.Value();
-  napi_value result = nullptr;
-  // The callback (and the ticks and microtasks after it) may close the group: it stays until this returns.
-  if (group != nullptr) ++group->calling;
-  napi_make_callback(env, async, Napi::Object::New(env), callback, count, args, &result);
-  // A throwing callback becomes the process's uncaught exception, as a
-  // socket listener's would (see UdpSocketWrap::Call for why raw Node-API).
-  bool thrown = false;
-  if (napi_is_exception_pending(env, &thrown) == napi_ok && thrown) {
-    napi_value error = nullptr;
-    if (napi_get_and_clear_last_exception(env, &error) == napi_ok && error != nullptr) napi_fatal_exception(env, error);
-  }
-  if (group != nullptr) {
-    --group->calling;
-    ReleaseGroup(group);
-  }
+  if (group != nullptr) return CallGroup(env, group, group->on_done, count, args);
+  Call(env, *pending->async, pending->on_done.Value(), count, args);
 }
 
 // The thread is stopping: no more JS; end every relay (the loop may not run
@@ -205,6 +257,9 @@ void CleanUp(void*) {
   registry->env_gone = true;
   for (auto& [id, pending] : registry->relays) DestroyRelay(pending->relay);
   registry->relays.clear();
+#if defined(__linux__)
+  for (auto& [id, group] : registry->groups) CloseListener(group);
+#endif
 }
 
 Registry& ThisThread(napi_env env);
@@ -351,21 +406,26 @@ bool ParseEndpoint(const Napi::Value& host, double port, Endpoint* out) {
   return true;
 }
 
-// A socket's peer or local endpoint, and (peer) its address as Node's
+// An address as an Endpoint and (when `text` is given) as Node's
 // remoteAddress gives it: an IPv4 client of a dual-stack socket as ::ffff:a.b.c.d.
+bool AddressEndpoint(const sockaddr_storage& storage, socklen_t length, Endpoint* out, std::string* text) {
+  if (!EndpointFromSockaddr(storage, length, out)) return false;
+  if (text == nullptr) return true;
+  char buffer[INET6_ADDRSTRLEN] = {0};
+  const void* address = storage.ss_family == AF_INET ? static_cast<const void*>(&reinterpret_cast<const sockaddr_in&>(storage).sin_addr)
+                                                     : static_cast<const void*>(&reinterpret_cast<const sockaddr_in6&>(storage).sin6_addr);
+  if (inet_ntop(storage.ss_family, address, buffer, sizeof(buffer)) == nullptr) return false;
+  *text = buffer;
+  return true;
+}
+
+// A socket's peer or local endpoint, as AddressEndpoint gives it.
 bool SocketEndpoint(int fd, bool peer, Endpoint* out, std::string* text) {
   sockaddr_storage storage{};
   socklen_t length = sizeof(storage);
   const int result = peer ? getpeername(fd, reinterpret_cast<sockaddr*>(&storage), &length)
                           : getsockname(fd, reinterpret_cast<sockaddr*>(&storage), &length);
-  if (result != 0 || !EndpointFromSockaddr(storage, length, out)) return false;
-  if (text == nullptr) return true;
-  char buffer[INET6_ADDRSTRLEN] = {0};
-  const void* address = storage.ss_family == AF_INET ? static_cast<const void*>(&reinterpret_cast<sockaddr_in&>(storage).sin_addr)
-                                                     : static_cast<const void*>(&reinterpret_cast<sockaddr_in6&>(storage).sin6_addr);
-  if (inet_ntop(storage.ss_family, address, buffer, sizeof(buffer)) == nullptr) return false;
-  *text = buffer;
-  return true;
+  return result == 0 && AddressEndpoint(storage, length, out, text);
 }
 
 // Where relayConnect takes an accepted socket, decided as the JS proxy
@@ -374,8 +434,11 @@ bool SocketEndpoint(int fd, bool peer, Endpoint* out, std::string* text) {
 // refusal's code (nullptr: go on) and fills `destination` where it is known.
 const char* Decide(const Group& group, int fd, const Endpoint& client, Endpoint* destination, bool* known) {
   *known = false;
-  Endpoint local{};
-  if (!SocketEndpoint(fd, false, &local, nullptr)) return "ECONNRESET";
+  // A fixed target on a listener bound to one address: the socket's local
+  // endpoint is the listener's, not asked (a system call per connection).
+  // Otherwise (a wildcard listener; netfilter's redirect) it is asked.
+  Endpoint local = group.listener;
+  if ((group.original || IsWildcard(group.listener)) && !SocketEndpoint(fd, false, &local, nullptr)) return "ECONNRESET";
   if (group.original) {
     int error = 0;
     const OriginalDestinationResult result = QueryOriginalDestination(static_cast<OsSocket>(fd), destination, &error);
@@ -413,6 +476,7 @@ void ReleaseGroup(Group* group) {
   registry->groups.erase(group->id);
   if (registry->env_gone) {
     group->on_done.SuppressDestruct();
+    group->on_refused.SuppressDestruct();
     group->async.release();
   }
   delete group;
@@ -459,6 +523,61 @@ Napi::Value RelayGroup(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, id);
 }
 
+// Decides, connects and relays `fd`, a socket the group's listener accepted
+// (owned from now on), as relayConnect's onDone describes. `peer`: its
+// client's address as accept4 gave it; nullptr: asked of the socket.
+// `ready`: a non-blocking stream socket already. Answers 0, or libuv's error
+// when the relay could not start (`fd` is closed then, onDone never comes).
+int RelayAccepted(napi_env env, uv_loop_t* loop, Group* group, int fd, bool ready, const sockaddr_storage* peer,
+                  socklen_t peer_length, double log_id, RelayId* id) {
+  auto pending = std::make_unique<Pending>();
+  pending->env = env;
+  pending->id = ++registry->next_id;
+  pending->group = group;
+  pending->log_id = log_id;
+  pending->loop = loop;
+  pending->started = uv_now(loop);
+
+  ConnectTarget target{};
+  target.mark = group->mark;
+  target.connect_ms = group->connect_ms;
+  Endpoint client{}, destination{};
+  const bool found = peer != nullptr ? AddressEndpoint(*peer, peer_length, &client, &pending->client_address)
+                                     : SocketEndpoint(fd, true, &client, &pending->client_address);
+  if (!found) {
+    // Gone already (ENOTCONN): nothing to relay.
+    target.refusal = "ECONNRESET";
+  } else {
+    pending->client_port = client.port;
+    target.refusal = Decide(*group, fd, client, &destination, &pending->has_destination);
+    int length = 0;
+    if (pending->has_destination) {
+      pending->destination = destination;
+      if (SockaddrFromEndpoint(destination, IsMappedIpv4(destination) ? 4 : 6, &target.address, &length)) {
+        target.length = static_cast<socklen_t>(length);
+      } else {
+        target.refusal = "EAFNOSUPPORT";
+      }
+    }
+  }
+  Relay* relay = nullptr;
+  sockaddr_storage outbound;
+  socklen_t outbound_length = 0;
+  const int result = ConnectAndRelay(loop, fd, ready, target, group->settings, OnRelayDone, pending.get(), &relay,
+                                     &outbound, &outbound_length);
+  if (result != 0) return result;
+  Endpoint from{};
+  if (outbound_length > 0 && EndpointFromSockaddr(outbound, outbound_length, &from)) {
+    pending->own_key = EndpointPair(from, destination);
+    group->own.insert(pending->own_key);
+  }
+  pending->relay = relay;
+  group->relays.insert(pending->id);
+  *id = pending->id;
+  registry->relays.emplace(*id, pending.release());
+  return 0;
+}
+
 Napi::Value RelayConnect(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   double fd, log_id;
@@ -475,53 +594,195 @@ Napi::Value RelayConnect(const Napi::CallbackInfo& info) {
     ThrowWfpError(env, RelayErrorCode(error), "Could not take the socket over (dup failed)", Napi::Object::New(env));
     return env.Undefined();
   }
-  auto pending = std::make_unique<Pending>();
-  pending->env = env;
-  pending->id = ++registry->next_id;
-  pending->group = group;
-  pending->log_id = log_id;
-  pending->loop = loop;
-  pending->started = uv_now(loop);
-
-  ConnectTarget target{};
-  target.mark = group->mark;
-  target.connect_ms = group->connect_ms;
-  Endpoint client{}, destination{};
-  if (!SocketEndpoint(a, true, &client, &pending->client_address)) {
-    // Gone already (ENOTCONN): nothing to relay.
-    target.refusal = "ECONNRESET";
-  } else {
-    pending->client_port = client.port;
-    target.refusal = Decide(*group, a, client, &destination, &pending->has_destination);
-    int length = 0;
-    if (pending->has_destination) {
-      pending->destination = destination;
-      if (SockaddrFromEndpoint(destination, IsMappedIpv4(destination) ? 4 : 6, &target.address, &length)) {
-        target.length = static_cast<socklen_t>(length);
-      } else {
-        target.refusal = "EAFNOSUPPORT";
-      }
-    }
-  }
-  Relay* relay = nullptr;
-  sockaddr_storage outbound;
-  socklen_t outbound_length = 0;
-  const int result =
-      ConnectAndRelay(loop, a, target, group->settings, OnRelayDone, pending.get(), &relay, &outbound, &outbound_length);
+  RelayId id = 0;
+  const int result = RelayAccepted(env, loop, group, a, false, nullptr, 0, log_id, &id);
   if (result != 0) {
     ThrowWfpError(env, uv_err_name(result), "Could not relay this socket", Napi::Object::New(env));
     return env.Undefined();
   }
-  Endpoint from{};
-  if (outbound_length > 0 && EndpointFromSockaddr(outbound, outbound_length, &from)) {
-    pending->own_key = EndpointPair(from, destination);
-    group->own.insert(pending->own_key);
+  return Napi::Number::New(env, static_cast<double>(id));
+}
+
+// At most this many accepts per wake-up, so that a burst of connections does
+// not starve the relays of the loop (the poll is level-triggered: the rest
+// wake it again).
+constexpr int kAcceptsPerWakeUp = 32;
+
+// How long the listener rests after an accept failed for want of resources
+// (EMFILE, ENFILE, ENOBUFS, ENOMEM) or for a reason it cannot get past: the
+// connection waits in the kernel's queue meanwhile, and the loop does not spin.
+constexpr uint64_t kAcceptPauseMs = 100;
+
+void OnListenerClosed(uv_handle_t* handle) {
+  Listener* listener = static_cast<Listener*>(handle->data);
+  if (--listener->open_handles > 0) return;
+  close(listener->fd);
+  if (listener->reserve >= 0) close(listener->reserve);
+  delete listener;
+}
+
+// Stops accepting for good: the group lets go of its listener, whose socket
+// closes once libuv has let go of its handles.
+void CloseListener(Group* group) {
+  Listener* listener = group->accepting;
+  if (listener == nullptr) return;
+  group->accepting = nullptr;
+  listener->group = nullptr;
+  listener->open_handles = 2;
+  uv_close(reinterpret_cast<uv_handle_t*>(&listener->poll), OnListenerClosed);
+  uv_close(reinterpret_cast<uv_handle_t*>(&listener->pause), OnListenerClosed);
+}
+
+// Tells JavaScript that `count` connections were refused with `code` (the
+// group may be gone after this).
+void Refused(Listener* listener, const char* code, double count) {
+  Group* group = listener->group;
+  if (group == nullptr || registry == nullptr || registry->env_gone) return;
+  napi_env env = listener->env;
+  Napi::HandleScope scope(env);
+  napi_value args[2] = {Napi::String::New(env, code), Napi::Number::New(env, count)};
+  CallGroup(env, group, group->on_refused, 2, args);
+}
+
+void OnListenerPoll(uv_poll_t* handle, int status, int events);
+
+void OnPauseOver(uv_timer_t* timer) {
+  Listener* listener = static_cast<Listener*>(timer->data);
+  if (listener->group == nullptr) return;
+  const int result = uv_poll_start(&listener->poll, UV_READABLE, OnListenerPoll);
+  if (result == 0) return;
+  uv_timer_start(&listener->pause, OnPauseOver, kAcceptPauseMs, 0);
+  Refused(listener, uv_err_name(result), 1);
+}
+
+// Whether accept4's error is the failed connection's own (Linux passes a new
+// connection's pending network error on that way): the next one may do.
+bool ConnectionsOwnError(int error) {
+  switch (error) {
+    case EINTR: case ECONNABORTED: case EPROTO: case ENOPROTOOPT: case ENETDOWN: case ENONET:
+    case EHOSTDOWN: case EHOSTUNREACH: case EOPNOTSUPP: case ENETUNREACH: case EPERM:
+      return true;
+    default:
+      return false;
   }
-  pending->relay = relay;
-  group->relays.insert(pending->id);
-  const RelayId id = pending->id;
-  registry->relays.emplace(id, pending.release());
-  return Napi::Number::New(env, id);
+}
+
+// Out of descriptors: gives the reserve up, accepts and closes the
+// connections waiting (each client sees its connection closed, as Node's own
+// server closes it then; at most a thousand, so that a flood cannot hold the
+// loop), takes the reserve again. Answers how many.
+double RefuseWaiting(Listener* listener) {
+  if (listener->reserve < 0) return 0;
+  close(listener->reserve);
+  double refused = 0;
+  while (refused < 1000) {
+    const int fd = accept4(listener->fd, nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || ConnectionsOwnError(errno)) continue;
+      break;
+    }
+    close(fd);
+    ++refused;
+  }
+  listener->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return refused;
+}
+
+// Accepts what the kernel has queued: each connection goes to RelayAccepted,
+// or is closed at once when the group relays max_connections already (as
+// Node's server does past maxConnections); JavaScript hears of those
+// refusals once per wake-up, counted.
+void OnListenerPoll(uv_poll_t* handle, int status, int) {
+  Listener* listener = static_cast<Listener*>(handle->data);
+  Group* group = listener->group;
+  if (group == nullptr || registry == nullptr || registry->env_gone) return;
+  double full = 0, out_of_descriptors = 0;
+  const char* failed = status < 0 ? uv_err_name(status) : nullptr;
+  for (int round = 0; round < kAcceptsPerWakeUp && failed == nullptr; ++round) {
+    sockaddr_storage peer;
+    socklen_t length = sizeof(peer);
+    const int fd = accept4(listener->fd, reinterpret_cast<sockaddr*>(&peer), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if ((errno == EMFILE || errno == ENFILE) && listener->reserve >= 0) {
+        out_of_descriptors = std::max(1.0, RefuseWaiting(listener));
+        break;
+      }
+      if (!ConnectionsOwnError(errno)) failed = uv_err_name(-errno);
+      continue;
+    }
+    if (group->relays.size() >= group->max_connections) {
+      close(fd);
+      ++full;
+      continue;
+    }
+    RelayId id = 0;
+    const int result = RelayAccepted(listener->env, listener->loop, group, fd, true, &peer, length, 0, &id);
+    if (result != 0) failed = uv_err_name(result);  // fd is closed
+  }
+  if (failed != nullptr) {
+    uv_poll_stop(&listener->poll);
+    uv_timer_start(&listener->pause, OnPauseOver, kAcceptPauseMs, 0);
+  }
+  // Each call may close the group (and free it): the listener, which outlives it, says whether it still is.
+  if (full > 0) Refused(listener, "ERR_MAX_CONNECTIONS", full);
+  if (out_of_descriptors > 0) Refused(listener, "EMFILE", out_of_descriptors);
+  if (failed != nullptr) Refused(listener, failed, 1);
+}
+
+// relayGroupListen(group, fd, maxConnections, onRefused): the group accepts
+// from a duplicate of the listening socket `fd` itself from now on (the
+// caller closes its own handle of it). onRefused(code, count): connections
+// refused at once, ERR_MAX_CONNECTIONS past maxConnections, or an accept's
+// failure (EMFILE, ...; accepting rests for kAcceptPauseMs then).
+Napi::Value RelayGroupListen(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  double fd, max_connections;
+  Group* group = FindGroup(info[0], true);
+  if (group == nullptr || group->accepting != nullptr || !ReadUint(info[1], 0x7fffffff, &fd) ||
+      !ReadUint(info[2], kMaxSafeInteger, &max_connections) || max_connections < 1 || !info[3].IsFunction()) {
+    ThrowArgumentError(env, true,
+                       "Expected (group, fd, maxConnections, onRefused): a group relayGroup made, not closed and not "
+                       "listening yet, whole numbers (maxConnections at least 1), a function");
+    return env.Undefined();
+  }
+  uv_loop_t* loop = ThreadLoop(env);
+  if (loop == nullptr) return env.Undefined();
+  int type = 0, listening = 0;
+  socklen_t length = sizeof(type);
+  socklen_t listening_length = sizeof(listening);
+  if (getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_TYPE, &type, &length) != 0 || type != SOCK_STREAM ||
+      getsockopt(static_cast<int>(fd), SOL_SOCKET, SO_ACCEPTCONN, &listening, &listening_length) != 0 || listening == 0) {
+    ThrowArgumentError(env, true, "Expected the descriptor of a listening TCP socket");
+    return env.Undefined();
+  }
+  auto listener = std::make_unique<Listener>();
+  int error = DuplicateSocket(static_cast<RelaySocket>(fd), &listener->fd);
+  if (error == 0 && !PrepareStreamSocket(listener->fd)) error = errno != 0 ? errno : EINVAL;
+  int result = error == 0 ? uv_poll_init(loop, &listener->poll, listener->fd) : 0;
+  if (error != 0 || result != 0) {
+    if (listener->fd >= 0) close(listener->fd);
+    ThrowWfpError(env, error != 0 ? RelayErrorCode(error) : uv_err_name(result),
+                  "Could not take the listening socket over", Napi::Object::New(env));
+    return env.Undefined();
+  }
+  uv_timer_init(loop, &listener->pause);  // cannot fail
+  listener->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  listener->poll.data = listener.get();
+  listener->pause.data = listener.get();
+  listener->env = env;
+  listener->loop = loop;
+  listener->group = group;
+  group->accepting = listener.release();
+  group->max_connections = static_cast<size_t>(max_connections);
+  group->on_refused = Napi::Persistent(info[3].As<Napi::Function>());
+  result = uv_poll_start(&group->accepting->poll, UV_READABLE, OnListenerPoll);
+  if (result != 0) {
+    CloseListener(group);
+    ThrowWfpError(env, uv_err_name(result), "Could not watch the listening socket", Napi::Object::New(env));
+    return env.Undefined();
+  }
+  return Napi::Boolean::New(env, true);
 }
 
 // Ends every open relay of the group without an error (each still reports); answers how many.
@@ -536,11 +797,18 @@ Napi::Value RelayGroupDestroy(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(ids.size()));
 }
 
+// How many relays of the group are open; 0 for a group that is gone.
+Napi::Value RelayGroupSize(const Napi::CallbackInfo& info) {
+  Group* group = FindGroup(info[0], false);
+  return Napi::Number::New(info.Env(), group == nullptr ? 0 : static_cast<double>(group->relays.size()));
+}
+
 // No more relayConnect for the group; it goes once its relays have ended.
 Napi::Value RelayGroupClose(const Napi::CallbackInfo& info) {
   Group* group = FindGroup(info[0], true);
   if (group == nullptr) return Napi::Boolean::New(info.Env(), false);
   group->closed = true;
+  CloseListener(group);
   ReleaseGroup(group);
   return Napi::Boolean::New(info.Env(), true);
 }
@@ -570,6 +838,8 @@ void InitRelay(Napi::Env env, Napi::Object exports) {
   exports.Set("relayConnect", Napi::Function::New(env, RelayConnect));
   exports.Set("relayGroupDestroy", Napi::Function::New(env, RelayGroupDestroy));
   exports.Set("relayGroupClose", Napi::Function::New(env, RelayGroupClose));
+  exports.Set("relayGroupListen", Napi::Function::New(env, RelayGroupListen));
+  exports.Set("relayGroupSize", Napi::Function::New(env, RelayGroupSize));
 #endif
 }
 

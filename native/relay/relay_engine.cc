@@ -487,11 +487,11 @@ int StartRelay(uv_loop_t* loop, RelaySocket a, RelaySocket b, const RelaySetting
 }
 
 #if defined(__linux__)
-int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
+int ConnectAndRelay(uv_loop_t* loop, int a, bool a_ready, const ConnectTarget& target,
                     const RelaySettings& settings, RelayDone done, void* data,
                     Relay** out, sockaddr_storage* local, socklen_t* local_length) {
   *local_length = 0;
-  if (!PrepareStreamSocket(a)) {
+  if (!a_ready && !PrepareStreamSocket(a)) {
     close(a);
     return UV_ENOTSOCK;
   }

@@ -83,7 +83,9 @@ struct ConnectTarget {
 // `local`: the new socket's local endpoint once connect() has given it one
 // (length 0 when it has none). Returns 0, or a negative libuv error when `a`
 // is not a stream socket (then `a` is closed and done is never called).
-int ConnectAndRelay(uv_loop_t* loop, int a, const ConnectTarget& target,
+// `a_ready`: `a` is known to be a non-blocking stream socket (the addon's own
+// accept4 made it so): not asked again (two system calls per connection).
+int ConnectAndRelay(uv_loop_t* loop, int a, bool a_ready, const ConnectTarget& target,
                     const RelaySettings& settings, RelayDone done, void* data,
                     Relay** out, sockaddr_storage* local, socklen_t* local_length);
 #endif  // defined(__linux__)
