@@ -278,6 +278,10 @@ bool Pump(Relay* relay, int index) {
         Keep(direction, scratch + sent, static_cast<size_t>(got - sent));
         return true;  // the socket is full: its poll says when it takes more
       }
+      // A short read took all the socket had: the next would only say so
+      // (EAGAIN), a system call per wake-up; what comes later (a FIN too)
+      // wakes the level-triggered poll again.
+      if (static_cast<size_t>(got) < relay->settings.buffer_bytes) return true;
       continue;
     }
     if (got == 0) {
@@ -364,16 +368,14 @@ uint16_t PortOf(const sockaddr_storage& address) {
 }
 
 // B's connect ended (its poll said writable or failed): relay, or end with
-// the connect's error.
+// the connect's error. A failed connect leaves an error on the socket, which
+// makes it POLLERR, which libuv reports as status < 0: only then is the
+// socket asked why (a system call a connection saves otherwise).
 void Connected(Relay* relay, int status) {
-  int error = 0;
-  if (!PendingError(relay->sockets[1], &error)) error = errno;
-  if (error == 0 && status < 0) {
-    Close(relay, uv_err_name(status));
-    return;
-  }
-  if (error != 0) {
-    Close(relay, RelayErrorCode(error));
+  if (status < 0) {
+    int error = 0;
+    if (!PendingError(relay->sockets[1], &error)) error = errno;
+    Close(relay, error != 0 ? RelayErrorCode(error) : uv_err_name(status));
     return;
   }
   if (relay->may_meet_itself && ConnectedToItself(relay->sockets[1])) {
