@@ -1846,7 +1846,7 @@ export const MUTATIONS: Mutation[] = [
     intent: "out of descriptors, the addon's own accept leaves the waiting connections in the queue (clients hang) instead of refusing them as Node does",
     file: 'native/relay/relay_binding.cc',
     edits: [{ find: '      if ((errno == EMFILE || errno == ENFILE) && listener->reserve >= 0) {', replace: '      if (false) {' }],
-    specs: ['fd-limit.test.js'],
+    specs: ['native-accept.test.js'],
     runtime: 'linux',
   },
   {
