@@ -1,29 +1,46 @@
 #!/usr/bin/env node
 // `npm test` after the builds: the Linux suite (scripts/test-linux.js) and the
-// Windows suite under Wine (scripts/test-win32.js --if-available) side by side,
-// then the package check (scripts/test-package.js --if-available). Side by
-// side because most of each run is spent waiting (timers, peers, Wine's
-// server), so together they take little longer than the Windows suite alone;
-// they share nothing (the Linux tests' kernel redirects live in network
-// namespaces of their own, the Windows suite in Wine's loopback). The package
-// check comes last, alone: it starts Wine too, and the Windows suite stops
-// Wine's server when it ends.
+// Windows suite under Wine (scripts/test-win32.js --if-available) side by
+// side, then the package check (scripts/test-package.js --if-available). Side
+// by side because most of each run is spent waiting (timers, peers, Wine's
+// server); they share nothing (the Linux tests' kernel redirects live in
+// network namespaces of their own, the Windows suite in Wine's loopback).
+// Two runs at a time, always: the Windows suite's lines are split over two
+// runs, the older lines (with the renamed host) from the start and the newest
+// once the Linux suite has ended and the first run has prepared Wine and the
+// addons (it says so over IPC), so that the Linux suite's place does not sit
+// idle while the Windows lines go one after another. The package check comes
+// last, alone: it starts Wine too; Wine's server is stopped once both Windows
+// runs have ended.
 //
-// The Linux suite's output is shown as it comes; the Windows suite's is held
-// until the Linux suite has ended, so neither is interleaved with the other.
-// Exits 1 when any of the three failed; each prints its own RESULT lines.
+// The Linux suite's output is shown as it comes; each Windows run's is held
+// until the run before it has ended, so that none is interleaved with another.
+// Exits 1 when any failed; each prints its own RESULT lines.
 //
 //   node scripts/test-all.js            side by side
 //   node scripts/test-all.js --serial   one after the other (a machine too small for both)
 'use strict';
 const { spawn, spawnSync } = require('node:child_process');
 const { join } = require('node:path');
+const { WIN_VERSIONS } = require('./node-builds');
+const { missingTools, stopWineserver } = require('./wine');
 
 const script = (name) => join(__dirname, name);
+// The Windows lines of the first run, and the newest's, which runs beside it once the Linux suite has ended
+// (with one line only, the first run has it).
+const lineOf = (version) => version.split('.')[0];
+const SPLIT = WIN_VERSIONS.length > 1;
+const OLDER_LINES = WIN_VERSIONS.slice(0, SPLIT ? -1 : undefined).map(lineOf).join(',');
+const NEWEST_LINE = lineOf(WIN_VERSIONS[WIN_VERSIONS.length - 1]);
 
 /** Runs `file args` with its output held (or passed through); resolves with its exit code and what it held. */
 function start(args, hold) {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit'] });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit', 'ipc'] });
+  // Resolves once the child says it is prepared (test-win32.js), or false if it ends first.
+  const prepared = new Promise((resolve) => {
+    child.on('message', (message) => message === 'prepared' && resolve(true));
+    child.on('close', () => resolve(false));
+  });
   const held = [];
   let release;
   if (hold) {
@@ -37,6 +54,7 @@ function start(args, hold) {
   });
   return {
     done,
+    prepared,
     /** From now on its output goes straight through; what it held is written first. */
     release() {
       for (const chunk of held.splice(0)) process.stdout.write(chunk);
@@ -54,11 +72,22 @@ async function main() {
     }
   } else {
     const linux = start([script('test-linux.js')], false);
-    const windows = start([script('test-win32.js'), '--if-available'], true);
+    const windows = start([script('test-win32.js'), '--if-available', `--lines=${OLDER_LINES}`, '--keep-wineserver'], true);
     statuses.push(await linux.done);
+    // Only where the first run got as far as preparing: without the tools it has said loudly that nothing ran.
+    const newest = SPLIT && process.platform === 'linux' && missingTools().length === 0 && (await windows.prepared)
+      ? start([script('test-win32.js'), `--lines=${NEWEST_LINE}`, '--prepared', '--keep-wineserver'], true)
+      : undefined;
     console.log('\ntest: the Linux suite has ended; the Windows suite, which ran beside it:');
     windows.release();
-    statuses.push(await windows.done);
+    const older = await windows.done;
+    if (newest) {
+      console.log(`\ntest: node.exe ${NEWEST_LINE}, which ran beside the other lines once the Linux suite had ended:`);
+      newest.release();
+    }
+    const newestStatus = newest ? await newest.done : older;
+    stopWineserver();
+    statuses.push(older === 0 && newestStatus === 0 ? 0 : 1);
   }
   statuses.push(spawnSync(process.execPath, [script('test-package.js'), '--if-available'], { stdio: 'inherit' }).status);
   const failed = ['the Linux suite', 'the Windows suite', 'the package check'].filter((_, i) => statuses[i] !== 0);

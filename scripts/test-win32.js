@@ -8,7 +8,11 @@
 // With --if-available (what `npm test` uses) a machine without the tools gets
 // a loud notice that the Windows suite did NOT run, instead of a failure.
 // With --newest, only the newest line runs (a quicker check while working);
-// with --line=N, only line N (22, 24, 26).
+// with --line=N, only line N (22, 24, 26). `npm test` (scripts/test-all.js)
+// splits the lines over two runs: --lines=22,24 with the renamed host, and,
+// once the Linux suite has ended, --lines=26 --prepared beside it (the first
+// run built the addons and Wine's chroot, and said so over IPC); both with
+// --keep-wineserver, as test-all.js stops Wine's server once both have ended.
 'use strict';
 const { execFileSync, spawn } = require('node:child_process');
 const { join } = require('node:path');
@@ -33,6 +37,57 @@ async function main() {
     process.exit(ifAvailable ? 0 : 1);
   }
 
+  if (!process.argv.includes('--prepared')) await prepare();
+  if (process.send) process.send('prepared');
+  const wine = wineVersion();
+  const passed = [];
+  const failed = [];
+  try {
+    const line = process.argv.find((arg) => arg.startsWith('--line='))?.slice('--line='.length);
+    const lines = process.argv.find((arg) => arg.startsWith('--lines='))?.slice('--lines='.length).split(',');
+    const newest = WIN_VERSIONS[WIN_VERSIONS.length - 1];
+    const chosen = (v) => (line ? v.split('.')[0] === line : lines ? lines.includes(v.split('.')[0]) : true);
+    const versions = process.argv.includes('--newest') ? [newest] : WIN_VERSIONS.filter(chosen);
+    // The renamed host (the newest line's exe): after the lines, in a run of them all, of the newest alone (--newest), or of a list with the oldest.
+    const renamedHere = process.argv.includes('--newest') || (!line && (!lines || lines.includes(WIN_VERSIONS[0].split('.')[0])));
+    for (const version of versions) {
+      const exe = officialNode('win32', version);
+      const runtime = `Windows node.exe ${version} under ${wine}`;
+      const ok = runSuite(runtime, join(cache, `win32-node-${version}.log`), (log) =>
+        spawnWindows(exe, [MOCHA], { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, log),
+      );
+      (ok ? passed : failed).push(version);
+      if (version !== newest && !line) {
+        console.log(`\n=== ${RENAMED_HOST} (node.exe ${version}, renamed): not run in this line; the newest line's renamed copy runs it (the host's name is the addon's concern, not the line's)`);
+      }
+    }
+    // The same binary in a host not named node.exe, as Electron and single-executable apps are:
+    // the newest line only. What the name changes is how the addon finds its host (its
+    // delay-load hook asks for the process's own image, not "node.exe"), the addon's own code,
+    // the same in every line; each line's exports are what the suite above ran against.
+    if (renamedHere) {
+      const renamed = runSuite(`${RENAMED_HOST} (node.exe ${newest}, renamed) under ${wine}`, join(cache, `win32-renamed-${newest}.log`), (log) =>
+        spawnWindows(renamedNode(newest), [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', ...RENAMED_HOST_SPECS], { WFP_REDIRECT_EXPECT_BUILD: 'mingw', WFP_REDIRECT_EXPECT_HOST: RENAMED_HOST }, log),
+      );
+      if (!renamed) failed.push(`${newest} (renamed)`);
+    }
+  } finally {
+    if (!process.argv.includes('--keep-wineserver')) stopWineserver();
+  }
+  console.log(
+    failed.length === 0
+      ? `\ntest:win32: the Windows suite passed in node.exe ${passed.join(', ')}`
+      : `\ntest:win32: the Windows suite FAILED in node.exe ${failed.join(', ')}`,
+  );
+  process.exit(failed.length === 0 ? 0 : 1);
+}
+
+/**
+ * Cross-builds the addons, prepares Wine's chroot, fetches every line's
+ * node.exe (so that a second run, told --prepared, fetches nothing beside
+ * this one) and builds the single-executable proxy. Throws when any fails.
+ */
+async function prepare() {
   // Wine's chroot (a debootstrap on a fresh machine: mostly download and unpacking) is
   // prepared by a child while the cross-compiler builds the addons beside it.
   const preparing = spawn(process.execPath, ['-e', "require('./scripts/wine').ensureWine()"], { cwd: root, stdio: 'inherit' });
@@ -49,43 +104,10 @@ async function main() {
   await prepared;
   // Again in this process: a no-op when the child succeeded, and the child's failure as an exception when not.
   ensureWine();
+  for (const version of WIN_VERSIONS) officialNode('win32', version);
+  renamedNode(WIN_VERSIONS[WIN_VERSIONS.length - 1]);
   // The proxy as one .exe, which test/sea.test.ts runs.
   execFileSync(process.execPath, [join(__dirname, 'build-sea.js')], { cwd: root, stdio: 'inherit' });
-  const wine = wineVersion();
-  const passed = [];
-  const failed = [];
-  try {
-    const line = process.argv.find((arg) => arg.startsWith('--line='))?.slice('--line='.length);
-    const versions = process.argv.includes('--newest') ? WIN_VERSIONS.slice(-1) : line ? WIN_VERSIONS.filter((v) => v.split('.')[0] === line) : WIN_VERSIONS;
-    for (const version of versions) {
-      const exe = officialNode('win32', version);
-      const runtime = `Windows node.exe ${version} under ${wine}`;
-      const ok = runSuite(runtime, join(cache, `win32-node-${version}.log`), (log) =>
-        spawnWindows(exe, [MOCHA], { WFP_REDIRECT_EXPECT_BUILD: 'mingw' }, log),
-      );
-      // The same binary in a host not named node.exe, as Electron and single-executable apps are:
-      // in the newest line only. What the name changes is how the addon finds its host (its
-      // delay-load hook asks for the process's own image, not "node.exe"), the addon's own code,
-      // the same in every line; each line's exports are what the suite above ran against.
-      if (version !== WIN_VERSIONS[WIN_VERSIONS.length - 1] && !line) {
-        console.log(`\n=== ${RENAMED_HOST} (node.exe ${version}, renamed): not run in this line; the newest line's renamed copy runs it (the host's name is the addon's concern, not the line's)`);
-        (ok ? passed : failed).push(version);
-        continue;
-      }
-      const renamed = runSuite(`${RENAMED_HOST} (node.exe ${version}, renamed) under ${wine}`, join(cache, `win32-renamed-${version}.log`), (log) =>
-        spawnWindows(renamedNode(version), [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', ...RENAMED_HOST_SPECS], { WFP_REDIRECT_EXPECT_BUILD: 'mingw', WFP_REDIRECT_EXPECT_HOST: RENAMED_HOST }, log),
-      );
-      (ok && renamed ? passed : failed).push(version);
-    }
-  } finally {
-    stopWineserver();
-  }
-  console.log(
-    failed.length === 0
-      ? `\ntest:win32: the Windows suite passed in node.exe ${passed.join(', ')}`
-      : `\ntest:win32: the Windows suite FAILED in node.exe ${failed.join(', ')}`,
-  );
-  process.exit(failed.length === 0 ? 0 : 1);
 }
 
 void main();
