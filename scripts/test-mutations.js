@@ -27,6 +27,23 @@ const TEST_ADDON_SOURCES = [
   'native/original_destination.h', 'native/linux/original_destination.cc',
 ];
 
+// The test addons (test/native/binding.gyp targets) each spec loads. A native
+// mutant of a file they compile too is built into those of its specs only:
+// the others are not loaded by the run, and building each (two of them with
+// the sanitizers) twice per mutant was most of a native mutant's time. A spec
+// that comes to load a test addon must be named here, or its mutants will not
+// reach that addon (they would SURVIVE, loudly, not pass unseen).
+const WITH_CONFORMANCE = ['wfp_conformance', 'wfp_lookup_fallback'];
+const TEST_ADDONS_BY_SPEC = {
+  'relay-asan.test.js': ['wfp_relay_asan'],
+  'native-relay.test.js': ['wfp_relay_small'],
+  'udp-hostile.test.js': ['wfp_udp_probe'],
+  'loader.test.js': ['wfp_conformance'],
+  ...Object.fromEntries(
+    ['bad-input', 'conformance-fuzz', 'conformance', 'connect', 'reliability', 'socket-handle', 'transparent-proxy', 'wfp-errors'].map((spec) => [`${spec}.test.js`, WITH_CONFORMANCE]),
+  ),
+};
+
 function run(file, args) {
   const result = spawnSync(file, args, { cwd: root, encoding: 'utf8' });
   if (result.status !== 0) {
@@ -61,8 +78,8 @@ function transpileInto(file, text) {
   writeFileSync(output, outputText);
 }
 
-/** Rebuilds what `file` goes into, for `runtime` (TypeScript sources: see transpileInto). */
-function rebuild(file, runtime) {
+/** Rebuilds what `file` goes into, for the mutation's runtime and specs (TypeScript sources: see transpileInto). */
+function rebuild(file, { runtime, specs }) {
   if (file === 'scripts/build-win32.js') return run(process.execPath, [join(__dirname, 'build-win32.js')]);
   // README.md: test/readme-recipe.test.ts reads its commands as they are.
   if (file === 'README.md') return;
@@ -71,7 +88,11 @@ function rebuild(file, runtime) {
   if (file.startsWith('native/')) {
     if (runtime.startsWith('win32')) return run(process.execPath, [join(__dirname, 'build-win32.js')]);
     run(process.execPath, [NODE_GYP, 'build']);
-    if (TEST_ADDON_SOURCES.includes(file)) run(process.execPath, [NODE_GYP, 'build', '--directory', 'test/native']);
+    const targets = [...new Set(specs.flatMap((spec) => TEST_ADDONS_BY_SPEC[spec] ?? []))];
+    // gyp's Makefile names each target; node-gyp would build them all.
+    if (TEST_ADDON_SOURCES.includes(file) && targets.length) {
+      run('make', ['-C', join(root, 'test', 'native', 'build'), 'BUILDTYPE=Release', `-j${require('node:os').availableParallelism()}`, ...targets]);
+    }
     return;
   }
   throw new Error(`test:mutations: no rule to rebuild ${file}`);
@@ -139,7 +160,7 @@ function check(mutation) {
   try {
     try {
       if (emitted) transpileInto(mutation.file, text);
-      else rebuild(mutation.file, mutation.runtime);
+      else rebuild(mutation.file, mutation);
     } catch (error) {
       return { verdict: 'BROKEN', why: `the mutant does not build: ${error.message}` };
     }
@@ -150,7 +171,7 @@ function check(mutation) {
   } finally {
     writeFileSync(path, original);
     if (mutated.output) writeFileSync(mutated.output.path, mutated.output.bytes);
-    else rebuild(mutation.file, mutation.runtime);
+    else rebuild(mutation.file, mutation);
     mutated = undefined;
   }
 }
