@@ -277,3 +277,12 @@ export async function closedPortBelowEphemeral(): Promise<number> {
   }
   throw new Error('no free port from 20000 to 29999');
 }
+
+/** A TCP port free on `host` now (a server listened on port 0 there, then closed). */
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  const server = net.createServer().listen(0, host);
+  await once(server, 'listening');
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}

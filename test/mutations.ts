@@ -1850,6 +1850,17 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'native-listener-closed-late',
+    intent: "the addon's listening socket is closed only once libuv has closed its handles (a loop turn after shutdown()): listening on the same port again right after fails with EADDRINUSE",
+    file: 'native/relay/relay_binding.cc',
+    edits: [
+      { find: '  close(listener->fd);\n  if (listener->reserve >= 0) close(listener->reserve);\n  listener->fd = listener->reserve = -1;\n}', replace: '}' },
+      { find: '  if (--listener->open_handles > 0) return;\n  delete listener;', replace: '  if (--listener->open_handles > 0) return;\n  close(listener->fd);\n  delete listener;' },
+    ],
+    specs: ['native-accept.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'native-listen-node-handle-kept',
     intent: "Node's own handle of the listening socket stays open beside the addon's: Node may accept connections too (a net.Socket each)",
     file: 'lib/proxy/native-accept.ts',

@@ -16,7 +16,7 @@ import { TransparentProxy, type ConnectionLog, type ProxyOptions } from '..';
 import { binding } from '../dist/native';
 import { acceptTakeOverMissing, listeningDescriptor } from '../dist/node-internals';
 import { nativeRelayUnavailable } from '../dist/proxy/native-relay';
-import { closedPortBelowEphemeral, received, spy, thrown, until, type Spied } from './helpers';
+import { closedPortBelowEphemeral, freePort, received, spy, thrown, until, type Spied } from './helpers';
 import { CLI, echoServer, start, stop } from './proxy-process';
 
 const HOST = '127.0.0.1';
@@ -320,9 +320,13 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     }
   });
 
-  for (const relay of ['native', 'streams'] as const) {
-    it(`relay: '${relay}': connections closed past maxConnections are said in a warning, the first at once, the rest counted`, async function () {
-      const { proxy, port, warnings } = await proxyWith({ relay, maxConnections: 1 });
+  for (const [relay, nodeAccepts] of [['native', false], ['native', true], ['streams', false]] as const) {
+    it(`relay: '${relay}'${nodeAccepts ? ', Node accepting (relayConnect)' : ''}: connections closed past maxConnections are said in a warning, the first at once, the rest counted`, async function () {
+      const relayGroupListen = binding.relayGroupListen;
+      if (nodeAccepts) (binding as { relayGroupListen?: unknown }).relayGroupListen = undefined;
+      const { proxy, port, warnings } = await proxyWith({ relay, maxConnections: 1 }).finally(() => {
+        (binding as { relayGroupListen?: unknown }).relayGroupListen = relayGroupListen;
+      });
       const held = net.connect({ port, host: HOST, allowHalfOpen: true }).on('error', () => {});
       try {
         const echo = once(held, 'data');
@@ -495,6 +499,21 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
       assert.equal((await exchange(newPort, 10)).answer.length, 10);
     } finally {
       client.destroy();
+      await proxy.shutdown(0);
+    }
+  });
+
+  it('the same port again right after shutdown() (the listening socket closed at once, as Node closes its own), and listen() twice refused with ERR_SERVER_ALREADY_LISTEN', async function () {
+    const port = await freePort();
+    const { proxy } = await proxyWith({ listen: { host: HOST, port } });
+    try {
+      assert.equal(proxy.server.listening, false, 'the addon accepts');
+      await assert.rejects(proxy.listen(), { code: 'ERR_SERVER_ALREADY_LISTEN' });
+      await proxy.shutdown(0);
+      // In the same tick as the shutdown's end: the addon's duplicate must be closed by now.
+      assert.equal((await proxy.listen()).port, port);
+      assert.equal((await exchange(port, 10)).answer.length, 10);
+    } finally {
       await proxy.shutdown(0);
     }
   });

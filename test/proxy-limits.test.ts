@@ -9,16 +9,8 @@ import net from 'node:net';
 import { PassThrough } from 'node:stream';
 import { TransparentProxy, UdpRelay, type ConnectionLog, type FlowLog } from '..';
 import { LineWriter, MAX_UNWRITTEN_BYTES } from '../dist/proxy/line-writer';
-import { isWindows, until } from './helpers';
+import { freePort, isWindows, until } from './helpers';
 import { CLI, echoServer, root, start, stop } from './proxy-process';
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 describe('the proxy refuses an upstream that is itself, at start-up', function () {
   this.timeout(60_000);

@@ -66,6 +66,7 @@ export function nativeAcceptUnavailable(server: Server): string | undefined {
 /** The native connections of one listening server. Check nativeAcceptUnavailable first. */
 export class NativeAccepts {
   private readonly group: number;
+  private accepting = true;
   private readonly drainWaiters: (() => void)[] = [];
 
   constructor(
@@ -97,7 +98,13 @@ export class NativeAccepts {
 
   /** Accepts no more (the addon's listener closes); open connections go on. */
   close(): void {
+    this.accepting = false;
     binding.relayGroupClose!(this.group);
+  }
+
+  /** Whether it still accepts (until close()). */
+  get listening(): boolean {
+    return this.accepting;
   }
 
   /** Connections relayed now (the addon counts them: it accepts some itself). */

@@ -255,7 +255,8 @@ export class TransparentProxy {
   /**
    * Node's server. Where the addon accepts (relay 'native' with nothing
    * decided per connection, Linux) its handle is closed once it listens: the
-   * listening socket is the addon's then, and the server emits no 'connection'.
+   * listening socket is the addon's then, the server emits no 'connection',
+   * and `shutdown()` (not `server.close()`) stops accepting.
    */
   readonly server: net.Server;
   /** The accepted sockets of the connections being relayed. */
@@ -279,6 +280,8 @@ export class TransparentProxy {
   private readonly loops: RateLimitedReport;
   private readonly descriptors: RateLimitedReport;
   private readonly full: RateLimitedReport;
+  private readonly acceptFailures: RateLimitedReport;
+  private lastAcceptFailure = '';
   /** The upstream proxy every connection goes through, unless the route hook says otherwise. */
   private readonly via: Upstream | undefined;
   /** Where the server listens, once it does (asked once: server.address() is a system call). */
@@ -342,6 +345,13 @@ export class TransparentProxy {
           : `still at maxConnections: ${count} more connection(s) refused in the last ${REPORT_INTERVAL_MS / 1000} s`,
       ),
     );
+    this.acceptFailures = new RateLimitedReport((count, first) =>
+      this.options.warn(
+        first
+          ? `accepting a connection failed: ${this.lastAcceptFailure}; accepting again in 100 ms`
+          : `accepting failed ${count} more time(s) in the last ${REPORT_INTERVAL_MS / 1000} s (last: ${this.lastAcceptFailure})`,
+      ),
+    );
     for (const [name, least] of [['idleTimeout', 0], ['connectTimeout', 0], ['routeTimeout', 1], ['halfCloseTimeout', 0], ['maxConnections', 1], ['nativeAfter', 0]] as const) {
       const value = this.options[name];
       if (!Number.isSafeInteger(value) || value < least) {
@@ -381,6 +391,8 @@ export class TransparentProxy {
     // Listening again while a shutdown still runs would mix the old connections' bookkeeping with the new ones'.
     // (Only then awaited: an await of nothing would still yield, and a shutdown() right after listen() would come first.)
     if (this.stopping) await this.stopping;
+    // Node's server says so itself, but where the addon accepts its handle is closed: the listener would be lost.
+    if (this.nativeAccepts?.listening) throw coded('listen() was called again while the proxy listens; shutdown() first', 'ERR_SERVER_ALREADY_LISTEN');
     await new Promise<void>((resolve, reject) => {
       const settled = () => {
         this.server.off('error', failed);
@@ -448,6 +460,7 @@ export class TransparentProxy {
     this.loops.stop();
     this.descriptors.stop();
     this.full.stop();
+    this.acceptFailures.stop();
     const accepts = this.nativeAccepts;
     // Node's server counts only the connections it made sockets of: the native ones are waited for too.
     // (Where the addon accepts, Node's handle is closed already: close() then just says so, and the addon's listener closes.)
@@ -503,12 +516,21 @@ export class TransparentProxy {
       idleTimeout,
       halfCloseTimeout,
       maxConnections,
-      admit: () => (this.connections < maxConnections ? ++this.nextId : undefined),
+      admit: () => {
+        if (this.connections < maxConnections) return ++this.nextId;
+        // Closed as Node closes one past maxConnections, and said as that is.
+        this.full.note();
+        return undefined;
+      },
       newId: () => ++this.nextId,
       refused: (code, count) => {
         if (code === 'ERR_MAX_CONNECTIONS') this.full.note(count);
         else if (OUT_OF_DESCRIPTORS.has(code)) this.descriptors.note(count);
-        else this.options.warn(`accepting a connection failed: ${code}`);
+        else {
+          // The addon's listener rests 100 ms and tries again: a lasting condition would say so ten times a second.
+          this.lastAcceptFailure = code;
+          this.acceptFailures.note(count);
+        }
       },
       ended: (end) => this.nativeEnded(end, target),
       missing: (what) => {

@@ -64,7 +64,6 @@
 #endif
 #include <uv.h>
 
-#include <algorithm>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -616,13 +615,14 @@ constexpr uint64_t kAcceptPauseMs = 100;
 void OnListenerClosed(uv_handle_t* handle) {
   Listener* listener = static_cast<Listener*>(handle->data);
   if (--listener->open_handles > 0) return;
-  close(listener->fd);
-  if (listener->reserve >= 0) close(listener->reserve);
   delete listener;
 }
 
-// Stops accepting for good: the group lets go of its listener, whose socket
-// closes once libuv has let go of its handles.
+// Stops accepting for good: the group lets go of its listener. Its socket
+// closes now, not once libuv has let go of the handles (a loop turn later):
+// a shutdown() then listen() on the same port must find the port free, as
+// it does after Node's own server.close(). uv_close has taken the descriptor
+// out of the loop's epoll set already.
 void CloseListener(Group* group) {
   Listener* listener = group->accepting;
   if (listener == nullptr) return;
@@ -631,6 +631,9 @@ void CloseListener(Group* group) {
   listener->open_handles = 2;
   uv_close(reinterpret_cast<uv_handle_t*>(&listener->poll), OnListenerClosed);
   uv_close(reinterpret_cast<uv_handle_t*>(&listener->pause), OnListenerClosed);
+  close(listener->fd);
+  if (listener->reserve >= 0) close(listener->reserve);
+  listener->fd = listener->reserve = -1;
 }
 
 // Tells JavaScript that `count` connections were refused with `code` (the
@@ -675,10 +678,10 @@ double RefuseWaiting(Listener* listener) {
   if (listener->reserve < 0) return 0;
   close(listener->reserve);
   double refused = 0;
-  while (refused < 1000) {
+  for (int round = 0; round < 1000; ++round) {
     const int fd = accept4(listener->fd, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) {
-      if (errno == EINTR || ConnectionsOwnError(errno)) continue;
+      if (ConnectionsOwnError(errno)) continue;
       break;
     }
     close(fd);
@@ -697,6 +700,7 @@ void OnListenerPoll(uv_poll_t* handle, int status, int) {
   Group* group = listener->group;
   if (group == nullptr || registry == nullptr || registry->env_gone) return;
   double full = 0, out_of_descriptors = 0;
+  const char* descriptors_code = nullptr;  // EMFILE or ENFILE
   const char* failed = status < 0 ? uv_err_name(status) : nullptr;
   for (int round = 0; round < kAcceptsPerWakeUp && failed == nullptr; ++round) {
     sockaddr_storage peer;
@@ -705,7 +709,8 @@ void OnListenerPoll(uv_poll_t* handle, int status, int) {
     if (fd < 0) {
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       if ((errno == EMFILE || errno == ENFILE) && listener->reserve >= 0) {
-        out_of_descriptors = std::max(1.0, RefuseWaiting(listener));
+        descriptors_code = uv_err_name(-errno);
+        out_of_descriptors = RefuseWaiting(listener);
         break;
       }
       if (!ConnectionsOwnError(errno)) failed = uv_err_name(-errno);
@@ -724,9 +729,12 @@ void OnListenerPoll(uv_poll_t* handle, int status, int) {
     uv_poll_stop(&listener->poll);
     uv_timer_start(&listener->pause, OnPauseOver, kAcceptPauseMs, 0);
   }
+  // A reserve that could not be taken again (another thread had the
+  // descriptor freed for it) is asked for again, as libuv's own accept does.
+  if (listener->reserve < 0) listener->reserve = open("/dev/null", O_RDONLY | O_CLOEXEC);
   // Each call may close the group (and free it): the listener, which outlives it, says whether it still is.
   if (full > 0) Refused(listener, "ERR_MAX_CONNECTIONS", full);
-  if (out_of_descriptors > 0) Refused(listener, "EMFILE", out_of_descriptors);
+  if (out_of_descriptors > 0) Refused(listener, descriptors_code, out_of_descriptors);
   if (failed != nullptr) Refused(listener, failed, 1);
 }
 
