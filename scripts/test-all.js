@@ -33,13 +33,22 @@ const SPLIT = WIN_VERSIONS.length > 1;
 const OLDER_LINES = WIN_VERSIONS.slice(0, SPLIT ? -1 : undefined).map(lineOf).join(',');
 const NEWEST_LINE = lineOf(WIN_VERSIONS[WIN_VERSIONS.length - 1]);
 
-/** Runs `file args` with its output held (or passed through); resolves with its exit code and what it held. */
-function start(args, hold) {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit', 'ipc'] });
+// A run that has exited is waited for this long more for the rest of its
+// output: its pipes (and an IPC channel) are inherited by what it started, and
+// one of those left running (Wine's server, kept for the other Windows run)
+// must not hold npm test open.
+const FLUSH_AFTER_EXIT_MS = 5_000;
+
+/**
+ * Runs `file args` with its output held (or passed through), and an IPC
+ * channel when `ipc`; resolves with its exit code and what it held.
+ */
+function start(args, hold, ipc = false) {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', hold ? 'pipe' : 'inherit', hold ? 'pipe' : 'inherit', ...(ipc ? ['ipc'] : [])] });
   // Resolves once the child says it is prepared (test-win32.js), or false if it ends first.
   const prepared = new Promise((resolve) => {
     child.on('message', (message) => message === 'prepared' && resolve(true));
-    child.on('close', () => resolve(false));
+    child.on('exit', () => resolve(false));
   });
   const held = [];
   let release;
@@ -51,6 +60,7 @@ function start(args, hold) {
   const done = new Promise((resolve) => {
     child.on('error', (error) => resolve(`could not start: ${error.message}`));
     child.on('close', (code, signal) => resolve(code ?? signal));
+    child.on('exit', (code, signal) => setTimeout(() => resolve(code ?? signal), FLUSH_AFTER_EXIT_MS).unref());
   });
   return {
     done,
@@ -72,7 +82,7 @@ async function main() {
     }
   } else {
     const linux = start([script('test-linux.js')], false);
-    const windows = start([script('test-win32.js'), '--if-available', `--lines=${OLDER_LINES}`, '--keep-wineserver'], true);
+    const windows = start([script('test-win32.js'), '--if-available', `--lines=${OLDER_LINES}`, '--keep-wineserver'], true, true);
     statuses.push(await linux.done);
     // Only where the first run got as far as preparing: without the tools it has said loudly that nothing ran.
     const newest = SPLIT && process.platform === 'linux' && missingTools().length === 0 && (await windows.prepared)

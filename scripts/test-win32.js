@@ -37,19 +37,22 @@ async function main() {
     process.exit(ifAvailable ? 0 : 1);
   }
 
-  if (!process.argv.includes('--prepared')) await prepare();
+  const line = process.argv.find((arg) => arg.startsWith('--line='))?.slice('--line='.length);
+  const lines = process.argv.find((arg) => arg.startsWith('--lines='))?.slice('--lines='.length).split(',');
+  const newest = WIN_VERSIONS[WIN_VERSIONS.length - 1];
+  const chosen = (v) => (line ? v.split('.')[0] === line : lines ? lines.includes(v.split('.')[0]) : true);
+  const versions = process.argv.includes('--newest') ? [newest] : WIN_VERSIONS.filter(chosen);
+  // The renamed host: a copy of the newest line's exe (of line N's with --line=N), after the lines, in a run of
+  // them all, of one line, or of a list with the oldest (test-all.js's first run).
+  const renamedHere = process.argv.includes('--newest') || line !== undefined || !lines || lines.includes(WIN_VERSIONS[0].split('.')[0]);
+  const renamedVersion = line ? versions[0] : newest;
+  // A list is test-all.js's split: the run that prepares fetches every line's node.exe for the other.
+  if (!process.argv.includes('--prepared')) await prepare(lines ? WIN_VERSIONS : versions);
   if (process.send) process.send('prepared');
   const wine = wineVersion();
   const passed = [];
   const failed = [];
   try {
-    const line = process.argv.find((arg) => arg.startsWith('--line='))?.slice('--line='.length);
-    const lines = process.argv.find((arg) => arg.startsWith('--lines='))?.slice('--lines='.length).split(',');
-    const newest = WIN_VERSIONS[WIN_VERSIONS.length - 1];
-    const chosen = (v) => (line ? v.split('.')[0] === line : lines ? lines.includes(v.split('.')[0]) : true);
-    const versions = process.argv.includes('--newest') ? [newest] : WIN_VERSIONS.filter(chosen);
-    // The renamed host (the newest line's exe): after the lines, in a run of them all, of the newest alone (--newest), or of a list with the oldest.
-    const renamedHere = process.argv.includes('--newest') || (!line && (!lines || lines.includes(WIN_VERSIONS[0].split('.')[0])));
     for (const version of versions) {
       const exe = officialNode('win32', version);
       const runtime = `Windows node.exe ${version} under ${wine}`;
@@ -65,11 +68,11 @@ async function main() {
     // the newest line only. What the name changes is how the addon finds its host (its
     // delay-load hook asks for the process's own image, not "node.exe"), the addon's own code,
     // the same in every line; each line's exports are what the suite above ran against.
-    if (renamedHere) {
-      const renamed = runSuite(`${RENAMED_HOST} (node.exe ${newest}, renamed) under ${wine}`, join(cache, `win32-renamed-${newest}.log`), (log) =>
-        spawnWindows(renamedNode(newest), [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', ...RENAMED_HOST_SPECS], { WFP_REDIRECT_EXPECT_BUILD: 'mingw', WFP_REDIRECT_EXPECT_HOST: RENAMED_HOST }, log),
+    if (renamedHere && renamedVersion) {
+      const renamed = runSuite(`${RENAMED_HOST} (node.exe ${renamedVersion}, renamed) under ${wine}`, join(cache, `win32-renamed-${renamedVersion}.log`), (log) =>
+        spawnWindows(renamedNode(renamedVersion), [MOCHA, '--no-config', '--reporter', 'spec', '--timeout', '20000', ...RENAMED_HOST_SPECS], { WFP_REDIRECT_EXPECT_BUILD: 'mingw', WFP_REDIRECT_EXPECT_HOST: RENAMED_HOST }, log),
       );
-      if (!renamed) failed.push(`${newest} (renamed)`);
+      if (!renamed) failed.push(`${renamedVersion} (renamed)`);
     }
   } finally {
     if (!process.argv.includes('--keep-wineserver')) stopWineserver();
@@ -83,11 +86,12 @@ async function main() {
 }
 
 /**
- * Cross-builds the addons, prepares Wine's chroot, fetches every line's
- * node.exe (so that a second run, told --prepared, fetches nothing beside
- * this one) and builds the single-executable proxy. Throws when any fails.
+ * Cross-builds the addons, prepares Wine's chroot, fetches the node.exe of
+ * `versions` (all of them for test-all.js's split, so that its second run,
+ * told --prepared, fetches nothing beside this one) and builds the
+ * single-executable proxy. Throws when any fails.
  */
-async function prepare() {
+async function prepare(versions) {
   // Wine's chroot (a debootstrap on a fresh machine: mostly download and unpacking) is
   // prepared by a child while the cross-compiler builds the addons beside it.
   const preparing = spawn(process.execPath, ['-e', "require('./scripts/wine').ensureWine()"], { cwd: root, stdio: 'inherit' });
@@ -104,8 +108,7 @@ async function prepare() {
   await prepared;
   // Again in this process: a no-op when the child succeeded, and the child's failure as an exception when not.
   ensureWine();
-  for (const version of WIN_VERSIONS) officialNode('win32', version);
-  renamedNode(WIN_VERSIONS[WIN_VERSIONS.length - 1]);
+  for (const version of versions) officialNode('win32', version);
   // The proxy as one .exe, which test/sea.test.ts runs.
   execFileSync(process.execPath, [join(__dirname, 'build-sea.js')], { cwd: root, stdio: 'inherit' });
 }
