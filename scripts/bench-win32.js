@@ -12,6 +12,7 @@ const { execFileSync, spawnSync } = require('node:child_process');
 const { join } = require('node:path');
 const { root, cache, WIN_VERSIONS, officialNode } = require('./node-builds');
 const { INSTALL_HINT, missingTools, ensureWine, runWindows, stopWineserver } = require('./wine');
+const { exitWhenWritten } = require('./exit');
 
 const missing = missingTools();
 if (missing.length) {
@@ -33,4 +34,4 @@ try {
 } finally {
   stopWineserver();
 }
-process.exit(status);
+exitWhenWritten(status);

@@ -9,6 +9,7 @@
 const { spawnSync } = require('node:child_process');
 const { join } = require('node:path');
 const { root, LINUX_VERSIONS, officialNode } = require('./node-builds');
+const { exitWhenWritten } = require('./exit');
 
 const node = process.platform === 'linux' && process.arch === 'x64' ? officialNode('linux', LINUX_VERSIONS[LINUX_VERSIONS.length - 1]) : process.execPath;
 const args = process.argv.slice(2);
@@ -18,4 +19,4 @@ for (const script of [['--expose-gc', join(root, 'dist-bench', 'run.js')], [join
   if (result.error) throw result.error;
   if (result.status !== 0) status = result.status ?? 1;
 }
-process.exit(status);
+exitWhenWritten(status);

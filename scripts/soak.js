@@ -7,6 +7,7 @@
 const { spawnSync } = require('node:child_process');
 const { join } = require('node:path');
 const { MOCHA } = require('./suite');
+const { exitWhenWritten } = require('./exit');
 
 const root = join(__dirname, '..');
 const specs = ['soak.test.js', 'soak-udp.test.js'].map((spec) => join(root, 'dist-test', spec));
@@ -15,4 +16,4 @@ const result = spawnSync(process.execPath, [MOCHA, '--no-config', '--reporter', 
   stdio: 'inherit',
   env: { ...process.env, SOAK_CONNECTIONS: process.env.SOAK_CONNECTIONS ?? '20000', SOAK_UDP_FLOWS: process.env.SOAK_UDP_FLOWS ?? '10000' },
 });
-process.exit(result.status ?? 1);
+exitWhenWritten(result.status ?? 1);

@@ -24,6 +24,7 @@ const { spawn, spawnSync } = require('node:child_process');
 const { join } = require('node:path');
 const { WIN_VERSIONS } = require('./node-builds');
 const { missingTools, stopWineserver } = require('./wine');
+const { exitWhenWritten } = require('./exit');
 
 const script = (name) => join(__dirname, name);
 // The Windows lines of the first run, and the newest's, which runs beside it once the Linux suite has ended
@@ -102,7 +103,7 @@ async function main() {
   statuses.push(spawnSync(process.execPath, [script('test-package.js'), '--if-available'], { stdio: 'inherit' }).status);
   const failed = ['the Linux suite', 'the Windows suite', 'the package check'].filter((_, i) => statuses[i] !== 0);
   console.log(failed.length ? `\ntest: FAILED: ${failed.join(', ')}` : '\ntest: the Linux suite, the Windows suite and the package check passed (or said loudly what they could not run)');
-  process.exit(failed.length ? 1 : 0);
+  exitWhenWritten(failed.length ? 1 : 0);
 }
 
 void main();

@@ -18,6 +18,7 @@ const { join } = require('node:path');
 const { root, cache, LINUX_VERSIONS, officialNode } = require('./node-builds');
 const { MOCHA, runSuite } = require('./suite');
 const { buildLinuxAddon, linuxSources, LIBSTDCXX_FLOOR } = require('./build-prebuilds');
+const { exitWhenWritten } = require('./exit');
 
 const stage = join(root, 'build-arm64');
 
@@ -217,7 +218,7 @@ function main() {
   );
   notVerified(excluded, readFileSync(logFile, 'utf8'), specs.length === 0);
   console.log(`test:arm64: the suite ${ok ? 'passed' : 'FAILED'} under qemu-user in ${Math.round((Date.now() - started) / 1000)} s`);
-  process.exit(ok ? 0 : 1);
+  exitWhenWritten(ok ? 0 : 1);
 }
 
 main();

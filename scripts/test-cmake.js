@@ -9,6 +9,7 @@
 'use strict';
 const { spawnSync } = require('node:child_process');
 const { join } = require('node:path');
+const { exitWhenWritten } = require('./exit');
 
 const root = join(__dirname, '..');
 const env = {
@@ -26,4 +27,4 @@ const ADDON_SPECS = [
 const args = [join(__dirname, 'test-linux.js'), '--newest', `--specs=${ADDON_SPECS.join(',')}`];
 const result = spawnSync(process.execPath, args, { cwd: root, env, stdio: 'inherit' });
 if (result.error) throw result.error;
-process.exit(result.status ?? 1);
+exitWhenWritten(result.status ?? 1);

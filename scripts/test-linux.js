@@ -12,12 +12,13 @@
 const { join } = require('node:path');
 const { cache, LINUX_VERSIONS, officialNode } = require('./node-builds');
 const { runLinuxSuite } = require('./suite');
+const { exitWhenWritten } = require('./exit');
 
 function main() {
   if (process.platform !== 'linux' || process.arch !== 'x64') {
     // The official builds fetched here are linux-x64; elsewhere, the machine's own Node runs the suite.
     const ok = runLinuxSuite(`${process.platform}-${process.arch} Node ${process.versions.node} (this machine's)`, process.execPath, {}, join(cache, 'suite-local.log'));
-    process.exit(ok ? 0 : 1);
+    return exitWhenWritten(ok ? 0 : 1);
   }
   const versions = process.argv.includes('--newest') ? LINUX_VERSIONS.slice(-1) : LINUX_VERSIONS;
   const specs = process.argv.find((arg) => arg.startsWith('--specs='))?.slice('--specs='.length).split(',') ?? [];
@@ -36,7 +37,7 @@ function main() {
       ? `\ntest:linux: the suite passed in Linux Node ${versions.join(', ')}`
       : `\ntest:linux: the suite FAILED in Linux Node ${failed.join(', ')}`,
   );
-  process.exit(failed.length === 0 ? 0 : 1);
+  exitWhenWritten(failed.length === 0 ? 0 : 1);
 }
 
 main();

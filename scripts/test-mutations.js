@@ -16,6 +16,7 @@ const { readFileSync, writeFileSync } = require('node:fs');
 const { dirname, join } = require('node:path');
 const { root, cache, LINUX_VERSIONS, RENAMED_HOST, WIN_VERSIONS, officialNode, renamedNode } = require('./node-builds');
 const { MOCHA, RUN_TIMEOUT_MS, runLogged, verdictOf } = require('./suite');
+const { exitWhenWritten } = require('./exit');
 
 // npm names its own node-gyp to scripts; run directly, this script looks beside npm.
 const NODE_GYP = process.env.npm_config_node_gyp ?? join(dirname(process.execPath), '..', 'lib', 'node_modules', 'npm', 'node_modules', 'node-gyp', 'bin', 'node-gyp.js');
@@ -214,7 +215,7 @@ function main() {
     wine?.stopWineserver();
   }
   console.log(`test:mutations: ${counts.killed} killed, ${counts.SURVIVED} survived, ${counts.STALE + counts.BROKEN} stale or broken`);
-  process.exit(counts.killed === chosen.length ? 0 : 1);
+  exitWhenWritten(counts.killed === chosen.length ? 0 : 1);
 }
 
 main();

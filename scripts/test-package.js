@@ -12,6 +12,7 @@ const { spawnSync } = require('node:child_process');
 const { join } = require('node:path');
 const { root, cache, LINUX_VERSIONS, officialNode } = require('./node-builds');
 const { MOCHA, banner, runSuite } = require('./suite');
+const { exitWhenWritten } = require('./exit');
 
 const TOOLS = ['g++', 'aarch64-linux-gnu-g++', 'x86_64-w64-mingw32-g++-posix', 'x86_64-w64-mingw32-dlltool'];
 const APT = 'apt-get install g++ g++-aarch64-linux-gnu g++-mingw-w64-x86-64-posix binutils-mingw-w64-x86-64 qemu-user libc6-arm64-cross';
@@ -32,7 +33,7 @@ function main() {
       timeout: 15 * 60 * 1000,
     }),
   );
-  process.exit(ok ? 0 : 1);
+  exitWhenWritten(ok ? 0 : 1);
 }
 
 main();

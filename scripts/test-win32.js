@@ -19,6 +19,7 @@ const { join } = require('node:path');
 const { root, cache, RENAMED_HOST, WIN_VERSIONS, officialNode, renamedNode } = require('./node-builds');
 const { MOCHA, banner, runSuite } = require('./suite');
 const { INSTALL_HINT, missingTools, ensureWine, spawnWindows, stopWineserver, wineVersion } = require('./wine');
+const { exitWhenWritten } = require('./exit');
 
 // What the renamed host runs: the lookup, the IOCTLs, the simulated WFP service and the loader.
 const RENAMED_HOST_SPECS = ['windows.test.js', 'socket-handle.test.js', 'wfp-sim.test.js', 'loader.test.js'].map((spec) => `dist-test/${spec}`);
@@ -82,7 +83,7 @@ async function main() {
       ? `\ntest:win32: the Windows suite passed in node.exe ${passed.join(', ')}`
       : `\ntest:win32: the Windows suite FAILED in node.exe ${failed.join(', ')}`,
   );
-  process.exit(failed.length === 0 ? 0 : 1);
+  exitWhenWritten(failed.length === 0 ? 0 : 1);
 }
 
 /**
