@@ -12,6 +12,7 @@ import { once } from 'node:events';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
+import { freePort } from './ports';
 
 const root = join(__dirname, '..');
 const HOST = '127.0.0.1';
@@ -51,14 +52,6 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, HOST);
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 async function accepting(port: number, child: ChildProcess): Promise<void> {
   for (let tries = 0; tries < 100; tries++) {
     if (child.exitCode !== null) throw new Error(`the proxy exited (${child.exitCode}) before it accepted`);
@@ -81,7 +74,7 @@ const WORK: Work[] = [
 
 /** One run of `work` through `proxy`: the proxy's CPU seconds and what the load measured. */
 async function run(proxy: Proxy, work: Work, serverPort: number): Promise<{ cpu: number; figure: number }> {
-  const port = await freePort();
+  const port = await freePort(HOST);
   const [file, args] = proxy.command(port, serverPort);
   // Its stderr (start and stop lines) is kept, and said only when the run fails.
   const child = spawn(file, args, { stdio: ['ignore', 'ignore', 'pipe'] });

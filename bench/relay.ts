@@ -38,6 +38,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { join } from 'node:path';
 import { configDir, killAllGroups, launchGroup, ownerRedirect, redsocksConfig, removeConfigDir, startUpstream, stopGroup, type UpstreamKind } from './relay-upstreams';
+import { freePort } from './ports';
 
 const root = join(__dirname, '..');
 const logs = join(root, 'dist-bench', 'relay-logs');
@@ -101,15 +102,6 @@ async function stopChild(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-/** A port nothing listens on now (the OS's pick for port 0). */
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, HOST);
-  await once(server, 'listening');
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /** Resolves once `port` accepts a connection (which it closes at once); throws after `ms` or once `child` has exited. */
 async function accepting(port: number, ms: number, child: ChildProcess): Promise<void> {
   const deadline = Date.now() + ms;
@@ -141,7 +133,7 @@ function processContender(
   return {
     name,
     async start(serverPort, upstreamPort = 0) {
-      const port = await freePort();
+      const port = await freePort(HOST);
       const { file, args, env } = command(port, serverPort, upstreamPort);
       const child = launch(file, args, join(logs, `${name.replace(/[^\w]+/g, '-')}.log`), env);
       await accepting(port, readyMs, child);
@@ -262,7 +254,7 @@ function redsocks(name: string, type: 'socks5' | 'http-connect'): Contender {
   return {
     name,
     async start(_serverPort, upstreamPort = 0) {
-      const port = await freePort();
+      const port = await freePort(HOST);
       const dir = configDir('redsocks');
       const config = join(dir, 'redsocks.conf');
       writeFileSync(config, redsocksConfig(HOST, port, upstreamPort, type));
@@ -407,12 +399,12 @@ async function main(): Promise<void> {
     }
   }
   mkdirSync(logs, { recursive: true });
-  const serverPort = await freePort();
+  const serverPort = await freePort(HOST);
   const server = launch(process.execPath, [join(__dirname, 'relay-server.js'), HOST, String(serverPort)], join(logs, 'server.log'));
   await accepting(serverPort, 10_000, server);
   const upstreams = new Map<UpstreamKind, { port: number; stop(): Promise<void> }>();
   for (const kind of new Set(contenders.flatMap((c) => (c.needs ? [c.needs] : [])))) {
-    upstreams.set(kind, await startUpstream(kind, HOST, await freePort(), serverPort, logs, (port, child) => accepting(port, 10_000, child)));
+    upstreams.set(kind, await startUpstream(kind, HOST, await freePort(HOST), serverPort, logs, (port, child) => accepting(port, 10_000, child)));
   }
 
   const figures = new Map<string, Figures[]>(contenders.map((c) => [c.name, []]));
