@@ -237,6 +237,19 @@ describe('TransparentProxy timeouts a peer cannot hold open', function () {
     }
   });
 
+  it("accept failures other than descriptors, as Node's server reports them: one warning naming the code, the rest counted, the proxy listening on", async function () {
+    const warnings: string[] = [];
+    const { proxy } = await proxyWith({ warn: (message) => warnings.push(message) });
+    try {
+      // libuv's accept failing for a reason of the connection's or the system's (not EMFILE): Node emits it as 'error'.
+      for (let i = 0; i < 5; i++) proxy.server.emit('error', Object.assign(new Error('accept EPROTO'), { code: 'EPROTO' }));
+      assert.deepEqual(warnings, ['accepting a connection failed: EPROTO; the proxy goes on accepting']);
+      assert.equal(proxy.server.listening, true);
+    } finally {
+      await proxy.shutdown(0);
+    }
+  });
+
   it('refuses timeouts and nativeAfter out of range, naming the option', function () {
     const base = { listen: { host: '127.0.0.1', port: 0 }, destination: { kind: 'upstream' as const, upstream: { host: '127.0.0.1', port: 1 } } };
     assert.throws(() => new TransparentProxy({ ...base, routeTimeout: 0 }), { code: 'ERR_OUT_OF_RANGE', message: /options\.routeTimeout must be a whole number of at least 1/ });

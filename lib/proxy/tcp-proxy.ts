@@ -348,7 +348,7 @@ export class TransparentProxy {
     this.acceptFailures = new RateLimitedReport((count, first) =>
       this.options.warn(
         first
-          ? `accepting a connection failed: ${this.lastAcceptFailure}; accepting again in 100 ms`
+          ? `accepting a connection failed: ${this.lastAcceptFailure}; the proxy goes on accepting`
           : `accepting failed ${count} more time(s) in the last ${REPORT_INTERVAL_MS / 1000} s (last: ${this.lastAcceptFailure})`,
       ),
     );
@@ -382,8 +382,14 @@ export class TransparentProxy {
       // Before it listens, an error is listen()'s own (EADDRINUSE ...), which listen() rejects with.
       if (!this.server.listening) return;
       if (OUT_OF_DESCRIPTORS.has(error.code ?? '')) this.descriptors.note();
-      else this.options.warn(`accepting a connection failed: ${error.code ?? error.message}`);
+      else this.noteAcceptFailure(error.code ?? error.message);
     });
+  }
+
+  /** An accept that failed for a reason other than descriptors: said at once, then counted (rate-limited). */
+  private noteAcceptFailure(code: string, count = 1): void {
+    this.lastAcceptFailure = code;
+    this.acceptFailures.note(count);
   }
 
   async listen(): Promise<net.AddressInfo> {
@@ -526,11 +532,8 @@ export class TransparentProxy {
       refused: (code, count) => {
         if (code === 'ERR_MAX_CONNECTIONS') this.full.note(count);
         else if (OUT_OF_DESCRIPTORS.has(code)) this.descriptors.note(count);
-        else {
-          // The addon's listener rests 100 ms and tries again: a lasting condition would say so ten times a second.
-          this.lastAcceptFailure = code;
-          this.acceptFailures.note(count);
-        }
+        // The addon's listener rests 100 ms and tries again: a lasting condition would say so ten times a second.
+        else this.noteAcceptFailure(code, count);
       },
       ended: (end) => this.nativeEnded(end, target),
       missing: (what) => {
