@@ -5,9 +5,11 @@
 // bulk rows as much as the proxy does. This measures the proxy process alone:
 // the CPU time (user + system, from /proc/PID/stat) it spent on G GiB over 8
 // streams, over 1 stream, and on N echo connections (32 in flight), through
-// the same load and server as bench/relay.ts, runs interleaved. Not part of
+// the same load and server as bench/relay.ts, runs interleaved. The CLI runs
+// as bench/relay.ts runs it, writing its default log line per connection (to
+// /dev/null here); HAProxy's configuration logs nothing. Not part of
 // `npm run bench`; its figures are in docs/benchmarks.md.
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import net from 'node:net';
@@ -20,8 +22,10 @@ const argument = (name: string, fallback: number) => Number(process.argv.find((a
 const RUNS = argument('runs', 2);
 const BYTES = argument('gib', 2) * 2 ** 30;
 const CONNECTIONS = argument('connections', 4000);
-// The clock ticks /proc/PID/stat counts in (USER_HZ): 100 on every Linux this runs on.
-const TICKS_PER_SECOND = 100;
+// The clock ticks /proc/PID/stat counts in (USER_HZ).
+const TICKS_PER_SECOND = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
+// After the load has ended, the proxy still closes its last connections: counted too.
+const SETTLE_MS = 300;
 
 interface Proxy {
   name: string;
@@ -47,8 +51,9 @@ function haproxy(port: number, serverPort: number): [string, string[]] {
 
 /** CPU seconds (user + system) process `pid` has used so far. */
 function cpuSeconds(pid: number): number {
-  // The fields after the command's closing parenthesis: utime and stime are the 12th and 13th of them.
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  // The fields after the command's closing parenthesis (the command may hold one): utime and stime are the 12th and 13th.
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
@@ -86,13 +91,18 @@ async function run(proxy: Proxy, work: Work, serverPort: number): Promise<{ cpu:
     });
     const before = cpuSeconds(child.pid!);
     const load = spawnSync(process.execPath, [join(__dirname, 'relay-load.js'), JSON.stringify({ host: HOST, port, ...work.plan })], { encoding: 'utf8' });
+    await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
     const cpu = cpuSeconds(child.pid!) - before;
     if (load.status !== 0) throw new Error(`the load failed: ${load.stderr}`);
     const result = JSON.parse(load.stdout) as { mbps: number[]; perSecond: number };
     return { cpu, figure: work.plan.bulk.length ? result.mbps[0] : result.perSecond };
   } finally {
-    child.kill('SIGTERM');
-    await once(child, 'exit');
+    // A proxy that exited already has said so ('exit' will not come again).
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = once(child, 'exit');
+      child.kill('SIGTERM');
+      await exited;
+    }
   }
 }
 
