@@ -243,7 +243,8 @@ describe('TransparentProxy timeouts a peer cannot hold open', function () {
     try {
       // libuv's accept failing for a reason of the connection's or the system's (not EMFILE): Node emits it as 'error'.
       for (let i = 0; i < 5; i++) proxy.server.emit('error', Object.assign(new Error('accept EPROTO'), { code: 'EPROTO' }));
-      assert.deepEqual(warnings, ['accepting a connection failed: EPROTO; the proxy goes on accepting']);
+      // (Under Wine, a warning at start-up says its Winsock has no WFP IOCTLs: not this spec's.)
+      assert.deepEqual(warnings.filter((message) => /accept/.test(message)), ['accepting a connection failed: EPROTO; the proxy goes on accepting']);
       assert.equal(proxy.server.listening, true);
     } finally {
       await proxy.shutdown(0);
