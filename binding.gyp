@@ -45,7 +45,7 @@
           "cflags_cc": ["-Wall", "-Wextra"]
         }],
         ["OS=='linux'", {
-          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc", "native/linux/socket_owner.cc", "native/relay/relay_engine.cc", "native/relay/relay_socket_posix.cc"]
+          "sources": ["native/linux/original_destination.cc", "native/linux/socket_mark.cc", "native/linux/udp_tproxy.cc", "native/linux/socket_owner.cc", "native/relay/relay_engine.cc", "native/relay/relay_epoll_set.cc", "native/relay/relay_socket_posix.cc"]
         }, {
           "sources": ["native/no_netfilter/original_destination.cc", "native/no_netfilter/socket_mark.cc", "native/no_netfilter/udp_tproxy.cc", "native/no_netfilter/socket_owner.cc"]
         }]

@@ -24,7 +24,7 @@ const NODE_GYP = process.env.npm_config_node_gyp ?? join(dirname(process.execPat
 const TEST_ADDON_SOURCES = [
   'native/redirect_protocol.h', 'native/wsa_errors.cc', 'native/wsa_errors.h', 'native/js_errors.cc', 'native/js_errors.h',
   'native/socket_lookup.cc', 'native/socket_lookup.h', 'native/os_socket.h', 'native/posix/os_socket.cc', 'native/sockaddr_endpoint.h',
-  'native/relay/relay_engine.cc', 'native/relay/relay_engine.h', 'native/relay/relay_binding.cc', 'native/relay/relay_binding.h',
+  'native/relay/relay_engine.cc', 'native/relay/relay_engine.h', 'native/relay/relay_epoll_set.cc', 'native/relay/relay_epoll_set.h', 'native/relay/relay_binding.cc', 'native/relay/relay_binding.h',
   'native/original_destination.h', 'native/linux/original_destination.cc',
 ];
 

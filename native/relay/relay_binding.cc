@@ -259,6 +259,7 @@ void CleanUp(void*) {
 #if defined(__linux__)
   for (auto& [id, group] : registry->groups) CloseListener(group);
 #endif
+  CloseThreadRelays();
 }
 
 Registry& ThisThread(napi_env env);

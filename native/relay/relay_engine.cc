@@ -7,8 +7,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "relay_epoll_set.h"
 #endif
 
 #include <algorithm>
@@ -19,8 +22,8 @@ namespace wfp {
 namespace {
 
 // At most this many reads per direction per wake-up, so that one fast
-// connection does not starve the rest of the loop (the polls are
-// level-triggered: what is left wakes the loop again). 4 rather than 16:
+// connection does not starve the rest of the loop (what is left is moved on
+// the loop's next turn). 4 rather than 16:
 // interleaved 1 GiB runs here gave eight streams 1,319-1,384 MB/s with 4 (and
 // 1,303-1,395 with 2) against 1,093-1,281 with 16 and 1,208-1,250 with 64.
 constexpr int kRoundsPerWakeUp = 4;
@@ -43,8 +46,11 @@ struct Direction {
   uint64_t bytes = 0;  // written to the destination
 };
 
-// Bytes read from the source and not yet written to the destination.
+#if !defined(__linux__)
+// Bytes read from the source and not yet written to the destination (what a
+// level-triggered poll must wait for).
 size_t Waiting(const Direction& direction) { return direction.end - direction.start + direction.in_pipe; }
+#endif
 
 }  // namespace
 
@@ -52,7 +58,6 @@ class Relay {
  public:
   uv_loop_t* loop = nullptr;
   RelaySocket sockets[2] = {kNoRelaySocket, kNoRelaySocket};  // a, b
-  uv_poll_t polls[2];
   uv_timer_t timer;
   Direction directions[2];  // [0]: a -> b (up); [1]: b -> a (down)
   RelaySettings settings{};
@@ -60,8 +65,23 @@ class Relay {
   void* data = nullptr;
   uint64_t last_activity = 0;
   bool half_closed = false;
+  // Whether a read from / a write to sockets[i] may get anywhere: set by the
+  // socket's events, cleared when it answers EAGAIN (or a read takes less
+  // than it could: all the socket had). No system call is made that an event
+  // has not made worth trying.
+  bool may_read[2] = {false, false};
+  bool may_write[2] = {false, false};
+#if defined(__linux__)
+  EpollSet* set = nullptr;  // the thread's (relay_epoll_set.h); nullptr until joined
+  EpollToken token = 0;
+  bool fin_seen[2] = {false, false};  // the socket's last event said its peer had shut down (EPOLLRDHUP)
+  bool duplicate[2] = {false, false};  // sockets[i] duplicates a descriptor Node may still hold
+  bool later = false;  // a call on the loop's next turn is waiting
+#else
+  uv_poll_t polls[2];  // level-triggered (AFD on Windows)
   int watched[2] = {0, 0};  // the events each poll waits for
   bool polling[2] = {false, false};  // polls[i] is an initialized handle
+#endif
   bool connecting = false;  // ConnectAndRelay: b is not connected yet
   // ConnectAndRelay: b's local port was the target's (network order), so it
   // may have connected to itself; only then is that asked (two system calls).
@@ -79,13 +99,6 @@ void OnClosed(uv_handle_t* handle) {
   for (const RelaySocket socket : relay->sockets) {
     if (socket != kNoRelaySocket) CloseRelaySocket(socket);
   }
-#if defined(__linux__)
-  for (const Direction& direction : relay->directions) {
-    for (const int fd : direction.pipe) {
-      if (fd >= 0) close(fd);
-    }
-  }
-#endif
   const RelayOutcome outcome{relay->directions[0].bytes, relay->directions[1].bytes, relay->code};
   RelayDone done = relay->done;
   void* data = relay->data;
@@ -93,6 +106,31 @@ void OnClosed(uv_handle_t* handle) {
   done(data, outcome);
 }
 
+#if defined(__linux__)
+// Leaves the epoll set and closes the sockets and pipes at once (no libuv
+// handle has them); the timer's close reports the end.
+void Close(Relay* relay, const char* code) {
+  if (relay->closing) return;
+  relay->closing = true;
+  relay->code = code;
+  if (relay->set != nullptr) EpollLeave(relay->set, relay->token);
+  for (int side = 0; side < 2; ++side) {
+    const int fd = relay->sockets[side];
+    if (fd < 0) continue;
+    if (relay->duplicate[side] && relay->set != nullptr) EpollUnwatch(relay->set, fd);
+    CloseRelaySocket(fd);
+    relay->sockets[side] = kNoRelaySocket;
+  }
+  for (Direction& direction : relay->directions) {
+    for (int& fd : direction.pipe) {
+      if (fd >= 0) close(fd);
+      fd = -1;
+    }
+  }
+  relay->open_handles = 1;
+  uv_close(reinterpret_cast<uv_handle_t*>(&relay->timer), OnClosed);
+}
+#else
 // Closes the polls and the timer; the sockets close once libuv has let go.
 void Close(Relay* relay, const char* code) {
   if (relay->closing) return;
@@ -106,6 +144,7 @@ void Close(Relay* relay, const char* code) {
   }
   uv_close(reinterpret_cast<uv_handle_t*>(&relay->timer), OnClosed);
 }
+#endif
 
 uint64_t CurrentLimit(const Relay* relay) {
   const uint64_t idle = relay->settings.idle_ms;
@@ -159,26 +198,48 @@ bool PassOnEnd(Relay* relay, Direction& direction, RelaySocket to) {
   return true;
 }
 
+// The budget of one wake-up ran out with bytes maybe left: Linux's
+// edge-triggered set will not say so again, so the relay asks for a call on
+// the loop's next turn; Windows' level-triggered polls wake it anyway.
+void MoreLater(Relay* relay) {
+#if defined(__linux__)
+  if (relay->later) return;
+  relay->later = true;
+  EpollCallLater(relay->set, relay->token);
+#else
+  (void)relay;
+#endif
+}
+
 #if defined(__linux__)
 // Moves what it can in one direction through its pipe (PumpThroughPipe's
 // rounds are Pump's, with splice in place of read and send). False once the
 // relay has failed.
-bool PumpThroughPipe(Relay* relay, Direction& direction, int from, int to) {
+bool PumpThroughPipe(Relay* relay, int index) {
+  Direction& direction = relay->directions[index];
+  const int from = relay->sockets[index];
+  const int to = relay->sockets[1 - index];
   for (int round = 0; round < kRoundsPerWakeUp; ++round) {
     if (direction.in_pipe > 0) {
+      if (!relay->may_write[1 - index]) return true;
       const ssize_t sent = splice(direction.pipe[0], nullptr, to, nullptr, direction.in_pipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
       if (sent < 0) {
-        if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
         if (errno == EINTR) continue;
-        Close(relay, RelayErrorCode(errno));
-        return false;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) {
+          Close(relay, RelayErrorCode(errno));
+          return false;
+        }
+        relay->may_write[1 - index] = false;
+        return true;
       }
       direction.in_pipe -= static_cast<size_t>(sent);
       direction.bytes += static_cast<uint64_t>(sent);
       Touch(relay);
-      if (direction.in_pipe > 0) return true;  // the socket is full
+      // Not taken as "the socket is full" (only EAGAIN is): the next round asks.
+      if (direction.in_pipe > 0) continue;
     }
     if (direction.ended) return PassOnEnd(relay, direction, to);
+    if (!relay->may_read[index]) return true;
     // The pipe is empty here: EAGAIN means the source has nothing now.
     const ssize_t got = splice(from, nullptr, direction.pipe[1], nullptr, kPipeBytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
     if (got > 0) {
@@ -191,11 +252,15 @@ bool PumpThroughPipe(Relay* relay, Direction& direction, int from, int to) {
       HalfClosed(relay);
       return PassOnEnd(relay, direction, to);  // as in Pump: not left for a next round
     }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
     if (errno == EINTR) continue;
-    Close(relay, RelayErrorCode(errno));
-    return false;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      Close(relay, RelayErrorCode(errno));
+      return false;
+    }
+    relay->may_read[index] = false;
+    return true;
   }
+  MoreLater(relay);
   return true;
 }
 
@@ -211,7 +276,7 @@ bool Spliced(Relay* relay, Direction& direction) {
 }
 #else
 bool Spliced(Relay*, Direction&) { return false; }
-bool PumpThroughPipe(Relay*, Direction&, RelaySocket, RelaySocket) { return false; }
+bool PumpThroughPipe(Relay*, int) { return false; }
 #endif
 
 // Room for one read, shared by every relay of this thread: a read lands here
@@ -236,36 +301,61 @@ void Release(Direction& direction) {
   direction.start = direction.end = 0;
 }
 
+// Whether a read that took `got` of `asked` bytes took all the source had:
+// then the next read would only say EAGAIN, a system call per wake-up, and
+// what comes later wakes the relay. Not on Linux once the socket's event said
+// its peer shut down: that FIN came before this read, and no later event
+// would tell of it.
+bool Drained(const Relay* relay, int side, long got, size_t asked) {
+  if (static_cast<size_t>(got) >= asked) return false;
+#if defined(__linux__)
+  return !relay->fin_seen[side];
+#else
+  (void)relay;
+  (void)side;
+  return true;
+#endif
+}
+
 // Moves what it can in one direction: writes what was kept, then reads and
 // sends, keeping what the destination does not take; reads nothing while
 // anything is kept (backpressure). False once the relay has failed.
 bool Pump(Relay* relay, int index) {
   Direction& direction = relay->directions[index];
+  const int to_side = 1 - index;
   const RelaySocket from = relay->sockets[index];
-  const RelaySocket to = relay->sockets[1 - index];
-  if (Spliced(relay, direction)) return PumpThroughPipe(relay, direction, from, to);
+  const RelaySocket to = relay->sockets[to_side];
+  if (Spliced(relay, direction)) return PumpThroughPipe(relay, index);
   int error = 0;
   for (int round = 0; round < kRoundsPerWakeUp; ++round) {
     if (direction.start < direction.end) {
+      if (!relay->may_write[to_side]) return true;
       const long sent = SendSome(to, direction.buffer.data() + direction.start, direction.end - direction.start, &error);
       if (sent < 0) {
-        if (WouldBlock(error)) return true;
         if (Interrupted(error)) continue;
-        Close(relay, RelayErrorCode(error));
-        return false;
+        if (!WouldBlock(error)) {
+          Close(relay, RelayErrorCode(error));
+          return false;
+        }
+        relay->may_write[to_side] = false;
+        return true;
       }
       direction.start += static_cast<size_t>(sent);
       direction.bytes += static_cast<uint64_t>(sent);
       Touch(relay);
-      if (direction.start < direction.end) return true;  // the socket is full
+      if (direction.start < direction.end) {
+        relay->may_write[to_side] = false;  // a stream socket takes less only when it is full
+        return true;
+      }
       Release(direction);
     }
     if (direction.ended) return PassOnEnd(relay, direction, to);
+    if (!relay->may_read[index]) return true;
     uint8_t* scratch = Scratch(relay->settings.buffer_bytes);
     const long got = ReceiveSome(from, scratch, relay->settings.buffer_bytes, &error);
     if (got > 0) {
       Touch(relay);
-      long sent = SendSome(to, scratch, static_cast<size_t>(got), &error);
+      long sent = relay->may_write[to_side] ? SendSome(to, scratch, static_cast<size_t>(got), &error) : 0;
       if (sent < 0) {
         if (!WouldBlock(error) && !Interrupted(error)) {
           Close(relay, RelayErrorCode(error));
@@ -274,14 +364,13 @@ bool Pump(Relay* relay, int index) {
         sent = 0;
       }
       direction.bytes += static_cast<uint64_t>(sent);
+      if (Drained(relay, index, got, relay->settings.buffer_bytes)) relay->may_read[index] = false;
       if (sent < got) {
+        relay->may_write[to_side] = false;
         Keep(direction, scratch + sent, static_cast<size_t>(got - sent));
-        return true;  // the socket is full: its poll says when it takes more
+        return true;  // the socket is full: its event says when it takes more
       }
-      // A short read took all the socket had: the next would only say so
-      // (EAGAIN), a system call per wake-up; what comes later (a FIN too)
-      // wakes the level-triggered poll again.
-      if (static_cast<size_t>(got) < relay->settings.buffer_bytes) return true;
+      if (!relay->may_read[index]) return true;
       continue;
     }
     if (got == 0) {
@@ -289,18 +378,48 @@ bool Pump(Relay* relay, int index) {
       HalfClosed(relay);
       // Nothing is kept (a read comes only then): the FIN goes on now. Not
       // in a next round: this may be the budget's last, and nothing would wake
-      // this direction again (its source is not polled once it ended, its
-      // destination only while bytes wait for it).
+      // this direction again (its source has nothing more to say, its
+      // destination speaks only while bytes wait for it).
       return PassOnEnd(relay, direction, to);
     }
-    if (WouldBlock(error)) return true;
     if (Interrupted(error)) continue;
-    Close(relay, RelayErrorCode(error));
-    return false;
+    if (!WouldBlock(error)) {
+      Close(relay, RelayErrorCode(error));
+      return false;
+    }
+    relay->may_read[index] = false;
+    return true;
   }
+  MoreLater(relay);
   return true;
 }
 
+// Moves what both directions can, then ends the relay once both have ended,
+// or (Windows) sets what each socket's poll waits for.
+void Step(Relay* relay);
+
+// A socket reported an error. What it received before (an answer, then a
+// reset) is still there to read, and a stream would have read it: pass on what
+// the other side takes now (the read that meets the error ends the relay with
+// its code), then end with the socket's own error (`fallback`, a libuv code,
+// when it has none to give).
+void Failed(Relay* relay, int side, int fallback) {
+  relay->may_read[side] = true;
+  if (!Pump(relay, side)) return;
+  int error = 0;
+  if (PendingError(relay->sockets[side], &error) && error != 0) {
+    Close(relay, RelayErrorCode(error));
+  } else {
+    Close(relay, uv_err_name(fallback));
+  }
+}
+
+#if defined(__linux__)
+void Update(Relay* relay) {
+  if (relay->closing) return;
+  if (relay->directions[0].shut && relay->directions[1].shut) Close(relay, nullptr);
+}
+#else
 void OnPoll(uv_poll_t* handle, int status, int events);
 
 // Each socket's poll waits for what its two directions need: readable while
@@ -329,11 +448,26 @@ void Update(Relay* relay) {
   }
 }
 
+void OnPoll(uv_poll_t* handle, int status, int events) {
+  Relay* relay = static_cast<Relay*>(handle->data);
+  if (relay->closing) return;
+  const int side = handle == &relay->polls[0] ? 0 : 1;
+  if (status < 0) return Failed(relay, side, status);  // libuv says EBADF for any POLLERR
+  if ((events & UV_WRITABLE) != 0) relay->may_write[side] = true;
+  if ((events & UV_READABLE) != 0) relay->may_read[side] = true;
+  Step(relay);
+}
+#endif
+
+void Step(Relay* relay) {
+  if (Pump(relay, 0) && Pump(relay, 1)) Update(relay);
+}
+
 // Starts the idle timer and moves what both sockets hold already.
 void Begin(Relay* relay) {
   Touch(relay);
   if (CurrentLimit(relay) > 0) uv_timer_start(&relay->timer, OnTimer, CurrentLimit(relay), 0);
-  if (Pump(relay, 0) && Pump(relay, 1)) Update(relay);
+  Step(relay);
 }
 
 #if defined(__linux__)
@@ -367,15 +501,15 @@ uint16_t PortOf(const sockaddr_storage& address) {
   return 0;
 }
 
-// B's connect ended (its poll said writable or failed): relay, or end with
+// B's connect ended (its event said writable or failed): relay, or end with
 // the connect's error. A failed connect leaves an error on the socket, which
-// makes it POLLERR, which libuv reports as status < 0: only then is the
-// socket asked why (a system call a connection saves otherwise).
-void Connected(Relay* relay, int status) {
-  if (status < 0) {
+// makes it EPOLLERR: only then is the socket asked why (a system call a
+// connection saves otherwise).
+void Connected(Relay* relay, bool failed) {
+  if (failed) {
     int error = 0;
     if (!PendingError(relay->sockets[1], &error)) error = errno;
-    Close(relay, error != 0 ? RelayErrorCode(error) : uv_err_name(status));
+    Close(relay, error != 0 ? RelayErrorCode(error) : uv_err_name(UV_EBADF));
     return;
   }
   if (relay->may_meet_itself && ConnectedToItself(relay->sockets[1])) {
@@ -387,50 +521,40 @@ void Connected(Relay* relay, int status) {
   Begin(relay);
 }
 
-// A poll while B connects (ConnectAndRelay).
-void OnConnectingPoll(Relay* relay, int side, int status) {
-  if (side == 1) return Connected(relay, status);
-  // A while B connects: its reset ends the relay now, as the streams relay
-  // (reading it) would see, not at the connect's time; its FIN alone does
-  // not (what it sent goes once B is connected), so the watch stops.
-  if (status < 0) {
-    int error = 0;
-    const bool known = PendingError(relay->sockets[0], &error) && error != 0;
-    Close(relay, known ? RelayErrorCode(error) : uv_err_name(status));
+// An event while B connects (ConnectAndRelay). A's reset ends the relay now,
+// as the streams relay (reading it) would see, not at the connect's time; its
+// bytes and its FIN wait (the flags keep them) until B is connected.
+void OnConnectingEvent(Relay* relay, int side, uint32_t events) {
+  const bool failed = (events & EPOLLERR) != 0;
+  if (side == 1) {
+    if (failed || (events & (EPOLLOUT | EPOLLHUP)) != 0) Connected(relay, failed);
     return;
   }
-  relay->watched[0] = 0;
-  const int stopped = uv_poll_stop(&relay->polls[0]);
-  if (stopped != 0) Close(relay, uv_err_name(stopped));
+  if (!failed) return;
+  int error = 0;
+  const bool known = PendingError(relay->sockets[0], &error) && error != 0;
+  Close(relay, known ? RelayErrorCode(error) : uv_err_name(UV_EBADF));
+}
+
+// An event of one of the relay's sockets (side -1: the call MoreLater asked for).
+void OnSocketEvent(void* owner, int side, uint32_t events) {
+  Relay* relay = static_cast<Relay*>(owner);
+  if (relay->closing) return;
+  if (side < 0) {
+    relay->later = false;
+    if (!relay->connecting) Step(relay);
+    return;
+  }
+  // A hang-up or an error is readable and writable too: the next read or
+  // write says what it is, as a level-triggered poll would have.
+  if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) relay->may_read[side] = true;
+  if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) relay->may_write[side] = true;
+  if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) relay->fin_seen[side] = true;
+  if (relay->connecting) return OnConnectingEvent(relay, side, events);
+  if ((events & EPOLLERR) != 0) return Failed(relay, side, UV_EBADF);
+  Step(relay);
 }
 #endif  // defined(__linux__)
-
-void OnPoll(uv_poll_t* handle, int status, int events) {
-  Relay* relay = static_cast<Relay*>(handle->data);
-  if (relay->closing) return;
-  const int side = handle == &relay->polls[0] ? 0 : 1;
-#if defined(__linux__)
-  if (relay->connecting) return OnConnectingPoll(relay, side, status);
-#endif
-  if (status < 0) {
-    // libuv answers any POLLERR so, without reading: what the socket received
-    // before its error (an answer, then a reset) is still there to read, and a
-    // stream would have read it. Pass on what the other side takes now (the
-    // read that meets the error ends the relay with its code), then end.
-    if (!Pump(relay, side)) return;
-    // libuv says EBADF for any POLLERR; the socket knows the real error.
-    int error = 0;
-    if (PendingError(relay->sockets[side], &error) && error != 0) {
-      Close(relay, RelayErrorCode(error));
-    } else {
-      Close(relay, uv_err_name(status));
-    }
-    return;
-  }
-  if ((events & UV_WRITABLE) != 0 && !Pump(relay, 1 - side)) return;
-  if ((events & UV_READABLE) != 0 && !Pump(relay, side)) return;
-  Update(relay);
-}
 
 Relay* NewRelay(uv_loop_t* loop, RelaySocket a, RelaySocket b, const RelaySettings& settings, RelayDone done,
                void* data) {
@@ -446,7 +570,32 @@ Relay* NewRelay(uv_loop_t* loop, RelaySocket a, RelaySocket b, const RelaySettin
   return relay;
 }
 
-// Makes the poll of sockets[side]; false, with the relay ending on libuv's error, when it cannot.
+#if defined(__linux__)
+// Adds sockets[side] to the thread's epoll set (joining it first); false,
+// with the relay ending on the error, when it cannot. Its flags stay down:
+// the set reports at once what the socket holds already.
+bool Watch(Relay* relay, int side) {
+  if (relay->set == nullptr) {
+    int error = 0;
+    EpollSet* set = ThreadEpollSet(relay->loop, OnSocketEvent, &error);
+    if (set == nullptr) {
+      Close(relay, uv_err_name(error));
+      return false;
+    }
+    relay->set = set;
+    relay->token = EpollJoin(set, relay);
+  }
+  const int error = EpollWatch(relay->set, relay->token, side, relay->sockets[side]);
+  if (error != 0) {
+    Close(relay, RelayErrorCode(error));
+    return false;
+  }
+  return true;
+}
+#else
+// Makes the poll of sockets[side]; false, with the relay ending on libuv's
+// error, when it cannot. Its flags go up: the first pump tries at once, as a
+// level-triggered poll gives no first event on its own.
 bool Watch(Relay* relay, int side) {
   const int result = uv_poll_init_socket(relay->loop, &relay->polls[side], relay->sockets[side]);
   if (result != 0) {
@@ -455,8 +604,10 @@ bool Watch(Relay* relay, int side) {
   }
   relay->polls[side].data = relay;
   relay->polling[side] = true;
+  relay->may_read[side] = relay->may_write[side] = true;
   return true;
 }
+#endif
 
 // Sends `length` bytes from `bytes` first in `direction`.
 void Preload(Direction& direction, const uint8_t* bytes, size_t length) {
@@ -478,6 +629,9 @@ int StartRelay(uv_loop_t* loop, RelaySocket a, RelaySocket b, const RelaySetting
   }
   Relay* relay = NewRelay(loop, a, b, settings, done, data);
   *out = relay;
+#if defined(__linux__)
+  relay->duplicate[0] = relay->duplicate[1] = true;  // relayStart's duplicates of Node's own
+#endif
   Preload(relay->directions[0], up, up_length);
   Preload(relay->directions[1], down, down_length);
   if (!Watch(relay, 0) || !Watch(relay, 1)) return 0;
@@ -499,11 +653,12 @@ int ConnectAndRelay(uv_loop_t* loop, int a, bool a_ready, const ConnectTarget& t
   }
   Relay* relay = NewRelay(loop, a, -1, settings, done, data);
   *out = relay;
-  if (!Watch(relay, 0)) return 0;
+  relay->duplicate[0] = !a_ready;
   if (target.refusal != nullptr) {
     Close(relay, target.refusal);
     return 0;
   }
+  if (!Watch(relay, 0)) return 0;
   const int b = socket(target.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP);
   if (b < 0) {
     Close(relay, RelayErrorCode(errno));
@@ -527,26 +682,20 @@ int ConnectAndRelay(uv_loop_t* loop, int a, bool a_ready, const ConnectTarget& t
   socklen_t length = sizeof(*local);
   if (getsockname(b, reinterpret_cast<sockaddr*>(local), &length) == 0) *local_length = length;
   relay->may_meet_itself = *local_length == 0 || PortOf(*local) == PortOf(target.address);
+  // B's event says when its connect ends; A's, while it does, only a reset
+  // (OnConnectingEvent).
   if (!Watch(relay, 1)) return 0;
-  relay->watched[1] = UV_WRITABLE;
-  const int result = uv_poll_start(&relay->polls[1], UV_WRITABLE, OnPoll);
-  if (result != 0) {
-    Close(relay, uv_err_name(result));
-    return 0;
-  }
-  // A client that goes while this connects is seen at once (OnPoll): a
-  // reset or a hang-up; nothing it sends wakes the loop before then.
-  relay->watched[0] = UV_DISCONNECT;
-  const int watching = uv_poll_start(&relay->polls[0], UV_DISCONNECT, OnPoll);
-  if (watching != 0) {
-    Close(relay, uv_err_name(watching));
-    return 0;
-  }
   if (target.connect_ms > 0) uv_timer_start(&relay->timer, OnTimer, target.connect_ms, 0);
   return 0;
 }
 #endif  // defined(__linux__)
 
 void DestroyRelay(Relay* relay) { Close(relay, nullptr); }
+
+void CloseThreadRelays() {
+#if defined(__linux__)
+  CloseThreadEpollSet();
+#endif
+}
 
 }  // namespace wfp

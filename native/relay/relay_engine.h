@@ -1,10 +1,12 @@
 // The native relay: once a connection's destination is decided and both of
 // its sockets are connected, bytes move between them here, on the thread's
-// own libuv loop, without crossing into JavaScript: uv_poll on the sockets
-// (level-triggered), non-blocking reads into a buffer the thread's relays
-// share, sent at once; on Linux, past RelaySettings.splice_after, splice(2)
-// through a pipe. Linux and Windows (there uv_poll asks AFD, the driver under
-// Winsock, and the reads and writes are plain non-blocking recv and send).
+// own libuv loop, without crossing into JavaScript: non-blocking reads into a
+// buffer the thread's relays share, sent at once; on Linux, past
+// RelaySettings.splice_after, splice(2) through a pipe. Linux watches the
+// sockets in an edge-triggered epoll set of the relay's own
+// (relay_epoll_set.h); Windows with a level-triggered uv_poll per socket
+// (there uv_poll asks AFD, the driver under Winsock, and the reads and writes
+// are plain non-blocking recv and send).
 //
 // Per direction (A->B is "up", B->A is "down"): what the destination does not
 // take is kept (at most one read's worth), and the source is read only while
@@ -84,7 +86,9 @@ struct ConnectTarget {
 // (length 0 when it has none). Returns 0, or a negative libuv error when `a`
 // is not a stream socket (then `a` is closed and done is never called).
 // `a_ready`: `a` is known to be a non-blocking stream socket (the addon's own
-// accept4 made it so): not asked again (two system calls per connection).
+// accept4 made it so): not asked again (two system calls per connection), and
+// no other descriptor has its socket (so it leaves the epoll set with its close,
+// not with a system call of its own).
 int ConnectAndRelay(uv_loop_t* loop, int a, bool a_ready, const ConnectTarget& target,
                     const RelaySettings& settings, RelayDone done, void* data,
                     Relay** out, sockaddr_storage* local, socklen_t* local_length);
@@ -93,6 +97,11 @@ int ConnectAndRelay(uv_loop_t* loop, int a, bool a_ready, const ConnectTarget& t
 // Ends the relay without an error: both sockets are closed, `done` comes
 // later from the loop. Idempotent until `done` has run; not after.
 void DestroyRelay(Relay* relay);
+
+// The thread's environment is going, its relays destroyed: closes what they
+// shared on its loop (Linux: the epoll set), as a loop that closes must have
+// no handle left open.
+void CloseThreadRelays();
 
 }  // namespace wfp
 

@@ -25,6 +25,7 @@
 #else
 #include "linux/original_destination.cc"
 #include "posix/os_socket.cc"
+#include "relay/relay_epoll_set.cc"
 #include "relay/relay_socket_posix.cc"
 #endif
 #include "relay/relay_binding.cc"
