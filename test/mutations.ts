@@ -1645,6 +1645,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'relay-epoll-set-left-open',
+    intent: "a thread's environment goes without closing its relays' epoll set: a worker's loop is left with an open handle",
+    file: 'native/relay/relay_binding.cc',
+    edits: [{ find: '  CloseThreadRelays();\n', replace: '' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'relay-error-drops-received',
     intent: 'on a socket error (POLLERR) the native relay ends at once, dropping what the socket received before it (an answer, then a reset)',
     file: 'native/relay/relay_engine.cc',
