@@ -1612,11 +1612,13 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: 'relay-fin-at-budget-edge-kept',
+    // Windows: its level-triggered polls do not wake a source that ended. On Linux the mutant passes the FIN on a turn
+    // later (the budget's end is resumed: relay-budget-end-not-resumed), so it cannot be told apart there.
     intent: "a FIN found by the last read of a wake-up's budget is not passed on (nothing wakes that direction again): the peer never sees the end",
     file: 'native/relay/relay_engine.cc',
     edits: [{ find: '      return PassOnEnd(relay, direction, to);\n', replace: '      continue;\n' }],
     specs: ['native-relay.test.js'],
-    runtime: 'linux',
+    runtime: 'win32',
     short: true,
   },
   {

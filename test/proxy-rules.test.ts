@@ -172,8 +172,11 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
       const by = (domain: string | undefined) => log.find((line) => line.domain === domain) ?? assert.fail(`no line for ${domain}: ${proxy.stdout.join('\n')}`);
       assert.deepEqual([by('www.example.test').learned, by('www.example.test').rule, by('www.example.test').error], ['http-host', 'default', undefined]);
       assert.deepEqual([by('a.via.test').learned, by('a.via.test').rule, by('a.via.test').via], ['sni', 'through-dante', `socks5://127.0.0.1:${DANTE_PORT}`]);
-      // curl may close its TLS connection with the server's session tickets unread, and its kernel then resets it (seen 1 in ~10 runs).
-      assert.ok([undefined, 'ECONNRESET'].includes(by('a.via.test').error), JSON.stringify(by('a.via.test')));
+      // curl may close its TLS connection with the server's session tickets unread, and its kernel then resets it (seen 1
+      // in ~10 runs); or close it first (a FIN) and be reset by what the server sends after, which Linux reports as EPIPE
+      // on the proxy's side, then in CLOSE_WAIT (tcp_reset). Both are curl going, not the relay: seen with the native
+      // relay before and after its epoll set (1 in 6 runs, and 2 in 6), and in all three lines of one CI run.
+      assert.ok([undefined, 'ECONNRESET', 'EPIPE'].includes(by('a.via.test').error), JSON.stringify(by('a.via.test')));
       assert.deepEqual([by('blocked.test').rule, by('blocked.test').error], ['no-ads', 'ERR_PROXY_BLOCKED']);
       assert.deepEqual([by('x.ads.test').learned, by('x.ads.test').rule, by('x.ads.test').error], ['sni', 'no-ads', 'ERR_PROXY_BLOCKED']);
       const byPort = log.find((line) => line.destination === `${SERVER}:8080`);
