@@ -1611,17 +1611,6 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
-    name: 'relay-fin-at-budget-edge-kept',
-    // Windows: its level-triggered polls do not wake a source that ended. On Linux the mutant passes the FIN on a turn
-    // later (the budget's end is resumed: relay-budget-end-not-resumed), so it cannot be told apart there.
-    intent: "a FIN found by the last read of a wake-up's budget is not passed on (nothing wakes that direction again): the peer never sees the end",
-    file: 'native/relay/relay_engine.cc',
-    edits: [{ find: '      return PassOnEnd(relay, direction, to);\n', replace: '      continue;\n' }],
-    specs: ['native-relay.test.js'],
-    runtime: 'win32',
-    short: true,
-  },
-  {
     name: 'relay-splice-fin-kept',
     intent: 'a FIN found by a splice (a direction past splice_after) is not passed on: the peer never sees the end',
     file: 'native/relay/relay_engine.cc',
