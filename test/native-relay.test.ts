@@ -6,6 +6,7 @@
 // behaviour must be the same. Linux: elsewhere the proxy relays on streams.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import net from 'node:net';
@@ -100,6 +101,63 @@ describe('the native relay', function () {
       this.skip();
     }
   });
+
+  for (const spliced of [false, true]) {
+    const how = spliced ? 'sent after 1 MiB (the direction on its splice pipe by then)' : 'queued with the bytes around it before the hand-over';
+    it(`TCP urgent data (MSG_OOB) ${how}: the bytes after its mark go on at once, not at the idle timeout (Linux)`, async function () {
+      if (isWindows) this.skip(); // Linux's reads stop at the urgent mark, splice(2) does not pass it; Node cannot send MSG_OOB, python3 does
+      const front = net.createServer({ allowHalfOpen: true, pauseOnConnect: true });
+      const back = net.createServer({ allowHalfOpen: true });
+      const [frontPort, backPort] = [await listening(front), await listening(back)];
+      const prefix = spliced ? 1 << 20 : 0;
+      // Not spliced: all of it waits in the relay's socket before the hand-over, so a read stops short at the mark with
+      // "cdef" behind it. Spliced: the relay is moving the megabyte through its pipe when the mark comes.
+      const script = [
+        'import socket,sys,time',
+        `s=socket.create_connection(("${HOST}",${frontPort}))`,
+        spliced ? 's.recv(1)' : '',
+        `s.sendall(b"p"*${prefix})`,
+        's.send(b"ab")',
+        's.send(b"!",socket.MSG_OOB)',
+        's.send(b"cdef")',
+        'sys.stdout.write("sent\\n");sys.stdout.flush()',
+        spliced ? '' : 's.recv(1)',
+        's.shutdown(socket.SHUT_WR)',
+        'time.sleep(5)',
+      ].join('\n');
+      const python = spawn('python3', ['-c', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const [inbound] = (await once(front, 'connection')) as [net.Socket];
+      const out = net.connect({ port: backPort, host: HOST, allowHalfOpen: true });
+      const [peer] = (await once(back, 'connection')) as [net.Socket];
+      try {
+        if (out.connecting) await once(out, 'connect');
+        if (!spliced) {
+          await once(python.stdout!, 'data');
+          await new Promise((resolve) => setTimeout(resolve, 100)); // the three segments in the relay's socket
+        }
+        const atPeer = new Promise<string>((resolve) => {
+          let text = '';
+          peer.on('data', (chunk) => {
+            text += chunk;
+            if (text.length >= prefix + 6) resolve(text.slice(prefix));
+          });
+        });
+        const relay = handOver(inbound, out, undefined, { idleTimeout: 20_000, halfCloseTimeout: 0 }) as NativeRelay;
+        if (spliced) peer.write('x'); // its go; the other case's client ends only once "cdef" has arrived (its FIN would wake the relay)
+        const late = new Promise<string>((resolve) => setTimeout(() => resolve('nothing within 5 s'), 5_000));
+        assert.equal(await Promise.race([atPeer, late]), 'abcdef', 'the urgent byte is out of band; the rest arrives in order');
+        if (!spliced) peer.write('x');
+        await once(peer, 'end');
+        peer.end();
+        assert.equal((await relay.ended).code, undefined);
+      } finally {
+        python.kill();
+        for (const socket of [inbound, out, peer]) socket.destroy();
+        front.close();
+        back.close();
+      }
+    });
+  }
 
   it('a pair handed over with bytes still in both net.Sockets and a sniffed replay: every byte arrives once, in order, both ways', async function () {
     const { client, inbound, out, peer, close } = await pair();

@@ -75,6 +75,9 @@ class Relay {
   EpollSet* set = nullptr;  // the thread's (relay_epoll_set.h); nullptr until joined
   EpollToken token = 0;
   bool fin_seen[2] = {false, false};  // the socket's last event said its peer had shut down (EPOLLRDHUP)
+  // The socket has had urgent data (EPOLLPRI): a read stops short at its mark with bytes still queued, and splice(2)
+  // does not move past it at all, so from then on neither a short read nor a pipe is trusted for it.
+  bool urgent_seen[2] = {false, false};
   bool duplicate[2] = {false, false};  // sockets[i] duplicates a descriptor Node may still hold
   bool later = false;  // a call on the loop's next turn is waiting
 #else
@@ -211,6 +214,8 @@ void MoreLater(Relay* relay) {
 #endif
 }
 
+bool Pump(Relay* relay, int index);
+
 #if defined(__linux__)
 // Moves what it can in one direction through its pipe (PumpThroughPipe's
 // rounds are Pump's, with splice in place of read and send). False once the
@@ -239,6 +244,7 @@ bool PumpThroughPipe(Relay* relay, int index) {
       if (direction.in_pipe > 0) continue;
     }
     if (direction.ended) return PassOnEnd(relay, direction, to);
+    if (relay->urgent_seen[index]) return Pump(relay, index);  // the pipe is empty: copying from now on (Spliced)
     if (!relay->may_read[index]) return true;
     // The pipe is empty here: EAGAIN means the source has nothing now.
     const ssize_t got = splice(from, nullptr, direction.pipe[1], nullptr, kPipeBytes, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -268,6 +274,16 @@ bool PumpThroughPipe(Relay* relay, int index) {
 // splice_after bytes and its buffer is empty (what was read into it goes
 // first). A pipe the system refuses (out of descriptors) leaves it copying.
 bool Spliced(Relay* relay, Direction& direction) {
+  const int source = &direction == &relay->directions[0] ? 0 : 1;
+  if (relay->urgent_seen[source]) {
+    // Reads step past an urgent mark; splice(2) answers EAGAIN at it for good. An empty pipe is let go (what it held
+    // went first), and the direction copies from then on.
+    if (direction.pipe[0] < 0 || direction.in_pipe > 0) return direction.pipe[0] >= 0;
+    close(direction.pipe[0]);
+    close(direction.pipe[1]);
+    direction.pipe[0] = direction.pipe[1] = -1;
+    return false;
+  }
   if (direction.pipe[0] >= 0) return true;
   const uint64_t after = relay->settings.splice_after;
   if (after == 0 || direction.bytes < after || direction.start < direction.end || direction.ended) return false;
@@ -309,7 +325,7 @@ void Release(Direction& direction) {
 bool Drained(const Relay* relay, int side, long got, size_t asked) {
   if (static_cast<size_t>(got) >= asked) return false;
 #if defined(__linux__)
-  return !relay->fin_seen[side];
+  return !relay->fin_seen[side] && !relay->urgent_seen[side];
 #else
   (void)relay;
   (void)side;
@@ -550,6 +566,7 @@ void OnSocketEvent(void* owner, int side, uint32_t events) {
   if ((events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) != 0) relay->may_read[side] = true;
   if ((events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) != 0) relay->may_write[side] = true;
   if ((events & (EPOLLRDHUP | EPOLLHUP)) != 0) relay->fin_seen[side] = true;
+  if ((events & EPOLLPRI) != 0) relay->urgent_seen[side] = relay->may_read[side] = true;
   if (relay->connecting) return OnConnectingEvent(relay, side, events);
   if ((events & EPOLLERR) != 0) return Failed(relay, side, UV_EBADF);
   Step(relay);

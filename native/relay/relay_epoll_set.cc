@@ -142,7 +142,7 @@ void EpollLeave(EpollSet* set, EpollToken token) {
 
 int EpollWatch(EpollSet* set, EpollToken token, int side, int fd) {
   epoll_event event{};
-  event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+  event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI | EPOLLET;
   event.data.u64 = token | static_cast<uint64_t>(side & 1);
   return epoll_ctl(set->fd, EPOLL_CTL_ADD, fd, &event) == 0 ? 0 : errno;
 }

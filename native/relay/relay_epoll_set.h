@@ -43,7 +43,7 @@ EpollToken EpollJoin(EpollSet* set, void* owner);
 // No event or later call reaches the owner after this.
 void EpollLeave(EpollSet* set, EpollToken token);
 
-// Adds `fd` for EPOLLIN | EPOLLOUT | EPOLLRDHUP, edge-triggered: 0 or an
+// Adds `fd` for EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLPRI (urgent data), edge-triggered: 0 or an
 // errno. The kernel reports a socket that is readable or writable already at
 // once, so an owner learns what a socket holds from events alone.
 int EpollWatch(EpollSet* set, EpollToken token, int side, int fd);
