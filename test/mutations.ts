@@ -1644,6 +1644,22 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'relay-urgent-read-trusted-drained',
+    intent: 'a read that stops short at an urgent (MSG_OOB) mark is taken as all the socket had: the bytes behind the mark wait for the idle timeout',
+    file: 'native/relay/relay_engine.cc',
+    edits: [{ find: '  return !relay->fin_seen[side] && !relay->urgent_seen[side];', replace: '  return !relay->fin_seen[side];' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'relay-urgent-kept-on-pipe',
+    intent: 'a spliced direction whose source had urgent data stays on its pipe: splice(2) never passes the mark',
+    file: 'native/relay/relay_engine.cc',
+    edits: [{ find: '  if (relay->urgent_seen[source]) {', replace: '  if (false) {' }, { find: '    if (relay->urgent_seen[index]) return Pump(relay, index);', replace: '' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'relay-error-drops-received',
     intent: 'on a socket error (POLLERR) the native relay ends at once, dropping what the socket received before it (an answer, then a reset)',
     file: 'native/relay/relay_engine.cc',
