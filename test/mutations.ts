@@ -1614,7 +1614,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'relay-splice-fin-kept',
     intent: 'a FIN found by a splice (a direction past splice_after) is not passed on: the peer never sees the end',
     file: 'native/relay/relay_engine.cc',
-    edits: [{ find: 'return PassOnEnd(relay, direction, to);  // as in Pump: not left for a next round', replace: 'return true;' }],
+    edits: [{ find: '      relay->urgent_seen[index] = true;\n      return Pump(relay, index);', replace: '      return true;' }],
     specs: ['native-relay.test.js'],
     runtime: 'linux',
   },

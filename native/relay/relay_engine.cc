@@ -254,9 +254,10 @@ bool PumpThroughPipe(Relay* relay, int index) {
       continue;
     }
     if (got == 0) {
-      direction.ended = true;
-      HalfClosed(relay);
-      return PassOnEnd(relay, direction, to);  // as in Pump: not left for a next round
+      // splice(2) also says 0 at an urgent mark once the peer has shut down, with bytes behind the mark: a copying
+      // read, which steps past the mark, decides (urgent_seen takes the direction off its empty pipe).
+      relay->urgent_seen[index] = true;
+      return Pump(relay, index);
     }
     if (errno == EINTR) continue;
     if (errno != EAGAIN && errno != EWOULDBLOCK) {
