@@ -1631,7 +1631,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'relay-fin-after-short-read-lost',
     intent: "a short read is taken as 'the socket is drained' even when its event said the peer had shut down: the FIN that came with the last bytes is never read",
     file: 'native/relay/relay_engine.cc',
-    edits: [{ find: '  return !relay->fin_seen[side];', replace: '  return true;' }],
+    edits: [{ find: '  return !relay->fin_seen[side] && !relay->urgent_seen[side];', replace: '  return !relay->urgent_seen[side];' }],
     specs: ['native-relay.test.js'],
     runtime: 'linux',
   },
