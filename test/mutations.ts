@@ -1655,7 +1655,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'relay-urgent-kept-on-pipe',
     intent: 'a spliced direction whose source had urgent data stays on its pipe: splice(2) never passes the mark',
     file: 'native/relay/relay_engine.cc',
-    edits: [{ find: '  if (relay->urgent_seen[source]) {', replace: '  if (false) {' }, { find: '    if (relay->urgent_seen[index]) return Pump(relay, index);', replace: '' }],
+    edits: [{ find: '  if (relay->urgent_seen[index]) {', replace: '  if (false) {' }, { find: '    if (relay->urgent_seen[index]) return Pump(relay, index);', replace: '' }],
     specs: ['native-relay.test.js'],
     runtime: 'linux',
   },

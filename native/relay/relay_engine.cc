@@ -110,6 +110,13 @@ void OnClosed(uv_handle_t* handle) {
 }
 
 #if defined(__linux__)
+void ClosePipe(Direction& direction) {
+  for (int& fd : direction.pipe) {
+    if (fd >= 0) close(fd);
+    fd = -1;
+  }
+}
+
 // Leaves the epoll set and closes the sockets and pipes at once (no libuv
 // handle has them); the timer's close reports the end.
 void Close(Relay* relay, const char* code) {
@@ -124,12 +131,7 @@ void Close(Relay* relay, const char* code) {
     CloseRelaySocket(fd);
     relay->sockets[side] = kNoRelaySocket;
   }
-  for (Direction& direction : relay->directions) {
-    for (int& fd : direction.pipe) {
-      if (fd >= 0) close(fd);
-      fd = -1;
-    }
-  }
+  for (Direction& direction : relay->directions) ClosePipe(direction);
   relay->open_handles = 1;
   uv_close(reinterpret_cast<uv_handle_t*>(&relay->timer), OnClosed);
 }
@@ -274,15 +276,13 @@ bool PumpThroughPipe(Relay* relay, int index) {
 // Whether the direction moves through a pipe from now on: once it has moved
 // splice_after bytes and its buffer is empty (what was read into it goes
 // first). A pipe the system refuses (out of descriptors) leaves it copying.
-bool Spliced(Relay* relay, Direction& direction) {
-  const int source = &direction == &relay->directions[0] ? 0 : 1;
-  if (relay->urgent_seen[source]) {
+bool Spliced(Relay* relay, int index) {
+  Direction& direction = relay->directions[index];
+  if (relay->urgent_seen[index]) {
     // Reads step past an urgent mark; splice(2) answers EAGAIN at it for good. An empty pipe is let go (what it held
     // went first), and the direction copies from then on.
     if (direction.pipe[0] < 0 || direction.in_pipe > 0) return direction.pipe[0] >= 0;
-    close(direction.pipe[0]);
-    close(direction.pipe[1]);
-    direction.pipe[0] = direction.pipe[1] = -1;
+    ClosePipe(direction);
     return false;
   }
   if (direction.pipe[0] >= 0) return true;
@@ -292,7 +292,7 @@ bool Spliced(Relay* relay, Direction& direction) {
   return pipe2(direction.pipe, O_NONBLOCK | O_CLOEXEC) == 0;
 }
 #else
-bool Spliced(Relay*, Direction&) { return false; }
+bool Spliced(Relay*, int) { return false; }
 bool PumpThroughPipe(Relay*, int) { return false; }
 #endif
 
@@ -342,7 +342,7 @@ bool Pump(Relay* relay, int index) {
   const int to_side = 1 - index;
   const RelaySocket from = relay->sockets[index];
   const RelaySocket to = relay->sockets[to_side];
-  if (Spliced(relay, direction)) return PumpThroughPipe(relay, index);
+  if (Spliced(relay, index)) return PumpThroughPipe(relay, index);
   int error = 0;
   for (int round = 0; round < kRoundsPerWakeUp; ++round) {
     if (direction.start < direction.end) {
