@@ -1655,7 +1655,16 @@ export const MUTATIONS: Mutation[] = [
     name: 'relay-urgent-kept-on-pipe',
     intent: 'a spliced direction whose source had urgent data stays on its pipe: splice(2) never passes the mark',
     file: 'native/relay/relay_engine.cc',
-    edits: [{ find: '  if (relay->urgent_seen[index]) {', replace: '  if (false) {' }, { find: '    if (relay->urgent_seen[index]) return Pump(relay, index);', replace: '' }],
+    // All three places that take a direction off its pipe for urgent data; the splice-0 hand-off kept alone would
+    // send the mutant round Pump and PumpThroughPipe for ever, so it becomes the end, as it was before the hand-off.
+    edits: [
+      { find: '  if (relay->urgent_seen[index]) {', replace: '  if (false) {' },
+      { find: '    if (relay->urgent_seen[index]) return Pump(relay, index);', replace: '' },
+      {
+        find: '      relay->urgent_seen[index] = true;\n      return Pump(relay, index);',
+        replace: '      direction.ended = true;\n      HalfClosed(relay);\n      return PassOnEnd(relay, direction, to);',
+      },
+    ],
     specs: ['native-relay.test.js'],
     runtime: 'linux',
   },
