@@ -131,8 +131,12 @@ export interface NativeBinding {
   relayGroupListen?(group: number, fd: number, maxConnections: number, onRefused: (code: string, count: number) => void): boolean;
   /** How many relays of the group are open (0 for a group that is gone). */
   relayGroupSize?(group: number): number;
-  /** Ends a group's open relays without an error (each still reports); answers how many. */
-  relayGroupDestroy?(group: number): number;
+  /**
+   * Ends a group's open relays, each still reporting: without an error, or
+   * with `cut` ERR_PROXY_SHUTDOWN. Answers how many it ended (one that had
+   * ended by itself, its report still to come, keeps its end and is not counted).
+   */
+  relayGroupDestroy?(group: number, cut?: boolean): number;
   /** No more relayConnect for the group, its listener closed; it goes once its relays have ended. */
   relayGroupClose?(group: number): boolean;
   /** Ends a relay without an error (its onDone still comes); false when it has ended. */

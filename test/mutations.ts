@@ -237,8 +237,27 @@ export const MUTATIONS: Mutation[] = [
     name: 'shutdown-counts-sockets',
     intent: 'the shutdown reports sockets cut (two per connection) as connections',
     file: 'lib/proxy/tcp-proxy.ts',
-    edits: [{ find: '      cut = this.clients.size + (accepts?.destroyAll() ?? 0);', replace: '      cut = this.open.size + (accepts?.destroyAll() ?? 0);' }],
+    edits: [
+      { find: '      cut = accepts?.cutAll() ?? 0;', replace: '      cut = this.open.size + (accepts?.cutAll() ?? 0);' },
+      { find: '        fail(deadline);\n        cut++;', replace: '        fail(deadline);' },
+    ],
     specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'shutdown-cut-logged-clean',
+    intent: 'a connection accepted in JavaScript and cut at the shutdown deadline is logged as a clean end, without ERR_PROXY_SHUTDOWN',
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: '        fail(deadline);', replace: '        inbound.destroy();' }],
+    specs: ['native-accept.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'native-shutdown-cut-logged-clean',
+    intent: 'a natively accepted connection cut at the shutdown deadline is logged as a clean end, without ERR_PROXY_SHUTDOWN',
+    file: 'lib/proxy/native-accept.ts',
+    edits: [{ find: 'binding.relayGroupDestroy!(this.group, true)', replace: 'binding.relayGroupDestroy!(this.group)' }],
+    specs: ['native-accept.test.js'],
     runtime: 'linux',
   },
   {

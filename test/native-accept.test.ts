@@ -451,7 +451,7 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
     ['handed over', { sniff: true }],
     ['on streams', { relay: 'streams' }],
   ] as const) {
-    it(`${what}: shutdown() resolves once every connection has its log line, whether it ended by itself or was cut`, async function () {
+    it(`${what}: shutdown() resolves once every connection has its log line, whether it ended by itself (no error) or was cut (ERR_PROXY_SHUTDOWN)`, async function () {
       for (const deadline of [5_000, 200]) {
         const { proxy, port, logs } = await proxyWith(options);
         const clients = await Promise.all(
@@ -468,6 +468,8 @@ describe('TransparentProxy accepting natively (relay: native, nothing decided pe
         if (deadline > 1_000) for (const client of clients) client.end();
         const cut = await stopping;
         assert.deepEqual([cut, logs.length], [deadline > 1_000 ? 0 : 3, 3], JSON.stringify(logs));
+        const errors = logs.map((entry) => entry.error);
+        assert.deepEqual(errors, Array(3).fill(deadline > 1_000 ? undefined : 'ERR_PROXY_SHUTDOWN'), JSON.stringify(logs));
         for (const client of clients) client.destroy();
       }
     });

@@ -742,7 +742,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
         }
       });
 
-      it('shutdown with relays open: cuts them at the deadline, counts them, logs each, closes every client', async function () {
+      it('shutdown with relays open: cuts them at the deadline, counts them, logs each ERR_PROXY_SHUTDOWN, closes every client', async function () {
         const { proxy, port, logs } = await proxyWith({ ...options });
         const clients = await Promise.all(
           Array.from({ length: 5 }, async () => {
@@ -757,7 +757,7 @@ describe('TransparentProxy relaying natively and on streams', function () {
         assert.equal(await proxy.shutdown(100), 5);
         await Promise.all(clients.map((client) => (client.closed ? undefined : once(client, 'close'))));
         await until(() => logs.length === 5, 'five log lines');
-        assert.ok(logs.every((entry) => entry.bytesUp === 1 && entry.bytesDown === 1), JSON.stringify(logs));
+        assert.ok(logs.every((entry) => entry.bytesUp === 1 && entry.bytesDown === 1 && entry.error === 'ERR_PROXY_SHUTDOWN'), JSON.stringify(logs));
         assert.equal(proxy.connections, 0);
         engineUsed();
       });

@@ -236,7 +236,7 @@ describe('bin/wfp-redirect-proxy', function () {
     assert.match(proxy.stderr.join('\n'), /stopped$/m);
   });
 
-  it('at the shutdown deadline cuts what is still open, and exits 0', async function () {
+  it('at the shutdown deadline cuts what is still open, logs it ERR_PROXY_SHUTDOWN, and exits 0', async function () {
     if (isWindows) this.skip();
     const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--shutdown-timeout', '300'], /listening on .*:(\d+)$/);
     const client = await connect(proxy.port);
@@ -248,6 +248,8 @@ describe('bin/wfp-redirect-proxy', function () {
     // One connection, though both of its sockets were open.
     assert.match(proxy.stderr.join('\n'), /letting 1 open connection\(s\) finish/);
     assert.match(proxy.stderr.join('\n'), /, 1 connection\(s\) cut at the deadline/);
+    // Its log line says why it ended, as a timeout's does.
+    assert.match(proxy.stdout.join('\n'), / error=ERR_PROXY_SHUTDOWN$/m);
   });
 });
 

@@ -118,9 +118,9 @@ export class NativeAccepts {
     return new Promise((resolve) => this.drainWaiters.push(resolve));
   }
 
-  /** Ends every open connection without an error (each still reports its end); answers how many. */
-  destroyAll(): number {
-    return binding.relayGroupDestroy!(this.group);
+  /** Cuts every open connection: each still reports its end, with ERR_PROXY_SHUTDOWN. Answers how many it cut. */
+  cutAll(): number {
+    return binding.relayGroupDestroy!(this.group, true);
   }
 
   private accept(fd: number): void {

@@ -259,8 +259,8 @@ export class TransparentProxy {
    * and `shutdown()` (not `server.close()`) stops accepting.
    */
   readonly server: net.Server;
-  /** The accepted sockets of the connections being relayed. */
-  private readonly clients = new Set<net.Socket>();
+  /** The accepted sockets of the connections being relayed, each with what fails its connection. */
+  private readonly clients = new Map<net.Socket, (error: Error) => void>();
   /** Every socket still open, both ends of each relay: what a shutdown cuts. */
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
@@ -295,8 +295,6 @@ export class TransparentProxy {
   /** The connections accepted, connected and relayed natively, where nothing is decided per connection (nativeTarget). */
   private nativeAccepts: NativeAccepts | undefined;
   private missingSaid = false;
-  /** The connections handed to the native relay (relayStart) and not ended yet: a shutdown ends them first. */
-  private readonly natives = new Set<NativeRelay>();
   /** The relay() of each connection accepted in JavaScript, until it has logged its end. */
   private readonly relays = new Set<Promise<void>>();
   /** A shutdown not finished yet: listen() waits for it, and a second shutdown() joins it. */
@@ -475,9 +473,15 @@ export class TransparentProxy {
     const timer = new Promise<'deadline'>((resolve) => setTimeout(resolve, deadlineMs, 'deadline').unref());
     let cut = 0;
     if ((await Promise.race([closed, timer])) === 'deadline') {
-      cut = this.clients.size + (accepts?.destroyAll() ?? 0);
-      // The native relays before Node's sockets (see relay()'s fail).
-      for (const relay of this.natives) relay.destroy();
+      cut = accepts?.cutAll() ?? 0;
+      // Each is logged ERR_PROXY_SHUTDOWN; one whose client had gone already (its line still to come) keeps its end.
+      const deadline = coded('cut at the shutdown deadline', 'ERR_PROXY_SHUTDOWN');
+      for (const [inbound, fail] of this.clients) {
+        if (inbound.destroyed) continue;
+        fail(deadline);
+        cut++;
+      }
+      // What no connection's fail reached: an upstream's socket during its handshake.
       for (const socket of this.open) socket.destroy();
       await closed;
     }
@@ -803,7 +807,6 @@ export class TransparentProxy {
     const started = Date.now();
     const client = formatEndpoint(inbound.remoteAddress, inbound.remotePort);
     const entry: ConnectionLog = { id, client, destination: undefined, records: 0, bytesUp: 0, bytesDown: 0, durationMs: 0 };
-    this.clients.add(inbound);
     this.open.add(inbound);
     let outbound: net.Socket | undefined;
     let native: NativeRelay | undefined;
@@ -821,6 +824,7 @@ export class TransparentProxy {
       outbound?.destroy();
     };
     inbound.on('error', fail);
+    this.clients.set(inbound, fail);
     const inboundClosed = new Promise<void>((resolve) => inbound.once('close', () => resolve()));
     // A refused loop after the first in an interval is counted in the warning, not logged on its own.
     let unlogged = false;
@@ -869,12 +873,10 @@ export class TransparentProxy {
       }
       if (handed !== undefined && typeof handed !== 'string') {
         native = handed;
-        this.natives.add(handed);
         // Either socket destroyed (a failure, a shutdown) ends the native relay; its end closes both.
         inbound.once('close', handed.destroy);
         out.once('close', handed.destroy);
         const end = await handed.ended;
-        this.natives.delete(handed);
         nativeBytes = end;
         if (end.code !== undefined) fail(coded(`relay: ${end.code}`, end.code));
         inbound.destroy();

@@ -40,8 +40,9 @@
 //       accept's failure it cannot get past (accepting rests a while then,
 //       the connection waiting in the kernel's queue).
 //   relayGroupSize(group): how many of its relays are open (0: gone).
-//   relayGroupDestroy(group): ends the group's open relays without an error
-//       (each still reports); how many. relayGroupClose(group): no more
+//   relayGroupDestroy(group, cut): ends the group's open relays (each still
+//       reports; without an error, or with cut ERR_PROXY_SHUTDOWN); how many
+//       it ended (not those that had ended by themselves). relayGroupClose(group): no more
 //       relayConnect, the listener (if any) closed; the group goes once its
 //       relays have. (relayGroup to relayGroupClose: Linux only.)
 //   relayDestroy(id): ends a relay without an error (onDone still comes);
@@ -794,16 +795,23 @@ Napi::Value RelayGroupListen(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, true);
 }
 
-// Ends every open relay of the group without an error (each still reports); answers how many.
+// Ends every open relay of the group, without an error or (cut) with ERR_PROXY_SHUTDOWN; each still reports. Answers
+// how many it ended: one that had ended by itself, its report still to come, keeps its own end and is not counted.
 Napi::Value RelayGroupDestroy(const Napi::CallbackInfo& info) {
+  if (!info[1].IsUndefined() && !info[1].IsBoolean()) {
+    ThrowArgumentError(info.Env(), true, "Expected cut to be a boolean");
+    return info.Env().Undefined();
+  }
+  const char* code = info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value() ? "ERR_PROXY_SHUTDOWN" : nullptr;
   Group* group = FindGroup(info[0], false);
   if (group == nullptr) return Napi::Number::New(info.Env(), 0);
   const std::vector<RelayId> ids(group->relays.begin(), group->relays.end());
+  size_t ended = 0;
   for (const RelayId id : ids) {
     const auto found = registry->relays.find(id);
-    if (found != registry->relays.end()) DestroyRelay(found->second->relay);
+    if (found != registry->relays.end() && DestroyRelay(found->second->relay, code)) ++ended;
   }
-  return Napi::Number::New(info.Env(), static_cast<double>(ids.size()));
+  return Napi::Number::New(info.Env(), static_cast<double>(ended));
 }
 
 // How many relays of the group are open; 0 for a group that is gone.
@@ -833,8 +841,7 @@ Napi::Value RelayDestroy(const Napi::CallbackInfo& info) {
   if (registry == nullptr) return Napi::Boolean::New(env, false);
   auto found = registry->relays.find(static_cast<RelayId>(id));
   if (found == registry->relays.end()) return Napi::Boolean::New(env, false);
-  DestroyRelay(found->second->relay);
-  return Napi::Boolean::New(env, true);
+  return Napi::Boolean::New(env, DestroyRelay(found->second->relay));
 }
 
 }  // namespace

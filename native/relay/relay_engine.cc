@@ -708,7 +708,11 @@ int ConnectAndRelay(uv_loop_t* loop, int a, bool a_ready, const ConnectTarget& t
 }
 #endif  // defined(__linux__)
 
-void DestroyRelay(Relay* relay) { Close(relay, nullptr); }
+bool DestroyRelay(Relay* relay, const char* code) {
+  if (relay->closing) return false;
+  Close(relay, code);
+  return true;
+}
 
 void CloseThreadRelays() {
 #if defined(__linux__)

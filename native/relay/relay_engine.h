@@ -94,9 +94,11 @@ int ConnectAndRelay(uv_loop_t* loop, int a, bool a_ready, const ConnectTarget& t
                     Relay** out, sockaddr_storage* local, socklen_t* local_length);
 #endif  // defined(__linux__)
 
-// Ends the relay without an error: both sockets are closed, `done` comes
-// later from the loop. Idempotent until `done` has run; not after.
-void DestroyRelay(Relay* relay);
+// Ends the relay, without an error or with `code` (a literal: it outlives the
+// relay): both sockets are closed, `done` comes later from the loop. False,
+// changing nothing, for a relay that has ended already (by itself or by this)
+// and whose `done` is still to come; not to be called after `done`.
+bool DestroyRelay(Relay* relay, const char* code = nullptr);
 
 // The thread's environment is going, its relays destroyed: closes what they
 // shared on its loop (Linux: the epoll set), as a loop that closes must have
