@@ -245,6 +245,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'log-not-waited-for-at-stop',
+    intent: "a stopping CLI does not wait for its log's reader: lines the reader has not taken are lost at exit",
+    file: 'lib/proxy/cli.ts',
+    edits: [{ find: 'const unwritten = await lines.finish(logWait);', replace: 'const unwritten = await lines.finish(0);' }],
+    specs: ['proxy-limits.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'shutdown-cut-logged-clean',
     intent: 'a connection accepted in JavaScript and cut at the shutdown deadline is logged as a clean end, without ERR_PROXY_SHUTDOWN',
     file: 'lib/proxy/tcp-proxy.ts',

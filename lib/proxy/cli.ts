@@ -257,15 +257,25 @@ function stopSignal(): Promise<NodeJS.Signals> {
   });
 }
 
-/** Stops accepting, lets open connections finish until the deadline, ends UDP flows; resolves to the exit code. */
+/** How long a stopping proxy waits at least for its log's reader, even once connections took the whole deadline. */
+const LOG_DRAIN_MIN_MS = 2_000;
+
+/**
+ * Stops accepting, lets open connections finish until the deadline, ends UDP flows, and waits for the log to be
+ * written (what is left of the deadline, at least LOG_DRAIN_MIN_MS); resolves to the exit code.
+ */
 async function stop({ tcp, udp }: Relays, config: CliConfig, lines: LineWriter, signal: NodeJS.Signals): Promise<number> {
   say(`${signal}: not accepting; letting ${tcp.connections} open connection(s) finish for up to ${config.shutdownTimeout} ms`);
   // A second signal does not wait for the deadline.
   const forceExit = () => process.exit(130);
   for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);
+  const started = Date.now();
   try {
     const [cut, flows] = await Promise.all([tcp.shutdown(config.shutdownTimeout), udp?.shutdown() ?? 0]);
-    lines.flush();
+    // The log's reader may be behind: what it has not taken when the process exits is lost.
+    const logWait = Math.max(LOG_DRAIN_MIN_MS, config.shutdownTimeout - (Date.now() - started));
+    const unwritten = await lines.finish(logWait);
+    if (unwritten) say(`${unwritten} log line(s) not written: the log's reader did not take them within ${logWait} ms`);
     say(`stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}`);
   } finally {
     for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);

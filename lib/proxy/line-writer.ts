@@ -50,7 +50,10 @@ export class LineWriter {
    */
   private queued: string[] = [];
   private queuedBytes = 0;
-  private writing = false;
+  /** The chunk of the write in flight (part of it may be out already). */
+  private inFlight: string | undefined;
+  /** finish() calls waiting for every chunk to be written. */
+  private written: (() => void)[] = [];
   private timer: NodeJS.Timeout | undefined;
   /** Set once a write has failed: the reader is gone and nothing more is written. */
   private failed: string | undefined;
@@ -109,23 +112,51 @@ export class LineWriter {
     this.writeNext();
   }
 
+  /**
+   * Writes what is gathered; resolves once every line is written, or at
+   * `timeoutMs` to how many were not (at most: the write in flight may be
+   * partly out). Those are given up then, and nothing more is written: an
+   * exit would cut a line.
+   */
+  async finish(timeoutMs: number): Promise<number> {
+    this.flush();
+    if (this.inFlight === undefined || this.failed !== undefined) return 0;
+    let timer: NodeJS.Timeout | undefined;
+    const done = new Promise<boolean>((resolve) => this.written.push(() => resolve(true)));
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(resolve, timeoutMs, false)));
+    const inTime = await Promise.race([done, late]);
+    clearTimeout(timer);
+    if (inTime || this.failed !== undefined) return 0;
+    const unwritten = [this.inFlight ?? '', ...this.queued].reduce((lines, chunk) => lines + countLines(chunk), 0);
+    this.failed = 'ETIMEDOUT';
+    this.queued = [];
+    this.queuedBytes = 0;
+    return unwritten;
+  }
+
   /** Writes the next queued chunk once the one before it is written. */
   private writeNext(): void {
-    if (this.writing || this.failed !== undefined) return;
+    if (this.inFlight !== undefined || this.failed !== undefined) return;
     const chunk = this.queued.shift();
-    if (chunk === undefined) return;
+    if (chunk === undefined) return this.allWritten();
     this.queuedBytes -= chunk.length;
-    this.writing = true;
+    this.inFlight = chunk;
     try {
       this.stream.write(chunk, (error) => {
-        this.writing = false;
+        this.inFlight = undefined;
         if (error) this.stop(error as NodeJS.ErrnoException);
         else this.writeNext();
       });
     } catch (error) {
-      this.writing = false;
+      this.inFlight = undefined;
       this.stop(error as NodeJS.ErrnoException);
     }
+  }
+
+  private allWritten(): void {
+    const waiting = this.written;
+    this.written = [];
+    for (const resolve of waiting) resolve();
   }
 
   private take(): string[] | undefined {
@@ -144,6 +175,7 @@ export class LineWriter {
     this.queued = [];
     this.queuedBytes = 0;
     this.said(`writing the log failed (${this.failed}): its reader has gone; no more log lines, relaying goes on`);
+    this.allWritten();
   }
 
   private flushSync(): void {
@@ -160,6 +192,12 @@ export class LineWriter {
       // The reader is gone: nothing to write to.
     }
   }
+}
+
+function countLines(text: string): number {
+  let lines = 0;
+  for (let at = text.indexOf('\n'); at >= 0; at = text.indexOf('\n', at + 1)) lines++;
+  return lines;
 }
 
 /** Whole lines joined into writes of at most ATOMIC_WRITE_BYTES (a longer line goes alone). */
