@@ -253,6 +253,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'shutdown-waits-for-route-hook',
+    intent: 'a connection cut by a shutdown while its route hook decides is not noticed: shutdown() waits for routeTimeout',
+    file: 'lib/proxy/tcp-proxy.ts',
+    edits: [{ find: "    inbound.once('close', clientGone);\n", replace: '' }],
+    specs: ['proxy-limits.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'shutdown-cut-logged-clean',
     intent: 'a connection accepted in JavaScript and cut at the shutdown deadline is logged as a clean end, without ERR_PROXY_SHUTDOWN',
     file: 'lib/proxy/tcp-proxy.ts',

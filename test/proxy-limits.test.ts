@@ -283,6 +283,20 @@ describe('TransparentProxy timeouts a peer cannot hold open', function () {
     return { proxy, port: (await proxy.listen()).port, logs };
   }
 
+  it('a shutdown while a route hook is still deciding: the connection is cut at the deadline, logged ERR_PROXY_SHUTDOWN, not left to routeTimeout', async function () {
+    const { proxy, port, logs } = await proxyWith({ routeTimeout: 60_000, route: () => new Promise(() => {}) });
+    const client = net.connect(port, '127.0.0.1').on('error', () => {});
+    try {
+      await until(() => proxy.connections === 1, 'the proxy to take the connection', 5000);
+      const late = new Promise((resolve) => setTimeout(resolve, 5000, 'still waiting 5 s later').unref());
+      assert.equal(await Promise.race([proxy.shutdown(100), late]), 1);
+      assert.deepEqual(logs.map((entry) => entry.error), ['ERR_PROXY_SHUTDOWN']);
+    } finally {
+      client.destroy();
+      await proxy.shutdown(0);
+    }
+  });
+
   it('a route hook that never answers: the connection is closed at routeTimeout with ERR_PROXY_ROUTE_TIMEOUT', async function () {
     const { proxy, port, logs } = await proxyWith({ routeTimeout: 300, route: () => new Promise(() => {}) });
     const client = net.connect(port, '127.0.0.1').on('error', () => {});
