@@ -293,7 +293,12 @@ describe('wfp-redirect-proxy shutdown signals, emitted in this process', functio
       // The CLI's own output: its stderr is read here, its log lines on stdout are not wanted in the report.
       const [stderrWrite, stdoutWrite] = [process.stderr.write, process.stdout.write];
       process.stderr.write = ((chunk: string) => written.push(String(chunk)) > 0) as typeof process.stderr.write;
-      process.stdout.write = (() => true) as typeof process.stdout.write;
+      // Written at once, as far as the CLI can tell: its stop waits for its log to be written.
+      process.stdout.write = ((_chunk: unknown, ...rest: unknown[]) => {
+        const callback = rest.find((arg) => typeof arg === 'function') as (() => void) | undefined;
+        if (callback) process.nextTick(callback);
+        return true;
+      }) as typeof process.stdout.write;
       let running: Promise<number> | undefined;
       let stopped = false;
       try {
