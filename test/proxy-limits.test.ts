@@ -6,7 +6,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import { once } from 'node:events';
 import net from 'node:net';
-import { PassThrough } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { TransparentProxy, UdpRelay, type ConnectionLog, type FlowLog } from '..';
 import { LineWriter, MAX_UNWRITTEN_BYTES } from '../dist/proxy/line-writer';
 import { freePort, isWindows, until } from './helpers';
@@ -146,6 +146,38 @@ describe('the CLI when whatever reads its log goes away', function () {
     assert.equal(said.length, 1, said.join('\n'));
     writer.close();
   });
+
+  it('finish(): 0 once every line is written; at its bound, what is lost (queued, in flight and dropped), and nothing written after', async function () {
+    const written: string[] = [];
+    const prompt = new Writable({ write: (chunk, _encoding, done) => void (written.push(String(chunk)), done()) });
+    const lines = new LineWriter(prompt);
+    lines.write('a\n');
+    lines.write('b\n');
+    assert.equal(await lines.finish(1000), 0);
+    assert.equal(written.join(''), 'a\nb\n');
+    lines.close();
+
+    // A reader that takes nothing: writes complete only when this test says.
+    let writes = 0;
+    const completions: Array<() => void> = [];
+    const stuck = new Writable({ highWaterMark: 1, write: (_chunk, _encoding, done) => void (writes++, completions.push(done)) });
+    const said: string[] = [];
+    const behind = new LineWriter(stuck, (message) => said.push(message));
+    const line = `${'x'.repeat(99)}\n`;
+    for (let i = 0; i < 20_000; i++) behind.write(line);
+    const dropped = behind.droppedLines;
+    assert.ok(dropped > 0, 'some lines dropped');
+    const lost = await behind.finish(50);
+    // Every line is either written (none: nothing completed) or counted; the counting line stands for those dropped.
+    assert.equal(lost, 20_000, `lost ${lost}, dropped ${dropped}`);
+    const before = writes;
+    // The write in flight completing, then a new line: neither makes the writer write again.
+    for (const done of completions.splice(0)) done();
+    behind.write(line);
+    behind.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(writes, before, 'written after finish() gave up');
+  });
 });
 
 describe('the CLI stopping while its log reader is behind', function () {
@@ -215,10 +247,13 @@ describe('the CLI stopping while its log reader is behind', function () {
       this.skip();
     }
     const { lines, stderr } = await stopWithSlowReader(4_000, ['--shutdown-timeout', '300']);
-    const lost = /(\d+) log line\(s\) not written: the log's reader did not take them within 2000 ms/.exec(stderr);
+    const lost = /up to (\d+) log line\(s\) not written: the log's reader did not take them within 2000 ms/.exec(stderr);
     assert.ok(lost, stderr);
-    // No line is lost without a word, and none is cut: what was written is whole lines.
-    assert.equal(lines.length + Number(lost[1]), CONNECTIONS, stderr);
+    // No line is lost without a word, and none is cut: what was written is whole lines. The count is "up to": the
+    // write in flight when the proxy gave up (one of at most 4096 bytes) may still go out before it exits.
+    const shortest = Math.min(...lines.map((line) => line.length + 1));
+    const accounted = lines.length + Number(lost[1]);
+    assert.ok(accounted >= CONNECTIONS && accounted <= CONNECTIONS + Math.floor(4096 / shortest), `${lines.length} + ${lost[1]}: ${stderr}`);
     assert.ok(lines.every((line) => / ok$/.test(line)), lines.find((line) => !/ ok$/.test(line)));
   });
 });

@@ -275,7 +275,7 @@ async function stop({ tcp, udp }: Relays, config: CliConfig, lines: LineWriter, 
     // The log's reader may be behind: what it has not taken when the process exits is lost.
     const logWait = Math.max(LOG_DRAIN_MIN_MS, config.shutdownTimeout - (Date.now() - started));
     const unwritten = await lines.finish(logWait);
-    if (unwritten) say(`${unwritten} log line(s) not written: the log's reader did not take them within ${logWait} ms`);
+    if (unwritten) say(`up to ${unwritten} log line(s) not written: the log's reader did not take them within ${logWait} ms`);
     say(`stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}`);
   } finally {
     for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);

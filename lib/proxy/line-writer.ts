@@ -90,10 +90,7 @@ export class LineWriter {
       if (this.dropped++ === 0) this.said(`the log's reader is not keeping up: dropping log lines until it catches up (more than ${MAX_UNWRITTEN_BYTES / 1024} KiB unwritten)`);
       return;
     }
-    if (this.dropped > 0) {
-      this.pending.push(`${new Date().toISOString()} log: ${this.dropped} line(s) dropped: the log's reader was not keeping up\n`);
-      this.dropped = 0;
-    }
+    this.sayDropped();
     this.pending.push(line);
     this.size += line.length;
     if (this.size >= FLUSH_AT_BYTES) this.flush();
@@ -113,12 +110,16 @@ export class LineWriter {
   }
 
   /**
-   * Writes what is gathered; resolves once every line is written, or at
-   * `timeoutMs` to how many were not (at most: the write in flight may be
-   * partly out). Those are given up then, and nothing more is written: an
-   * exit would cut a line.
+   * Writes what is gathered (with the count of lines dropped so far) and
+   * resolves once every line is written, to 0; or at `timeoutMs`, giving up,
+   * to at most how many lines are lost: those queued and dropped, and those of
+   * the write in flight, which libuv cannot take back and which may still go
+   * out before the process exits. A write of up to PIPE_BUF bytes into a pipe
+   * goes out whole or not at all. Nothing more is written after.
    */
   async finish(timeoutMs: number): Promise<number> {
+    const droppedBefore = this.dropped;
+    const droppedLine = this.sayDropped();
     this.flush();
     if (this.inFlight === undefined || this.failed !== undefined) return 0;
     let timer: NodeJS.Timeout | undefined;
@@ -127,11 +128,28 @@ export class LineWriter {
     const inTime = await Promise.race([done, late]);
     clearTimeout(timer);
     if (inTime || this.failed !== undefined) return 0;
-    const unwritten = [this.inFlight ?? '', ...this.queued].reduce((lines, chunk) => lines + countLines(chunk), 0);
+    const chunks = [this.inFlight ?? '', ...this.queued, ...this.pending];
+    let lost = chunks.reduce((lines, chunk) => lines + countLines(chunk), 0) + this.dropped;
+    // The line that counted the lines dropped before, itself not written, stands for them.
+    if (droppedLine !== undefined && chunks.some((chunk) => chunk.includes(droppedLine))) lost += droppedBefore - 1;
     this.failed = 'ETIMEDOUT';
+    this.pending = [];
+    this.size = 0;
     this.queued = [];
     this.queuedBytes = 0;
-    return unwritten;
+    this.dropped = 0;
+    this.allWritten();
+    return lost;
+  }
+
+  /** Lines dropped since the last such line (the reader more than MAX_UNWRITTEN_BYTES behind): one line says how many. */
+  private sayDropped(): string | undefined {
+    if (this.dropped === 0 || this.failed !== undefined) return undefined;
+    const line = `${new Date().toISOString()} log: ${this.dropped} line(s) dropped: the log's reader was not keeping up\n`;
+    this.pending.push(line);
+    this.size += line.length;
+    this.dropped = 0;
+    return line;
   }
 
   /** Writes the next queued chunk once the one before it is written. */

@@ -27,8 +27,8 @@ export interface NativeRelayEnd {
 export interface NativeRelay {
   /** Settles once, after the native side has closed its duplicates of both sockets. */
   readonly ended: Promise<NativeRelayEnd>;
-  /** Ends it without an error; `ended` still settles. */
-  destroy(): void;
+  /** Ends it without an error; `ended` still settles. False when it had ended already (its `ended` still to settle, with its own end). */
+  destroy(): boolean;
 }
 
 export interface RelayTimeouts {
@@ -126,7 +126,7 @@ export function handOver(inbound: net.Socket, out: net.Socket, replay: Buffer | 
       socket.setTimeout(0);
       socket.removeAllListeners('timeout');
     }
-    return { ended, destroy: () => void destroy(id) };
+    return { ended, destroy: () => destroy(id) };
   } catch (error) {
     // Nothing was taken: put back what was read (streams replay it first), let
     // Node read again (its stream may be waiting on a read it asked for), and let the caller pipe.

@@ -259,8 +259,11 @@ export class TransparentProxy {
    * and `shutdown()` (not `server.close()`) stops accepting.
    */
   readonly server: net.Server;
-  /** The accepted sockets of the connections being relayed, each with what fails its connection. */
-  private readonly clients = new Map<net.Socket, (error: Error) => void>();
+  /**
+   * The accepted sockets of the connections being relayed, each with what a shutdown's deadline calls to cut its
+   * connection: false, changing nothing, for one that has ended by itself and is still to be logged.
+   */
+  private readonly clients = new Map<net.Socket, (error: Error) => boolean>();
   /** Every socket still open, both ends of each relay: what a shutdown cuts. */
   private readonly open = new Set<net.Socket>();
   private nextId = 0;
@@ -474,14 +477,10 @@ export class TransparentProxy {
     let cut = 0;
     if ((await Promise.race([closed, timer])) === 'deadline') {
       cut = accepts?.cutAll() ?? 0;
-      // Each is logged ERR_PROXY_SHUTDOWN; one whose client had gone already (its line still to come) keeps its end.
+      // Each is logged ERR_PROXY_SHUTDOWN; one that had ended by itself (its line still to come) keeps its end.
       const deadline = coded('cut at the shutdown deadline', 'ERR_PROXY_SHUTDOWN');
-      for (const [inbound, fail] of this.clients) {
-        if (inbound.destroyed) continue;
-        fail(deadline);
-        cut++;
-      }
-      // What no connection's fail reached: an upstream's socket during its handshake.
+      for (const cutOne of this.clients.values()) if (cutOne(deadline)) cut++;
+      // Whatever socket is left of a connection that had ended by itself.
       for (const socket of this.open) socket.destroy();
       await closed;
     }
@@ -824,7 +823,12 @@ export class TransparentProxy {
       outbound?.destroy();
     };
     inbound.on('error', fail);
-    this.clients.set(inbound, fail);
+    this.clients.set(inbound, (error) => {
+      // A native relay that had ended by itself reports its own end: the connection was not cut.
+      if (inbound.destroyed || (native !== undefined && !native.destroy())) return false;
+      fail(error);
+      return true;
+    });
     const inboundClosed = new Promise<void>((resolve) => inbound.once('close', () => resolve()));
     // A refused loop after the first in an interval is counted in the warning, not logged on its own.
     let unlogged = false;
