@@ -172,6 +172,7 @@ export class LineWriter {
   }
 
   private allWritten(): void {
+    if (this.written.length === 0) return;
     const waiting = this.written;
     this.written = [];
     for (const resolve of waiting) resolve();

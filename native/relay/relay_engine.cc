@@ -279,9 +279,10 @@ bool PumpThroughPipe(Relay* relay, int index) {
 bool Spliced(Relay* relay, int index) {
   Direction& direction = relay->directions[index];
   if (relay->urgent_seen[index]) {
-    // Reads step past an urgent mark; splice(2) answers EAGAIN at it for good. An empty pipe is let go (what it held
-    // went first), and the direction copies from then on.
-    if (direction.pipe[0] < 0 || direction.in_pipe > 0) return direction.pipe[0] >= 0;
+    // Reads step past an urgent mark; splice(2) answers EAGAIN at it for good. What the pipe holds goes first; an
+    // empty pipe is let go, and the direction copies from then on.
+    if (direction.pipe[0] < 0) return false;
+    if (direction.in_pipe > 0) return true;
     ClosePipe(direction);
     return false;
   }
