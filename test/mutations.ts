@@ -277,6 +277,22 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'log-exit-loss-unsaid',
+    intent: 'lines the reader had not taken when the process exits (a second signal) are lost without a word',
+    file: 'lib/proxy/line-writer.ts',
+    edits: [{ find: '    if (lost > 0) this.said(', replace: '    if (lost < 0) this.said(' }],
+    specs: ['proxy-limits.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'log-exit-writes-past-in-flight',
+    intent: 'at the exit, queued chunks are written while an earlier one is still in flight: lines come out of turn',
+    file: 'lib/proxy/line-writer.ts',
+    edits: [{ find: '    if (this.inFlight === undefined) {\n      try {', replace: '    if (this.inFlight === undefined || true) {\n      try {' }],
+    specs: ['proxy-limits.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'shutdown-cut-logged-clean',
     intent: 'a connection accepted in JavaScript and cut at the shutdown deadline is logged as a clean end, without ERR_PROXY_SHUTDOWN',
     file: 'lib/proxy/tcp-proxy.ts',

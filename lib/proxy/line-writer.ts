@@ -197,19 +197,37 @@ export class LineWriter {
     this.allWritten();
   }
 
+  /**
+   * At the process's exit (a second signal, process.exit): what is left goes
+   * out now, as far as the reader takes it without waiting, and in order; the
+   * rest is counted on stderr. Nothing follows a write still in flight: libuv
+   * gets no later turn to finish it, and a line written past it would come
+   * out of turn. A write of at most PIPE_BUF bytes into a full pipe fails
+   * whole (EAGAIN).
+   */
   private flushSync(): void {
-    const lines = this.take() ?? [];
-    const chunks = [...this.queued, ...atomicChunks(lines)];
+    if (this.failed !== undefined) return;
+    const chunks = [...this.queued, ...atomicChunks(this.take() ?? [])];
     this.queued = [];
     this.queuedBytes = 0;
-    try {
-      for (const chunk of chunks) {
-        if (typeof this.stream.fd === 'number') writeSync(this.stream.fd, chunk);
-        else this.stream.write(chunk);
+    let written = 0;
+    if (this.inFlight === undefined) {
+      try {
+        for (; written < chunks.length; written++) {
+          const chunk = chunks[written]!;
+          if (typeof this.stream.fd !== 'number') this.stream.write(chunk);
+          // A line longer than PIPE_BUF, partly taken: it and those after it are counted.
+          else if (writeSync(this.stream.fd, chunk) < Buffer.byteLength(chunk)) break;
+        }
+      } catch {
+        // The reader is behind (EAGAIN) or gone: what is left is counted below.
       }
-    } catch {
-      // The reader is gone: nothing to write to.
     }
+    const unwritten = [this.inFlight ?? '', ...chunks.slice(written)];
+    const lost = unwritten.reduce((lines, chunk) => lines + countLines(chunk), 0) + this.dropped;
+    this.failed = 'EXITED';
+    // "Up to": the write in flight may have gone out, its callback not yet run.
+    if (lost > 0) this.said(`up to ${lost} log line(s) not written: the proxy exited before the log's reader took them`);
   }
 }
 
