@@ -180,6 +180,14 @@ interface Decision {
   replay: Buffer | undefined;
 }
 
+/** What relay() holds of a JavaScript-accepted connection, besides its log entry, as each part comes to be. */
+interface Carried {
+  outbound: net.Socket | undefined;
+  native: NativeRelay | undefined;
+  /** What the outbound socket had written before the client's bytes (an upstream's handshake). */
+  handshakeBytes: number;
+}
+
 export interface ConnectionLog {
   id: number;
   client: string;
@@ -802,97 +810,42 @@ export class TransparentProxy {
   }
 
   private async relay(inbound: net.Socket): Promise<void> {
-    const id = ++this.nextId;
     const started = Date.now();
     const client = formatEndpoint(inbound.remoteAddress, inbound.remotePort);
-    const entry: ConnectionLog = { id, client, destination: undefined, records: 0, bytesUp: 0, bytesDown: 0, durationMs: 0 };
+    const entry: ConnectionLog = { id: ++this.nextId, client, destination: undefined, records: 0, bytesUp: 0, bytesDown: 0, durationMs: 0 };
+    const carried: Carried = { outbound: undefined, native: undefined, handshakeBytes: 0 };
     this.open.add(inbound);
-    let outbound: net.Socket | undefined;
-    let native: NativeRelay | undefined;
-    let nativeBytes = { bytesUp: 0, bytesDown: 0 };
-    let handshakeBytes = 0;
     const fail = (error: unknown) => {
       if (entry.error === undefined && OUT_OF_DESCRIPTORS.has(codeOf(error))) this.descriptors.note();
       entry.error ??= codeOf(error);
       // The native relay first: on Windows libuv's close of Node's handle may shut the shared socket's
       // sending half, or wait for Node's pending read, while the relay still has the socket.
-      native?.destroy();
+      carried.native?.destroy();
       // A blocked connection is refused as a closed port would be: a reset, not an orderly end.
       if (entry.error === BLOCKED && !inbound.destroyed) inbound.resetAndDestroy();
       else inbound.destroy();
-      outbound?.destroy();
+      carried.outbound?.destroy();
     };
     inbound.on('error', fail);
     this.clients.set(inbound, (error) => {
       // A native relay that had ended by itself reports its own end: the connection was not cut.
-      if (inbound.destroyed || (native !== undefined && !native.destroy())) return false;
+      if (inbound.destroyed || (carried.native !== undefined && !carried.native.destroy())) return false;
       fail(error);
       return true;
     });
     const inboundClosed = new Promise<void>((resolve) => inbound.once('close', () => resolve()));
     // A refused loop after the first in an interval is counted in the warning, not logged on its own.
     let unlogged = false;
-
-    // The connection closed while its destination is decided (cut by a shutdown) ends the wait: a route hook may take
-    // up to routeTimeout. Listened for only meanwhile: an Error made at every connection's end cost ~2% of its CPU.
-    let clientGone!: () => void;
-    const gone = new Promise<never>((_, reject) => (clientGone = () => reject(coded('client went away', 'ECONNRESET'))));
-    inbound.once('close', clientGone);
     try {
-      const { records, destination, via, replay } = await within(
-        Promise.race([this.decide(inbound, entry, (logged) => (unlogged = !logged)), gone]),
-        this.options.routeTimeout,
-        'ERR_PROXY_ROUTE_TIMEOUT',
-        'deciding where the connection goes (redirect records, destination, route hook)',
-      ).finally(() => inbound.off('close', clientGone));
-      if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
+      const decision = await this.decideInTime(inbound, entry, (logged) => (unlogged = !logged));
       this.options.logStart?.({ ...entry });
-      const out = (outbound = via ? await this.connectThrough(via, destination, records, inbound) : this.connectOut(destination, records));
-      // The upstream's handshake is not the client's bytes: bytesUp counts from here.
-      handshakeBytes = out.bytesWritten;
-      out.on('error', fail);
-      // The client may have gone while an upstream's handshake ran.
-      if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
-      const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
-      this.time(inbound, out, fail);
-      const nativeNow = this.options.relay === 'native' && this.options.nativeAfter === 0;
-      // A client that goes while the outbound side connects ends the wait (read(0): Node reads it, so a reset surfaces;
-      // what it sent stays buffered for the hand-over), as the streams relay, reading it, sees at once.
-      if (nativeNow) inbound.read(0);
-      const ready = nativeNow && (await Promise.race([connectedOrClosed(out), inboundClosed.then(() => false)]));
-      let handed = ready && !inbound.destroyed && !out.destroyed ? handOver(inbound, out, replay, this.options) : undefined;
-      if (handed === undefined || typeof handed === 'string') {
-        this.sayFallback(handed);
-        if (out.destroyed) return void (await Promise.all([inboundClosed, outClosed]));
-        // Relay at once, not after 'connect': what the client sends meanwhile waits in
-        // the outbound socket (pipe() keeps to its high-water mark), and the first bytes
-        // go out as the connection completes instead of one event-loop turn later.
-        // pipe() keeps to the slower side and, on one side's end, ends the other (half-close).
-        // What the sniff read goes first, unchanged.
-        if (replay?.length) inbound.unshift(replay);
-        inbound.pipe(out);
-        out.pipe(inbound);
-        inbound.resume();
-        // nativeAfter: a connection that moves that much goes on natively; a short one never pays for the hand-over.
-        if (this.options.relay === 'native' && !nativeNow) this.sayFallback((handed = await handOverWhenBulky(inbound, out, this.options.nativeAfter, this.options)));
-      }
-      if (handed !== undefined && typeof handed !== 'string') {
-        native = handed;
-        // Either socket destroyed (a failure, a shutdown) ends the native relay; its end closes both.
-        inbound.once('close', handed.destroy);
-        out.once('close', handed.destroy);
-        const end = await handed.ended;
-        nativeBytes = end;
-        if (end.code !== undefined) fail(coded(`relay: ${end.code}`, end.code));
-        inbound.destroy();
-        out.destroy();
-      }
-      await Promise.all([inboundClosed, outClosed]);
+      await this.carry(inbound, inboundClosed, decision, carried, fail);
     } catch (error) {
       fail(error);
       await inboundClosed;
     } finally {
-      if (native) nativeBytes = await native.ended;
+      const { outbound, native, handshakeBytes } = carried;
+      const nativeBytes = native ? await native.ended : { bytesUp: 0, bytesDown: 0 };
       entry.bytesUp = (outbound?.bytesWritten ?? 0) - handshakeBytes + nativeBytes.bytesUp;
       entry.bytesDown = inbound.bytesWritten + nativeBytes.bytesDown;
       entry.durationMs = Date.now() - started;
@@ -901,6 +854,81 @@ export class TransparentProxy {
       if (outbound) this.open.delete(outbound);
       if (!unlogged) this.options.log(entry);
     }
+  }
+
+  /**
+   * decide(), bounded by routeTimeout, and ended by the connection's close (a shutdown's cut) rather than left to
+   * routeTimeout: a route hook may take that long. The close is listened for only meanwhile: an Error made at every
+   * connection's end cost ~2% of its CPU.
+   */
+  private async decideInTime(inbound: net.Socket, entry: ConnectionLog, refused: (logged: boolean) => void): Promise<Decision> {
+    let clientGone!: () => void;
+    const gone = new Promise<never>((_, reject) => (clientGone = () => reject(coded('client went away', 'ECONNRESET'))));
+    inbound.once('close', clientGone);
+    const decision = await within(
+      Promise.race([this.decide(inbound, entry, refused), gone]),
+      this.options.routeTimeout,
+      'ERR_PROXY_ROUTE_TIMEOUT',
+      'deciding where the connection goes (redirect records, destination, route hook)',
+    ).finally(() => inbound.off('close', clientGone));
+    if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
+    return decision;
+  }
+
+  /** Connects the decided outbound side and relays the pair until both have closed. */
+  private async carry(inbound: net.Socket, inboundClosed: Promise<void>, decision: Decision, carried: Carried, fail: (error: unknown) => void): Promise<void> {
+    const { records, destination, via, replay } = decision;
+    const out = (carried.outbound = via ? await this.connectThrough(via, destination, records, inbound) : this.connectOut(destination, records));
+    // The upstream's handshake is not the client's bytes: bytesUp counts from here.
+    carried.handshakeBytes = out.bytesWritten;
+    out.on('error', fail);
+    // The client may have gone while an upstream's handshake ran.
+    if (inbound.destroyed) throw coded('client went away', 'ECONNRESET');
+    const outClosed = new Promise<void>((resolve) => out.once('close', () => resolve()));
+    this.time(inbound, out, fail);
+    await this.startRelay(inbound, inboundClosed, out, replay, carried);
+    const native = carried.native;
+    if (native) {
+      // Either socket destroyed (a failure, a shutdown) ends the native relay; its end closes both.
+      inbound.once('close', native.destroy);
+      out.once('close', native.destroy);
+      const end = await native.ended;
+      if (end.code !== undefined) fail(coded(`relay: ${end.code}`, end.code));
+      inbound.destroy();
+      out.destroy();
+    }
+    await Promise.all([inboundClosed, outClosed]);
+  }
+
+  /**
+   * Starts moving a pair's bytes: handed to the native relay once connected (nativeAfter 0) or once bulky, or piped
+   * on streams. Resolves once the native relay has the pair (carried.native, set in the same tick it is made, so that
+   * a cut meanwhile ends it before Node's handles close), or at once while the pair stays on streams.
+   */
+  private async startRelay(inbound: net.Socket, inboundClosed: Promise<void>, out: net.Socket, replay: Buffer | undefined, carried: Carried): Promise<void> {
+    const nativeNow = this.options.relay === 'native' && this.options.nativeAfter === 0;
+    // A client that goes while the outbound side connects ends the wait (read(0): Node reads it, so a reset surfaces;
+    // what it sent stays buffered for the hand-over), as the streams relay, reading it, sees at once.
+    if (nativeNow) inbound.read(0);
+    const ready = nativeNow && (await Promise.race([connectedOrClosed(out), inboundClosed.then(() => false)]));
+    const handed = ready && !inbound.destroyed && !out.destroyed ? handOver(inbound, out, replay, this.options) : undefined;
+    if (handed !== undefined && typeof handed !== 'string') return void (carried.native = handed);
+    this.sayFallback(handed);
+    if (out.destroyed) return;
+    // Relay at once, not after 'connect': what the client sends meanwhile waits in
+    // the outbound socket (pipe() keeps to its high-water mark), and the first bytes
+    // go out as the connection completes instead of one event-loop turn later.
+    // pipe() keeps to the slower side and, on one side's end, ends the other (half-close).
+    // What the sniff read goes first, unchanged.
+    if (replay?.length) inbound.unshift(replay);
+    inbound.pipe(out);
+    out.pipe(inbound);
+    inbound.resume();
+    if (this.options.relay !== 'native' || nativeNow) return;
+    // nativeAfter: a connection that moves that much goes on natively; a short one never pays for the hand-over.
+    const bulky = await handOverWhenBulky(inbound, out, this.options.nativeAfter, this.options);
+    if (typeof bulky === 'string') this.sayFallback(bulky);
+    else carried.native = bulky;
   }
 }
 
