@@ -111,16 +111,20 @@ function withBinfmt(qemu, argv) {
 function buildTestAddons() {
   const gyp = JSON.parse(readFileSync(join(root, 'test', 'native', 'binding.gyp'), 'utf8'));
   const defaults = gyp.target_defaults.defines.map((define) => `-D${define}`);
-  for (const target of gyp.targets) {
-    // Targets built only under conditions (the AddressSanitizer builds) are not cross-built: their tests say so when the addon is missing.
-    if (!target.sources) {
-      console.log(`!!! test:arm64: test addon ${target.target_name} is not cross-built for arm64 (a conditional, sanitizer build)`);
+  for (const gypTarget of gyp.targets) {
+    // A Linux-only target is built from its OS=='linux' condition.
+    const linux = (gypTarget.conditions ?? []).find(([condition]) => condition === "OS=='linux'")?.[1];
+    const target = { ...gypTarget, ...linux };
+    // The AddressSanitizer build is not cross-built (an x86-64 sanitizer runtime cannot load into the emulated Node): its tests say so when the addon is missing.
+    if (!target.sources || (target.cflags_cc ?? []).some((flag) => flag.startsWith('-fsanitize'))) {
+      console.log(`!!! test:arm64: test addon ${target.target_name} is not cross-built for arm64 (a sanitizer build)`);
       continue;
     }
-    const sources = target.sources.map((source) => join('test', 'native', source));
+    // Within the prebuild's libstdc++ floor, as the prebuild is: the check refuses anything newer.
+    const sources = [...target.sources.map((source) => join('test', 'native', source)), LIBSTDCXX_FLOOR];
     const defines = [...defaults, ...(target.defines ?? []).map((define) => `-D${define}`)];
     const output = join(stage, 'test', 'native', 'build', 'Release', `${target.target_name}.node`);
-    buildLinuxAddon('linux-arm64', sources, ['-I', join(root, 'native'), ...defines], output);
+    buildLinuxAddon('linux-arm64', sources, ['-I', join(root, 'native'), ...defines, ...(target.cflags_cc ?? [])], output);
   }
 }
 
