@@ -798,6 +798,35 @@ describe('TransparentProxy relaying natively and on streams', function () {
     });
   }
 
+  it("a socket the route hook kept, destroyed by the program after the hand-over, ends the native relay: the client sees its end, one log line", async function () {
+    if (nativeRelayUnavailable()) this.skip();
+    const starts = spy('relayStart');
+    let kept: net.Socket | undefined;
+    const { proxy, port, logs } = await proxyWith({
+      relay: 'native',
+      nativeAfter: 0,
+      route: ({ socket }) => {
+        kept = socket;
+        return undefined;
+      },
+    });
+    try {
+      const client = net.connect({ port, host: HOST, allowHalfOpen: true }).on('error', () => {});
+      const echoed = once(client, 'data');
+      client.write('ping');
+      await echoed;
+      assert.equal(starts.calls.length, 1, 'the pair was handed over');
+      // The program's own decision, later: this connection must go. Nothing in the proxy fails it.
+      kept!.destroy();
+      await until(() => client.readableEnded, "the client to see the connection's end", 5000);
+      await until(() => logs.length === 1, 'the log line');
+      assert.equal(logs[0].bytesUp, 4);
+    } finally {
+      starts.restore();
+      await proxy.shutdown(0);
+    }
+  });
+
   it('mid-stream under back-pressure both ways (an echo server, a client that reads slowly): no stall, every byte back in order, logged without error', async function () {
     if (nativeRelayUnavailable()) this.skip();
     // A switch mid-stream while both directions are under back-pressure: every byte back, in order, nothing stalled.
