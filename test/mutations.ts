@@ -1785,7 +1785,7 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: 'relay-destroy-leaves-native-open',
-    intent: "destroying a connection's net.Sockets (a failure, a shutdown) leaves its native relay running",
+    intent: "destroying a handed-over connection's net.Socket (a program that kept the route hook's socket) leaves its native relay running",
     file: 'lib/proxy/tcp-proxy.ts',
     edits: [{ find: "      inbound.once('close', native.destroy);\n      out.once('close', native.destroy);\n", replace: '' }],
     specs: ['native-relay.test.js'],
