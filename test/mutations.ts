@@ -287,6 +287,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'workers-second-signal-kills-unwritten',
+    intent: "a second signal to --workers' primary kills the workers: their log lines the reader had not taken are lost without a word",
+    file: 'lib/proxy/workers.ts',
+    edits: [{ find: '      for (const worker of live.keys()) worker.process.kill(signal);', replace: "      for (const worker of live.keys()) worker.process.kill('SIGKILL');" }],
+    specs: ['proxy-limits.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'log-exit-writes-past-in-flight',
     intent: 'at the exit, queued chunks are written while an earlier one is still in flight: lines come out of turn',
     file: 'lib/proxy/line-writer.ts',

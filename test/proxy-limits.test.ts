@@ -310,6 +310,23 @@ describe('the CLI stopping while its log reader is behind', function () {
     assert.ok(batches.every((batch, i) => i === 0 || batch >= batches[i - 1]!), 'lines out of order');
     assert.equal(new Set(ids).size, ids.length, 'a line written twice');
   });
+  it('--workers 2: a second signal to the primary ends each worker as one proxy ends, its unwritten lines counted; exit 130', async function () {
+    if (isWindows) {
+      console.warn('    !!! node.exe under Wine cannot write to a pipe (docs/testing.md): this test runs on Linux only');
+      this.skip();
+    }
+    const started = Date.now();
+    const { lines, stderr, code } = await stopWithSlowReader(1_500, ['--workers', '2'], 200);
+    assert.equal(code, 130, stderr);
+    // Not the deadline (10 s) nor the workers' kill bound: the second signal ends them at once.
+    assert.ok(Date.now() - started < 9_000, `took ${Date.now() - started} ms`);
+    const said = [...stderr.matchAll(/up to (\d+) log line\(s\) not written: the proxy exited before the log's reader took them/g)];
+    assert.ok(said.length >= 1, stderr);
+    const lost = said.reduce((sum, match) => sum + Number(match[1]), 0);
+    const shortest = Math.min(...lines.map((line) => line.length + 1));
+    const accounted = lines.length + lost;
+    assert.ok(accounted >= CONNECTIONS && accounted <= CONNECTIONS + 2 * Math.floor(4096 / shortest), `${lines.length} + ${lost}: ${stderr}`);
+  });
 });
 
 describe('the log of --workers: processes sharing one stdout', function () {

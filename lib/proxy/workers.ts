@@ -48,6 +48,8 @@ const MAX_REPLACEMENTS = 5;
 const REPLACEMENT_WINDOW_MS = 60_000;
 /** Beyond its shutdown deadline, how long a stopping worker may take to flush its log and exit. */
 export const STOP_GRACE_MS = 5_000;
+/** After a second signal, how long a worker may take to exit on its own before it is killed. */
+const FORCED_EXIT_GRACE_MS = 1_000;
 
 export interface PrimaryOptions {
   count: number;
@@ -66,7 +68,8 @@ export interface PrimaryOptions {
  * to the exit code once all have stopped: 0 after a shutdown signal; 1 when a
  * worker could not start (the others are stopped then) or, once told to stop,
  * had not exited after `shutdownTimeout` + STOP_GRACE_MS and was killed (one
- * line on stderr names it); 130 after a second signal.
+ * line on stderr names it); 130 after a second signal (passed on to each
+ * worker, which exits at once; killed if still there FORCED_EXIT_GRACE_MS later).
  */
 export async function runPrimary({ count, listen, signals, say, shutdownTimeout, reload }: PrimaryOptions): Promise<number> {
   const port = REUSE_PORT && listen.port === 0 ? await freePort(listen.host) : listen.port;
@@ -136,9 +139,13 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
 
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
-      // A second signal does not wait for the workers' deadlines.
+      // A second signal does not wait for the workers' deadlines. Each gets it as a lone proxy would, and exits at
+      // once writing what its log's reader takes and counting the rest; one still there a moment later is killed.
       code = 130;
-      for (const worker of live.keys()) worker.process.kill('SIGKILL');
+      for (const worker of live.keys()) worker.process.kill(signal);
+      setTimeout(() => {
+        for (const worker of live.keys()) worker.process.kill('SIGKILL');
+      }, FORCED_EXIT_GRACE_MS).unref();
       return;
     }
     say(`${signal}: stopping ${live.size} worker(s)`);
