@@ -79,6 +79,33 @@ function transpileInto(file, text) {
   writeFileSync(output, outputText);
 }
 
+/**
+ * For a lib/ source: writes the declarations the whole project emits for it
+ * with `text` in its place over its emitted .d.ts, which the types spec
+ * compiles against (transpileInto writes JavaScript only). Returns the .d.ts
+ * path; throws where the mutant does not type-check.
+ */
+function declarationsInto(file, text) {
+  const ts = require('typescript');
+  const { tsconfig, output } = emittedFrom(file);
+  const config = ts.getParsedCommandLineOfConfigFile(join(root, tsconfig), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
+  const options = { ...config.options, declaration: true, emitDeclarationOnly: true, declarationMap: false, noEmit: false };
+  const host = ts.createCompilerHost(options);
+  const source = join(root, file);
+  const getSourceFile = host.getSourceFile;
+  host.getSourceFile = (name, language, ...rest) => (name === source ? ts.createSourceFile(name, text, language) : getSourceFile(name, language, ...rest));
+  const program = ts.createProgram(config.fileNames, options, host);
+  const diagnostics = ts.getPreEmitDiagnostics(program);
+  if (diagnostics.length) throw new Error(ts.formatDiagnostics(diagnostics, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => root, getNewLine: () => '\n' }));
+  const declarations = output.replace(/\.js$/, '.d.ts');
+  let written = false;
+  program.emit(program.getSourceFile(source), (name, data) => {
+    if (name === declarations) (writeFileSync(name, data), (written = true));
+  }, undefined, true);
+  if (!written) throw new Error(`no declarations were emitted for ${file}`);
+  return declarations;
+}
+
 /** Rebuilds what `file` goes into, for the mutation's runtime and specs (TypeScript sources: see transpileInto). */
 function rebuild(file, { runtime, specs }) {
   if (file === 'scripts/build-win32.js') return run(process.execPath, [join(__dirname, 'build-win32.js')]);
@@ -140,6 +167,7 @@ for (const signal of ['SIGINT', 'SIGTERM']) {
   process.on(signal, () => {
     if (mutated) writeFileSync(mutated.path, mutated.original);
     if (mutated?.output) writeFileSync(mutated.output.path, mutated.output.bytes);
+    if (mutated?.declarations) writeFileSync(mutated.declarations.path, mutated.declarations.bytes);
     const build = mutated?.output ? `its JavaScript (${mutated.output.path}) too` : 'its build not';
     console.error(`test:mutations: interrupted; ${mutated ? `${mutated.path} restored, ${build}` : 'nothing was mutated'}`);
     process.exit(130);
@@ -156,12 +184,16 @@ function check(mutation) {
     text = text.replace(find, () => replace);
   }
   const emitted = emittedFrom(mutation.file);
-  mutated = { path, original, output: emitted && { path: emitted.output, bytes: readFileSync(emitted.output) } };
+  // The types spec reads a lib/ source's declarations, not its JavaScript.
+  const typed = emitted && mutation.file.startsWith('lib/') && mutation.specs.includes('types.test.js');
+  const declarations = typed ? emitted.output.replace(/\.js$/, '.d.ts') : undefined;
+  mutated = { path, original, output: emitted && { path: emitted.output, bytes: readFileSync(emitted.output) }, declarations: declarations && { path: declarations, bytes: readFileSync(declarations) } };
   writeFileSync(path, text);
   try {
     try {
       if (emitted) transpileInto(mutation.file, text);
       else rebuild(mutation.file, mutation);
+      if (typed) declarationsInto(mutation.file, text);
     } catch (error) {
       return { verdict: 'BROKEN', why: `the mutant does not build: ${error.message}` };
     }
@@ -173,6 +205,7 @@ function check(mutation) {
     writeFileSync(path, original);
     if (mutated.output) writeFileSync(mutated.output.path, mutated.output.bytes);
     else rebuild(mutation.file, mutation);
+    if (mutated.declarations) writeFileSync(mutated.declarations.path, mutated.declarations.bytes);
     mutated = undefined;
   }
 }
