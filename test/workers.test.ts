@@ -3,13 +3,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { STOP_GRACE_MS } from '../dist/proxy/workers';
 import { isWindows } from './helpers';
 import { CLI, echoServer, roundTrip, start, stop, type Running } from './proxy-process';
 
 const STUCK_ON_STOP = join(__dirname, 'fixtures', 'worker-stuck-on-stop.js');
+const SIGNALS_TWICE = join(__dirname, 'fixtures', 'primary-signals-twice.js');
 
 const CONNECTIONS = isWindows ? 20 : 40;
 
@@ -126,6 +129,37 @@ describe('bin/wfp-redirect-proxy --workers', function () {
     assert.ok(took >= bound, `killed after ${took} ms, before its bound of ${bound} ms`);
     assert.match(text, /worker 2: stopped/);
     assert.doesNotMatch(text, /worker 1: stopped/);
+    assert.deepEqual(leftBehind, [], 'workers still running after the primary exited');
+  });
+
+  it(`a second ${isWindows ? 'SIGBREAK' : 'SIGTERM'} to the primary, a connection still open: the worker holding it exits itself at once (130), no worker is killed, the primary exits 130, nothing left behind`, async function () {
+    const trigger = join(mkdtempSync(join(tmpdir(), 'wfp-workers-')), 'signal');
+    const args = ['--require', SIGNALS_TWICE, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'];
+    const proxy = await start(args, /worker 2: .*listening on .*:(\d+)$/, { env: { ...process.env, WFP_REDIRECT_TEST_TRIGGER: trigger } });
+    await stderrLines(proxy, /worker 1: .*listening on/);
+    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    // Held open: the first signal alone would wait for it until the deadline (10 s).
+    const held = net.connect({ port: proxy.port, host: '127.0.0.1' }).on('error', () => {});
+    await once(held, 'connect');
+    held.write('x');
+    await once(held, 'data');
+    const told = Date.now();
+    writeFileSync(trigger, '');
+    const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
+    const [code, signal] = await once(proxy.child, 'exit');
+    clearTimeout(timer);
+    held.destroy();
+    const took = Date.now() - told;
+    const leftBehind = pids.filter(alive);
+    for (const pid of leftBehind) process.kill(pid, 'SIGKILL');
+    const text = proxy.stderr.join('\n');
+    assert.equal(code, 130, `exit ${code ?? signal} after ${took} ms:\n${text}`);
+    assert.ok(took < 6_000, `exited ${took} ms after the first signal: ${text}`);
+    assert.doesNotMatch(text, /killing it|Error/, text);
+    // Each ended itself, not killed: the one holding the connection as a lone proxy does on a second signal (130,
+    // counting its unwritten log lines); the other may have finished its graceful stop before it (0).
+    const ends = (text.match(/fixture: a worker exited \(.*\)/g) ?? []).map((line) => /\((.*)\)/.exec(line)![1]).sort();
+    assert.ok(ends.length === 2 && ends.includes('code 130') && ends.every((end) => end === 'code 0' || end === 'code 130'), text);
     assert.deepEqual(leftBehind, [], 'workers still running after the primary exited');
   });
 

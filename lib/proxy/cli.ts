@@ -14,7 +14,7 @@ import { formatter, type LogEntry } from './log-format';
 import { nativeRelayUnavailable } from './native-relay';
 import { type Destination, type DestinationSource, TransparentProxy } from './tcp-proxy';
 import { type UdpDestinationSource, UdpRelay } from './udp-relay';
-import { LISTENING, RELOAD, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
+import { FORCE_STOP, LISTENING, RELOAD, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
 import { ConfigError, describeVerdict, ExplainQueryError, loadConfig, parseExplainQuery, RuleMatcher, RuleSet } from './rules/index';
 
 /**
@@ -266,9 +266,11 @@ const LOG_DRAIN_MIN_MS = 2_000;
  */
 async function stop({ tcp, udp }: Relays, config: CliConfig, lines: LineWriter, signal: NodeJS.Signals): Promise<number> {
   say(`${signal}: not accepting; letting ${tcp.connections} open connection(s) finish for up to ${config.shutdownTimeout} ms`);
-  // A second signal does not wait for the deadline.
+  // A second signal does not wait for the deadline (in a worker, the primary's word that it got one).
   const forceExit = () => process.exit(130);
+  const onMessage = (message: { type?: string }) => message?.type === FORCE_STOP && forceExit();
   for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);
+  if (workerNumber() !== undefined) process.on('message', onMessage);
   const started = Date.now();
   try {
     const [cut, flows] = await Promise.all([tcp.shutdown(config.shutdownTimeout), udp?.shutdown() ?? 0]);
@@ -279,6 +281,7 @@ async function stop({ tcp, udp }: Relays, config: CliConfig, lines: LineWriter, 
     say(`stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}`);
   } finally {
     for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);
+    process.off('message', onMessage);
   }
   return 0;
 }

@@ -21,6 +21,8 @@ const FLUSH_AT_BYTES = 64 * 1024;
 const ATOMIC_WRITE_BYTES = 4096;
 /** Log text the stream may hold unwritten (its writableLength) before new lines are dropped. */
 export const MAX_UNWRITTEN_BYTES = 1024 * 1024;
+/** Lines about dropped lines remembered until known written (see linesIn). */
+const MAX_NOTICES = 64;
 
 type LogStream = NodeJS.WritableStream & { fd?: number; writableLength?: number };
 
@@ -59,6 +61,8 @@ export class LineWriter {
   private failed: string | undefined;
   /** Lines not written because the reader was not keeping up, since the last that were. */
   private dropped = 0;
+  /** Lines that say how many were dropped, not yet known written: each stands for that many lines when lost. */
+  private notices = new Map<string, number>();
   private readonly onExit = () => this.flushSync();
   private readonly stopWatching: () => void;
 
@@ -118,8 +122,7 @@ export class LineWriter {
    * goes out whole or not at all. Nothing more is written after.
    */
   async finish(timeoutMs: number): Promise<number> {
-    const droppedBefore = this.dropped;
-    const droppedLine = this.sayDropped();
+    this.sayDropped();
     this.flush();
     if (this.inFlight === undefined || this.failed !== undefined) return 0;
     let timer: NodeJS.Timeout | undefined;
@@ -128,10 +131,7 @@ export class LineWriter {
     const inTime = await Promise.race([done, late]);
     clearTimeout(timer);
     if (inTime || this.failed !== undefined) return 0;
-    const chunks = [this.inFlight ?? '', ...this.queued, ...this.pending];
-    let lost = chunks.reduce((lines, chunk) => lines + countLines(chunk), 0) + this.dropped;
-    // The line that counted the lines dropped before, itself not written, stands for them.
-    if (droppedLine !== undefined && chunks.some((chunk) => chunk.includes(droppedLine))) lost += droppedBefore - 1;
+    const lost = this.linesIn([this.inFlight ?? '', ...this.queued, ...this.pending]);
     this.failed = 'ETIMEDOUT';
     this.pending = [];
     this.size = 0;
@@ -143,13 +143,15 @@ export class LineWriter {
   }
 
   /** Lines dropped since the last such line (the reader more than MAX_UNWRITTEN_BYTES behind): one line says how many. */
-  private sayDropped(): string | undefined {
-    if (this.dropped === 0 || this.failed !== undefined) return undefined;
+  private sayDropped(): void {
+    if (this.dropped === 0 || this.failed !== undefined) return;
     const line = `${new Date().toISOString()} log: ${this.dropped} line(s) dropped: the log's reader was not keeping up\n`;
+    this.notices.set(line, this.dropped);
+    // The oldest are long written where the queue never empties to clear them (allWritten): the map stays small.
+    if (this.notices.size > MAX_NOTICES) this.notices.delete(this.notices.keys().next().value!);
     this.pending.push(line);
     this.size += line.length;
     this.dropped = 0;
-    return line;
   }
 
   /** Writes the next queued chunk once the one before it is written. */
@@ -172,6 +174,7 @@ export class LineWriter {
   }
 
   private allWritten(): void {
+    this.notices.clear();
     if (this.written.length === 0) return;
     const waiting = this.written;
     this.written = [];
@@ -195,6 +198,17 @@ export class LineWriter {
     this.queuedBytes = 0;
     this.said(`writing the log failed (${this.failed}): its reader has gone; no more log lines, relaying goes on`);
     this.allWritten();
+  }
+
+  /**
+   * The log lines `chunks` (not written) and the lines dropped and not yet
+   * said stand for: a line that says how many were dropped counts as those.
+   */
+  private linesIn(chunks: string[]): number {
+    let lines = this.dropped;
+    for (const chunk of chunks) lines += countLines(chunk);
+    for (const [notice, count] of this.notices) if (chunks.some((chunk) => chunk.includes(notice))) lines += count - 1;
+    return lines;
   }
 
   /**
@@ -223,8 +237,7 @@ export class LineWriter {
         // The reader is behind (EAGAIN) or gone: what is left is counted below.
       }
     }
-    const unwritten = [this.inFlight ?? '', ...chunks.slice(written)];
-    const lost = unwritten.reduce((lines, chunk) => lines + countLines(chunk), 0) + this.dropped;
+    const lost = this.linesIn([this.inFlight ?? '', ...chunks.slice(written)]);
     this.failed = 'EXITED';
     // "Up to": the write in flight may have gone out, its callback not yet run.
     if (lost > 0) this.said(`up to ${lost} log line(s) not written: the proxy exited before the log's reader took them`);

@@ -21,6 +21,8 @@ export const LISTENING = 'wfp-redirect:listening';
 export const SHUTDOWN = 'wfp-redirect:shutdown';
 /** --config: read the rules again (the primary got SIGHUP). */
 export const RELOAD = 'wfp-redirect:reload';
+/** A second signal: exit now, as a lone proxy does on one (a message, not a signal: Windows has no signal to pass on). */
+export const FORCE_STOP = 'wfp-redirect:force-stop';
 
 /** The number (1 to N) of this process among the workers; undefined outside a worker. */
 export function workerNumber(): number | undefined {
@@ -68,8 +70,8 @@ export interface PrimaryOptions {
  * to the exit code once all have stopped: 0 after a shutdown signal; 1 when a
  * worker could not start (the others are stopped then) or, once told to stop,
  * had not exited after `shutdownTimeout` + STOP_GRACE_MS and was killed (one
- * line on stderr names it); 130 after a second signal (passed on to each
- * worker, which exits at once; killed if still there FORCED_EXIT_GRACE_MS later).
+ * line on stderr names it); 130 after a second signal (each worker told to
+ * exit at once; killed if still there FORCED_EXIT_GRACE_MS later).
  */
 export async function runPrimary({ count, listen, signals, say, shutdownTimeout, reload }: PrimaryOptions): Promise<number> {
   const port = REUSE_PORT && listen.port === 0 ? await freePort(listen.host) : listen.port;
@@ -139,10 +141,12 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
 
   const onSignal = (signal: NodeJS.Signals) => {
     if (stopping) {
-      // A second signal does not wait for the workers' deadlines. Each gets it as a lone proxy would, and exits at
-      // once writing what its log's reader takes and counting the rest; one still there a moment later is killed.
+      // A second signal does not wait for the workers' deadlines. Each is told, and exits at once as a lone proxy
+      // does on a second signal, writing what its log's reader takes and counting the rest. (Passing the signal on
+      // would not do: on Windows process.kill() terminates the process, whatever the signal.) One still there a
+      // moment later is killed.
       code = 130;
-      for (const worker of live.keys()) worker.process.kill(signal);
+      for (const worker of live.keys()) if (worker.isConnected()) worker.send({ type: FORCE_STOP });
       setTimeout(() => {
         for (const worker of live.keys()) worker.process.kill('SIGKILL');
       }, FORCED_EXIT_GRACE_MS).unref();
