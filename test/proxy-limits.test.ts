@@ -317,13 +317,15 @@ describe('the CLI stopping while its log reader is behind', function () {
     assert.ok(accounted >= CONNECTIONS && accounted <= CONNECTIONS + Math.floor(4096 / shortest), `${lines.length} + ${lost[1]}: ${stderr}`);
     assert.ok(lines.every((line) => / ok$/.test(line)), lines.find((line) => !/ ok$/.test(line)));
     // Ids are given in order of accept, and each batch of 50 connections ends before the next begins: a chunk
-    // written out of its turn would put a later batch's line before an earlier one's.
+    // written out of its turn would put a later batch's line before an earlier one's. (With the pipe full at the
+    // second signal a write is always in flight, so this run cannot write past it; the unit spec above shows that.)
     const ids = lines.map((line) => Number(/ #(\d+) /.exec(line)?.[1]));
     assert.ok(ids.every((id) => Number.isInteger(id)), lines[0]);
     const batches = ids.map((id) => Math.floor((id - 1) / 50));
     assert.ok(batches.every((batch, i) => i === 0 || batch >= batches[i - 1]!), 'lines out of order');
     assert.equal(new Set(ids).size, ids.length, 'a line written twice');
   });
+
   it('--workers 2: a second signal to the primary ends each worker as one proxy ends, its unwritten lines counted; exit 130', async function () {
     if (isWindows) {
       console.warn('    !!! node.exe under Wine cannot write to a pipe (docs/testing.md): this test runs on Linux only');

@@ -902,8 +902,8 @@ export class TransparentProxy {
 
   /**
    * Starts moving a pair's bytes: handed to the native relay once connected (nativeAfter 0) or once bulky, or piped
-   * on streams. Resolves once the native relay has the pair (carried.native, set in the same tick it is made, so that
-   * a cut meanwhile ends it before Node's handles close), or at once while the pair stays on streams.
+   * on streams. Resolves once the native relay has the pair (carried.native, set with no I/O or timer between, so
+   * that a cut meanwhile ends it before Node's handles close), or at once while the pair stays on streams.
    */
   private async startRelay(inbound: net.Socket, inboundClosed: Promise<void>, out: net.Socket, replay: Buffer | undefined, carried: Carried): Promise<void> {
     const nativeNow = this.options.relay === 'native' && this.options.nativeAfter === 0;
