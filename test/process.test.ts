@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import dgram from 'node:dgram';
-import { readFileSync, realpathSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, realpathSync } from 'node:fs';
 import net from 'node:net';
 import { once } from 'node:events';
 import { lookupProcess, ProcessLookup, describeProcess, TransparentProxy, type ConnectionLog, type RouteRequest } from '../dist/index';
@@ -233,7 +233,14 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
       const lookup = new ProcessLookup({ timeoutMs: LOOKUP_MS });
       const query = { protocol: 'udp', local: { address: rinfo.address, port: rinfo.port }, remote: { address: '127.0.0.1', port } } as const;
       // The stats say why where it is not found (a scan cut at its budget, nothing examined, ...).
-      assert.equal((await lookup.lookup(query))?.pid, bash.pid, `first lookup; stats ${JSON.stringify(lookup.stats)}`);
+      const identity = spy('socketIdentity');
+      const first = await lookup.lookup(query).finally(() => identity.restore());
+      // Twice in many CI runs, under load, this first lookup missed (examined > 0, holder not found). Unexplained:
+      // what sock_diag named and who holds it now are the evidence a next failure leaves.
+      if (first?.pid !== bash.pid) {
+        const named = identity.calls[0]?.result as { inode: number } | undefined;
+        assert.fail(`first lookup: ${first?.pid}; stats ${JSON.stringify(lookup.stats)}; sock_diag named ${JSON.stringify(named)}; bash's fd 3 is ${linkOf(`/proc/${bash.pid}/fd/3`)}; now held by ${named ? holdersOf(named.inode) : '-'}`);
+      }
       assert.equal((await lookup.lookup(query))?.pid, bash.pid);
       assert.equal(lookup.stats.cacheHits, 1);
       bash.stdin!.write('go\n');
@@ -414,3 +421,28 @@ describe('lookupProcess: the owner-pid tables (Windows node.exe)', function () {
     assert.equal(found?.path?.toLowerCase(), process.execPath.toLowerCase());
   });
 });
+
+/** Where a /proc/<pid>/fd/<n> link points, or why it cannot be read. */
+function linkOf(path: string): string {
+  try {
+    return readlinkSync(path);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? String(error);
+  }
+}
+
+/** Every pid:fd of this host whose descriptor links to socket `inode` (a test's failure message: a scan in JavaScript). */
+function holdersOf(inode: number): string {
+  const link = `socket:[${inode}]`;
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((name) => /^\d+$/.test(name))) {
+    let fds: string[] = [];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) if (linkOf(`/proc/${pid}/fd/${fd}`) === link) found.push(`${pid}:${fd}`);
+  }
+  return found.join(', ') || 'nobody';
+}
