@@ -147,7 +147,7 @@ export class LineWriter {
     if (this.dropped === 0 || this.failed !== undefined) return;
     const line = `${new Date().toISOString()} log: ${this.dropped} line(s) dropped: the log's reader was not keeping up\n`;
     this.notices.set(line, this.dropped);
-    // The oldest are long written where the queue never empties to clear them (allWritten): the map stays small.
+    // The oldest are long written where the queue never empties to forget them (allWritten): the map stays small.
     if (this.notices.size > MAX_NOTICES) this.notices.delete(this.notices.keys().next().value!);
     this.pending.push(line);
     this.size += line.length;
@@ -174,7 +174,8 @@ export class LineWriter {
   }
 
   private allWritten(): void {
-    this.notices.clear();
+    // Every queued chunk is out: only a notice still gathered (pending) can be lost now.
+    if (this.notices.size > 0) for (const notice of this.notices.keys()) if (!this.pending.includes(notice)) this.notices.delete(notice);
     if (this.written.length === 0) return;
     const waiting = this.written;
     this.written = [];
