@@ -311,6 +311,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'process-lookup-trusts-first-scan',
+    intent: 'a holder found through a descriptor it closed before the check (a shell dup2()ing the socket for one command) is answered unknown, not looked for again',
+    file: 'lib/process/linux.ts',
+    edits: [{ find: '    for (let scan = 0; scan < 2; scan++) {', replace: '    for (let scan = 0; scan < 1; scan++) {' }],
+    specs: ['process.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'log-exit-writes-past-in-flight',
     intent: 'at the exit, queued chunks are written while an earlier one is still in flight: lines come out of turn',
     file: 'lib/proxy/line-writer.ts',

@@ -33,15 +33,17 @@ export class LinuxProcessLookup {
     const peer = remote ?? { address: local.address.includes(':') ? '::' : '0.0.0.0', port: 0 };
     const identity = binding.socketIdentity(udp, local.address, local.port, peer.address, peer.port);
     if (!identity) return undefined;
-    const holder = await this.holderOf(identity.inode, identity.uid);
-    if (!holder) return undefined;
-    const info = describeLinuxProcess(holder.pid);
-    // The process could have let go of the socket (or exited, its pid taken) while it was read.
-    if (!info || !binding.holdsSocket(holder.pid, holder.fd, identity.inode)) {
+    // Twice at most: the descriptor found may be gone by the time it is checked while the socket is still held
+    // through another (a shell's `>&3` dups it to 1 for one command), or by the process it was handed to.
+    for (let scan = 0; scan < 2; scan++) {
+      const holder = await this.holderOf(identity.inode, identity.uid);
+      if (!holder) return undefined;
+      const info = describeLinuxProcess(holder.pid);
+      if (info && binding.holdsSocket(holder.pid, holder.fd, identity.inode)) return info;
+      // It let go of that descriptor, or exited (its pid then maybe another's), while it was read: never answered.
       this.holders.delete(identity.inode);
-      return undefined;
     }
-    return info;
+    return undefined;
   }
 
   private async holderOf(inode: number, uid: number): Promise<Holder | undefined> {
