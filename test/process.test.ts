@@ -24,6 +24,14 @@ async function senderOf(server: dgram.Socket, payload: string): Promise<dgram.Re
   }
 }
 
+/** A UDP socket on 127.0.0.1, bound to a port of the OS's choosing, and that port. */
+async function udpServer(): Promise<{ server: dgram.Socket; port: number }> {
+  const server = dgram.createSocket('udp4');
+  server.bind(0, '127.0.0.1');
+  await once(server, 'listening');
+  return { server, port: server.address().port };
+}
+
 const linux = process.platform === 'linux';
 const windows = process.platform === 'win32';
 
@@ -195,10 +203,7 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
 
   for (const connected of [false, true]) {
     it(`UDP: a node process's ${connected ? 'connected' : 'unconnected'} socket`, async function () {
-      const server = dgram.createSocket('udp4');
-      server.bind(0, '127.0.0.1');
-      await once(server, 'listening');
-      const port = server.address().port;
+      const { server, port } = await udpServer();
       const script = connected
         ? `const s=require('dgram').createSocket('udp4');s.connect(${port},'127.0.0.1',()=>s.send('lookup me'));setTimeout(()=>{},20000)`
         : `const s=require('dgram').createSocket('udp4');s.send('lookup me',${port},'127.0.0.1');setTimeout(()=>{},20000)`;
@@ -219,10 +224,7 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
 
   it('UDP: a socket handed to another process is that process\'s once the first lets go: the cache checks before it answers', async function () {
     if (!which('bash')) return this.skip();
-    const server = dgram.createSocket('udp4');
-    server.bind(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = server.address().port;
+    const { server, port } = await udpServer();
     // bash sends from fd 3, starts `sleep` holding fd 3 too, closes its own and waits.
     const script = `exec 3<>/dev/udp/127.0.0.1/${port}; echo lookup me >&3; read -r _; sleep 30 & exec 3>&-; echo "$!"; wait`;
     const bash = spawn('bash', ['-c', script], { stdio: ['pipe', 'pipe', 'ignore'] });
@@ -260,10 +262,7 @@ describe('lookupProcess: the process behind a connection on this host (Linux: so
 
   it('a holder found through a descriptor it has closed by the check is looked for again, once: a shell that dup2()s the socket for one command', async function () {
     if (!which('bash')) return this.skip();
-    const server = dgram.createSocket('udp4');
-    server.bind(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = server.address().port;
+    const { server, port } = await udpServer();
     const bash = spawn('bash', ['-c', `exec 3<>/dev/udp/127.0.0.1/${port}; echo lookup me >&3; read -r _`], { stdio: ['pipe', 'ignore', 'ignore'] });
     children.push(bash);
     // The race CI met: the scan found bash's fd 1 (echo's `>&3`), restored to what it was before the check ran.
@@ -427,10 +426,7 @@ describe('lookupProcess: the owner-pid tables (Windows node.exe)', function () {
   }
 
   it("UDP: a node.exe client's socket is its process's", async function () {
-    const server = dgram.createSocket('udp4');
-    server.bind(0, '127.0.0.1');
-    await once(server, 'listening');
-    const port = server.address().port;
+    const { server, port } = await udpServer();
     const child = spawn(process.execPath, ['-e', `const s=require('dgram').createSocket('udp4');s.send('lookup me',${port},'127.0.0.1');setTimeout(()=>{},20000)`], { stdio: 'ignore' });
     try {
       const rinfo = await senderOf(server, 'lookup me');
