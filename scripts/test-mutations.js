@@ -60,20 +60,25 @@ function run(file, args) {
 // by the tests like any other.
 const TS_OUTPUTS = { 'lib/': ['tsconfig.json', 'dist/'], 'test/': ['test/tsconfig.json', 'dist-test/'] };
 
-/** For a TypeScript source: its tsconfig and the JavaScript file tsc emits for it; else undefined. */
+/** For a TypeScript source: its tsconfig and the JavaScript (and declarations) file tsc emits for it; else undefined. */
 function emittedFrom(file) {
   const prefix = Object.keys(TS_OUTPUTS).find((start) => file.startsWith(start) && file.endsWith('.ts'));
   if (!prefix) return undefined;
   const [tsconfig, outDir] = TS_OUTPUTS[prefix];
-  return { tsconfig, output: join(root, outDir, file.slice(prefix.length).replace(/\.ts$/, '.js')) };
+  const output = join(root, outDir, file.slice(prefix.length).replace(/\.ts$/, '.js'));
+  return { tsconfig, output, declarations: output.replace(/\.js$/, '.d.ts') };
+}
+
+/** The compiler options and files of `tsconfig` (a path from the root). */
+function parsedConfig(ts, tsconfig) {
+  return ts.getParsedCommandLineOfConfigFile(join(root, tsconfig), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
 }
 
 /** Writes `text` (the source of `file`) compiled alone over its emitted JavaScript; throws on a syntax error. */
 function transpileInto(file, text) {
   const ts = require('typescript');
   const { tsconfig, output } = emittedFrom(file);
-  const config = ts.getParsedCommandLineOfConfigFile(join(root, tsconfig), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
-  const compilerOptions = { ...config.options, sourceMap: false, declaration: false };
+  const compilerOptions = { ...parsedConfig(ts, tsconfig).options, sourceMap: false, declaration: false };
   const { outputText, diagnostics } = ts.transpileModule(text, { compilerOptions, fileName: join(root, file), reportDiagnostics: true });
   if (diagnostics?.length) throw new Error(ts.formatDiagnostics(diagnostics, { getCanonicalFileName: (f) => f, getCurrentDirectory: () => root, getNewLine: () => '\n' }));
   writeFileSync(output, outputText);
@@ -82,13 +87,12 @@ function transpileInto(file, text) {
 /**
  * For a lib/ source: writes the declarations the whole project emits for it
  * with `text` in its place over its emitted .d.ts, which the types spec
- * compiles against (transpileInto writes JavaScript only). Returns the .d.ts
- * path.
+ * compiles against (transpileInto writes JavaScript only).
  */
 function declarationsInto(file, text) {
   const ts = require('typescript');
-  const { tsconfig, output } = emittedFrom(file);
-  const config = ts.getParsedCommandLineOfConfigFile(join(root, tsconfig), {}, { ...ts.sys, onUnRecoverableConfigFileDiagnostic: () => {} });
+  const { tsconfig, declarations } = emittedFrom(file);
+  const config = parsedConfig(ts, tsconfig);
   const options = { ...config.options, declaration: true, emitDeclarationOnly: true, declarationMap: false, noEmit: false };
   const host = ts.createCompilerHost(options);
   const source = join(root, file);
@@ -96,13 +100,11 @@ function declarationsInto(file, text) {
   host.getSourceFile = (name, language, ...rest) => (name === source ? ts.createSourceFile(name, text, language) : getSourceFile(name, language, ...rest));
   // Emitted even where the project's own code no longer type-checks against the mutant: the spec judges what a consumer meets.
   const program = ts.createProgram(config.fileNames, options, host);
-  const declarations = output.replace(/\.js$/, '.d.ts');
   let written = false;
   program.emit(program.getSourceFile(source), (name, data) => {
     if (name === declarations) (writeFileSync(name, data), (written = true));
   }, undefined, true);
   if (!written) throw new Error(`no declarations were emitted for ${file}`);
-  return declarations;
 }
 
 /** Rebuilds what `file` goes into, for the mutation's runtime and specs (TypeScript sources: see transpileInto). */
@@ -185,8 +187,8 @@ function check(mutation) {
   const emitted = emittedFrom(mutation.file);
   // The types spec reads a lib/ source's declarations, not its JavaScript.
   const typed = emitted && mutation.file.startsWith('lib/') && mutation.specs.includes('types.test.js');
-  const declarations = typed ? emitted.output.replace(/\.js$/, '.d.ts') : undefined;
-  mutated = { path, original, output: emitted && { path: emitted.output, bytes: readFileSync(emitted.output) }, declarations: declarations && { path: declarations, bytes: readFileSync(declarations) } };
+  const declarations = typed ? { path: emitted.declarations, bytes: readFileSync(emitted.declarations) } : undefined;
+  mutated = { path, original, output: emitted && { path: emitted.output, bytes: readFileSync(emitted.output) }, declarations };
   writeFileSync(path, text);
   try {
     try {
