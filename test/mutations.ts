@@ -305,9 +305,22 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'workers-force-stop-unheard',
     intent: "a worker does not act on the primary's word of a second signal: it waits for its deadline until it is killed, its unwritten log lines lost without a word",
-    file: 'lib/proxy/cli.ts',
-    edits: [{ find: "  for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);\n  if (workerNumber() !== undefined) process.on('message', onMessage);\n", replace: '  for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);\n' }],
+    file: 'lib/proxy/stop-requests.ts',
+    edits: [{ find: '    if (message?.type !== FORCE_STOP) return;', replace: '    if (message?.type !== FORCE_STOP || message) return;' }],
     specs: ['proxy-limits.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'workers-force-stop-heard-late',
+    intent: "a worker listens for the primary's FORCE_STOP only once its stop has begun: read in one go with SHUTDOWN, it went to --config's reload listener, and the worker waited until it was killed",
+    file: 'lib/proxy/cli.ts',
+    edits: [
+      {
+        find: '  void again.then(() => process.exit(130));',
+        replace: "  void again;\n  process.on('message', (message: { type?: string }) => message?.type === 'wfp-redirect:force-stop' && process.exit(130));",
+      },
+    ],
+    specs: ['proxy-rules.test.js'],
     runtime: 'linux',
   },
   {
@@ -361,8 +374,8 @@ export const MUTATIONS: Mutation[] = [
   {
     name: 'shutdown-leaves-listeners',
     intent: "the CLI's second-signal handlers stay registered after it has stopped",
-    file: 'lib/proxy/cli.ts',
-    edits: [{ find: '    for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);', replace: '    void forceExit;' }],
+    file: 'lib/proxy/stop-requests.ts',
+    edits: [{ find: '    for (const name of this.#signals) process.off(name, this.#onSignal);', replace: '    void this.#onSignal;' }],
     specs: ['proxy.test.js'],
     runtime: 'linux',
   },

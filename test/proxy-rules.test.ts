@@ -9,6 +9,7 @@
 // root, iproute2, iptables, curl, openssl and dante; says so loudly without.
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -331,6 +332,42 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
       // However the kernel spreads them, every new connection meets the new rules.
       for (let i = 0; i < 6; i++) assert.match((await curl('-H', 'Host: late.test', `http://${SERVER}/`)).stderr, /reset by peer/i);
     } finally {
+      await stop(proxy);
+    }
+  });
+
+  it('--workers 2: the primary\'s two words to stop read by a paused worker in one read, a connection open: it still exits at once (130), not killed', async function () {
+    const { proxy } = await startProxy({ rules: [] }, ['--workers', '2']);
+    let pids: number[] = [];
+    try {
+      await lines(proxy, () => proxy.stderr.filter((line) => /worker \d: relaying .*listening on/.test(line)).length >= 2);
+      pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+      // Held open by the server (keep-alive): the first word alone would wait for it until the deadline (10 s).
+      const held = client(['bash', '-c', `exec 3<>/dev/tcp/${SERVER}/80; printf 'GET / HTTP/1.1\\r\\nHost: held.test\\r\\n\\r\\n' >&3; timeout 8 cat <&3`]);
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      // Paused, neither worker can read the primary's SHUTDOWN before its FORCE_STOP is written too.
+      for (const pid of pids) process.kill(pid, 'SIGSTOP');
+      const told = Date.now();
+      proxy.child.kill('SIGTERM');
+      await lines(proxy, () => proxy.stderr.some((line) => /SIGTERM: stopping 2 worker/.test(line)));
+      proxy.child.kill('SIGTERM');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
+      const took = Date.now() - told;
+      const text = proxy.stderr.join('\n');
+      assert.equal(code, 130, `exit ${code ?? signal} after ${took} ms:\n${text}`);
+      assert.doesNotMatch(text, /killing it/, text);
+      assert.ok(took < 6_000, `exited ${took} ms after the first signal: ${text}`);
+      assert.match((await held).stdout, /host=held\.test/, 'the held connection was relayed');
+    } finally {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Exited, as it should have.
+        }
+      }
       await stop(proxy);
     }
   });

@@ -14,7 +14,8 @@ import { formatter, type LogEntry } from './log-format';
 import { nativeRelayUnavailable } from './native-relay';
 import { type Destination, type DestinationSource, TransparentProxy } from './tcp-proxy';
 import { type UdpDestinationSource, UdpRelay } from './udp-relay';
-import { FORCE_STOP, LISTENING, RELOAD, REUSE_PORT, SHUTDOWN, runPrimary, workerNumber } from './workers';
+import { StopRequests } from './stop-requests';
+import { LISTENING, RELOAD, REUSE_PORT, runPrimary, workerNumber } from './workers';
 import { ConfigError, describeVerdict, ExplainQueryError, loadConfig, parseExplainQuery, RuleMatcher, RuleSet } from './rules/index';
 
 /**
@@ -81,11 +82,17 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
     process.stderr.write(`wfp-redirect-proxy: ${(error as Error).message}\n${known ? 'Try --help.\n' : ''}`);
     return 2;
   }
-  if (!(await start(relays, config))) return 1;
-  const stopReloading = rules ? reloadOn(rules) : () => {};
-  const signal = await stopSignal();
-  stopReloading();
-  return stop(relays, config, lines, signal);
+  const requests = new StopRequests(SHUTDOWN_SIGNALS, { worker: workerNumber() !== undefined });
+  try {
+    if (!(await start(relays, config))) return 1;
+    requests.hearSignals();
+    const stopReloading = rules ? reloadOn(rules) : () => {};
+    const signal = await requests.first;
+    stopReloading();
+    return await stop(relays, config, lines, signal, requests.again);
+  } finally {
+    requests.close();
+  }
 }
 
 /** --explain: the rule that would decide a described connection, on stdout; 0, or 2 for a bad query or config. */
@@ -240,23 +247,6 @@ async function start({ tcp, udp }: Relays, config: CliConfig): Promise<boolean> 
   return true;
 }
 
-/** Resolves to the signal (or, in a worker, the primary's word) that asks the proxy to stop. */
-function stopSignal(): Promise<NodeJS.Signals> {
-  return new Promise<NodeJS.Signals>((resolve) => {
-    const stop = (received: NodeJS.Signals) => {
-      for (const name of SHUTDOWN_SIGNALS) process.off(name, stop);
-      process.off('message', onMessage);
-      resolve(received);
-    };
-    // A worker stops when the primary says so: the signal may have reached the primary alone.
-    const onMessage = (message: { type?: string; signal?: NodeJS.Signals }) => {
-      if (message?.type === SHUTDOWN) stop(message.signal ?? 'SIGTERM');
-    };
-    for (const name of SHUTDOWN_SIGNALS) process.on(name, stop);
-    if (workerNumber() !== undefined) process.on('message', onMessage);
-  });
-}
-
 /** How long a stopping proxy waits at least for its log's reader, even once connections took the whole deadline. */
 const LOG_DRAIN_MIN_MS = 2_000;
 
@@ -264,24 +254,16 @@ const LOG_DRAIN_MIN_MS = 2_000;
  * Stops accepting, lets open connections finish until the deadline, ends UDP flows, and waits for the log to be
  * written (what is left of the deadline, at least LOG_DRAIN_MIN_MS); resolves to the exit code.
  */
-async function stop({ tcp, udp }: Relays, config: CliConfig, lines: LineWriter, signal: NodeJS.Signals): Promise<number> {
+async function stop({ tcp, udp }: Relays, config: CliConfig, lines: LineWriter, signal: NodeJS.Signals, again: Promise<void>): Promise<number> {
   say(`${signal}: not accepting; letting ${tcp.connections} open connection(s) finish for up to ${config.shutdownTimeout} ms`);
   // A second signal does not wait for the deadline (in a worker, the primary's word that it got one).
-  const forceExit = () => process.exit(130);
-  const onMessage = (message: { type?: string }) => message?.type === FORCE_STOP && forceExit();
-  for (const name of SHUTDOWN_SIGNALS) process.once(name, forceExit);
-  if (workerNumber() !== undefined) process.on('message', onMessage);
+  void again.then(() => process.exit(130));
   const started = Date.now();
-  try {
-    const [cut, flows] = await Promise.all([tcp.shutdown(config.shutdownTimeout), udp?.shutdown() ?? 0]);
-    // The log's reader may be behind: what it has not taken when the process exits is lost.
-    const logWait = Math.max(LOG_DRAIN_MIN_MS, config.shutdownTimeout - (Date.now() - started));
-    const unwritten = await lines.finish(logWait);
-    if (unwritten) say(`up to ${unwritten} log line(s) not written: the log's reader did not take them within ${logWait} ms`);
-    say(`stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}`);
-  } finally {
-    for (const name of SHUTDOWN_SIGNALS) process.off(name, forceExit);
-    process.off('message', onMessage);
-  }
+  const [cut, flows] = await Promise.all([tcp.shutdown(config.shutdownTimeout), udp?.shutdown() ?? 0]);
+  // The log's reader may be behind: what it has not taken when the process exits is lost.
+  const logWait = Math.max(LOG_DRAIN_MIN_MS, config.shutdownTimeout - (Date.now() - started));
+  const unwritten = await lines.finish(logWait);
+  if (unwritten) say(`up to ${unwritten} log line(s) not written: the log's reader did not take them within ${logWait} ms`);
+  say(`stopped${cut ? `, ${cut} connection(s) cut at the deadline` : ''}${flows ? `, ${flows} UDP flow(s) ended` : ''}`);
   return 0;
 }

@@ -148,7 +148,10 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       code = 130;
       for (const worker of live.keys()) if (worker.isConnected()) worker.send({ type: FORCE_STOP });
       setTimeout(() => {
-        for (const worker of live.keys()) worker.process.kill('SIGKILL');
+        for (const [worker, number] of live) {
+          say(`worker ${number} (pid ${worker.process.pid}) had not exited ${FORCED_EXIT_GRACE_MS} ms after the second signal; killing it (SIGKILL)`);
+          worker.process.kill('SIGKILL');
+        }
       }, FORCED_EXIT_GRACE_MS).unref();
       return;
     }
