@@ -232,6 +232,8 @@ async function start({ tcp, udp }: Relays, config: CliConfig): Promise<boolean> 
         continue;
       }
       say(`cannot start: ${(error as Error).message}`);
+      // Nothing else is left to keep a worker alive, and the channel to the primary must not either.
+      process.channel?.unref();
       return false;
     }
   }
