@@ -38,14 +38,14 @@ function withRelay(args: string[]): string[] {
   return [...args, '--relay', engine];
 }
 
-/** Starts a proxy process (node with `args`, or `command`) and waits for the line that gives its port. */
+/** Starts a proxy process (node with `args`, or `command`; `detached`: in a process group of its own) and waits for the line that gives its port. */
 export async function start(
   args: string[],
   portLine: RegExp,
-  options: { ipc?: boolean; command?: string; env?: NodeJS.ProcessEnv } = {},
+  options: { ipc?: boolean; command?: string; env?: NodeJS.ProcessEnv; detached?: boolean } = {},
 ): Promise<Running> {
   const stdio: StdioOptions = options.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'];
-  const child = spawn(options.command ?? process.execPath, withRelay(args), { cwd: root, stdio, env: options.env ?? process.env });
+  const child = spawn(options.command ?? process.execPath, withRelay(args), { cwd: root, stdio, env: options.env ?? process.env, detached: options.detached });
   const running: Running = { child, port: 0, stdout: [], stderr: [] };
   const collect = (into: string[]) => (chunk: Buffer) => into.push(...String(chunk).split('\n').filter(Boolean));
   child.stdout!.on('data', collect(running.stdout));

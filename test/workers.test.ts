@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +98,59 @@ describe('bin/wfp-redirect-proxy --workers', function () {
     assert.match(text, /worker 2: stopped/);
     assert.doesNotMatch(text, /killing it/);
     for (const pid of pids) assert.ok(!alive(pid), `worker pid ${pid} is still running`);
+  });
+
+  it('Ctrl+C to the whole process group (each worker gets SIGINT and the primary\'s word): one graceful stop, an open connection finishes, exit 0', async function () {
+    if (isWindows) {
+      console.warn('    !!! Windows: no process group to signal under Wine; Ctrl+C to every process is tested on Linux only');
+      this.skip();
+    }
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/, { detached: true });
+    await stderrLines(proxy, /worker 1: .*listening on/);
+    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const held = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true }).on('error', () => {});
+    await once(held, 'connect');
+    held.write('x');
+    await once(held, 'data');
+    const echoed: Buffer[] = [];
+    held.on('data', (chunk: Buffer) => echoed.push(chunk));
+    const killGroup = () => {
+      try {
+        process.kill(-proxy.child.pid!, 'SIGKILL');
+      } catch {
+        // Every process of it has exited.
+      }
+    };
+    const timer = setTimeout(killGroup, 20_000);
+    try {
+      // Paused, each worker reads the primary's SHUTDOWN before its own SIGINT: the order that, some of the time,
+      // a busy machine gives a worker the primary got ahead of.
+      for (const pid of pids) process.kill(pid, 'SIGSTOP');
+      process.kill(-proxy.child.pid!, 'SIGINT');
+      await stderrLines(proxy, /SIGINT: stopping 2 worker/);
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+      await stderrLines(proxy, /worker \d: SIGINT: not accepting/, 2).catch((error: Error) => {
+        // Seen once in about 100 runs, before the primary said how a worker ended while stopping: one said nothing.
+        const state = (pid: number) => (alive(pid) ? /State:\s*(.*)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] : 'gone');
+        throw new Error(`${error.message}\nworkers: ${pids.map((pid) => `${pid} ${state(pid)}`).join(', ')}; primary: ${proxy.child.exitCode ?? proxy.child.signalCode ?? 'running'}`);
+      });
+      // Had the worker holding it taken its own SIGINT as a second request, it would have cut it and exited (130).
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      held.end('after');
+      await once(held, 'close');
+      assert.equal(Buffer.concat(echoed).toString(), 'after', proxy.stderr.join('\n'));
+      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
+      const text = proxy.stderr.join('\n');
+      assert.equal(code, 0, `exit ${code ?? signal}:\n${text}`);
+      assert.match(text, /worker 1: stopped/);
+      assert.match(text, /worker 2: stopped/);
+      assert.doesNotMatch(text, /killing it/);
+      assert.deepEqual(pids.filter(alive), [], 'workers still running after the primary exited');
+    } finally {
+      clearTimeout(timer);
+      held.destroy();
+      killGroup();
+    }
   });
 
   it('kills a worker that has not exited its shutdown deadline + grace after being told to stop, says so once, and exits 1', async function () {

@@ -1,6 +1,10 @@
 // What asks one proxy process to stop: a shutdown signal, or in a worker the
 // primary's word (it got the signal), and then another that does not wait.
 //
+// A worker stops at once only on the primary's word: a terminal's Ctrl+C
+// reaches every process of the group, and the worker can read the primary's
+// SHUTDOWN before its own SIGINT, which is no second request.
+//
 // A worker hears the primary's words for its whole life, not only once its
 // stop is under way: both words can come in one read of the IPC channel, and
 // Node emits them one after the other before any code awaiting the first runs.
@@ -16,9 +20,10 @@ interface WorkerMessage {
 export class StopRequests {
   /** The first request: the signal (in a worker, the one the primary got). */
   readonly first: Promise<NodeJS.Signals>;
-  /** Another after it: a second signal, or in a worker the primary's FORCE_STOP. */
+  /** Another after it: a second signal; in a worker, the primary's FORCE_STOP only. */
   readonly again: Promise<void>;
   readonly #signals: readonly NodeJS.Signals[];
+  readonly #worker: boolean;
   #stopping = false;
   #resolveFirst: (signal: NodeJS.Signals) => void = () => {};
   #resolveAgain: () => void = () => {};
@@ -26,6 +31,7 @@ export class StopRequests {
   /** Hears the primary's words at once when `worker`; signals once hearSignals() is called. */
   constructor(signals: readonly NodeJS.Signals[], { worker }: { worker: boolean }) {
     this.#signals = signals;
+    this.#worker = worker;
     this.first = new Promise((resolve) => (this.#resolveFirst = resolve));
     this.again = new Promise((resolve) => (this.#resolveAgain = resolve));
     if (worker) process.on('message', this.#onMessage);
@@ -47,7 +53,12 @@ export class StopRequests {
     this.#resolveFirst(signal);
   }
 
-  #onSignal = (signal: NodeJS.Signals): void => (this.#stopping ? this.#resolveAgain() : this.#begin(signal));
+  // In a worker only the primary says "at once": its own signal may be the same Ctrl+C as the primary's SHUTDOWN,
+  // read after it. A second Ctrl+C reaches the primary too, which then says FORCE_STOP.
+  #onSignal = (signal: NodeJS.Signals): void => {
+    if (!this.#stopping) this.#begin(signal);
+    else if (!this.#worker) this.#resolveAgain();
+  };
 
   // The primary's SHUTDOWN after the worker's own signal (Ctrl+C reaches the whole process group) is the same request.
   #onMessage = (message: WorkerMessage): void => {
