@@ -13,6 +13,7 @@ import { CLI, echoServer, roundTrip, start, stop, type Running } from './proxy-p
 
 const STUCK_ON_STOP = join(__dirname, 'fixtures', 'worker-stuck-on-stop.js');
 const SIGNALS_TWICE = join(__dirname, 'fixtures', 'primary-signals-twice.js');
+const SLOW_ON_SIGNAL = join(__dirname, 'fixtures', 'primary-slow-on-signal.js');
 
 const CONNECTIONS = isWindows ? 20 : 40;
 
@@ -150,6 +151,33 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       clearTimeout(timer);
       held.destroy();
       killGroup();
+    }
+  });
+
+  it('Ctrl+C to every process, the primary slow to act on it: a worker that has already exited is not told (no crash), exit 0', async function () {
+    if (isWindows) {
+      console.warn('    !!! Windows: no process group to signal under Wine; Ctrl+C to every process is tested on Linux only');
+      this.skip();
+    }
+    const proxy = await start(['--require', SLOW_ON_SIGNAL, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/);
+    await stderrLines(proxy, /worker 1: .*listening on/);
+    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    try {
+      // The primary first, so that it is busy when the workers get theirs: as a Ctrl+C can fall.
+      proxy.child.kill('SIGINT');
+      await stderrLines(proxy, /fixture: the primary waits/);
+      for (const pid of pids) process.kill(pid, 'SIGINT');
+      const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
+      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
+      clearTimeout(timer);
+      const text = proxy.stderr.join('\n');
+      assert.equal(code, 0, `exit ${code ?? signal}:\n${text}`);
+      assert.match(text, /worker 1: stopped/);
+      assert.match(text, /worker 2: stopped/);
+      assert.doesNotMatch(text, /EPIPE|Error|ended while stopping/, text);
+      assert.ok(pids.every((pid) => !alive(pid)), 'workers still running after the primary exited');
+    } finally {
+      for (const pid of [proxy.child.pid!, ...pids].filter(alive)) process.kill(pid, 'SIGKILL');
     }
   });
 

@@ -24,6 +24,15 @@ export const RELOAD = 'wfp-redirect:reload';
 /** A second signal: exit now, as a lone proxy does on one (a message, not a signal: Windows has no signal to pass on). */
 export const FORCE_STOP = 'wfp-redirect:force-stop';
 
+/**
+ * Sends a worker one of the words above. A worker that has just exited (its own Ctrl+C, say) may not yet be seen
+ * disconnected: the write fails (EPIPE), and its 'exit' is what tells the primary; without the callback the failure
+ * would be an 'error' event that ends the primary.
+ */
+function tell(worker: Worker, message: { type: string; signal?: string }): void {
+  if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});
+}
+
 /** The number (1 to N) of this process among the workers; undefined outside a worker. */
 export function workerNumber(): number | undefined {
   if (!cluster.isWorker) return undefined;
@@ -86,16 +95,19 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
 
   /** Kill timers of the workers told to stop, cleared as each exits. */
   const killTimers = new Map<Worker, NodeJS.Timeout>();
+  /** The workers the primary killed (and said so): their end is no news. */
+  const killed = new Set<Worker>();
   const stopBound = shutdownTimeout + STOP_GRACE_MS;
   const killStuck = (worker: Worker) => {
     say(`worker ${live.get(worker)} (pid ${worker.process.pid}) had not exited ${stopBound} ms after it was told to stop; killing it (SIGKILL)`);
     if (code === 0) code = 1;
+    killed.add(worker);
     worker.process.kill('SIGKILL');
   };
   const stopAll = (signal: string) => {
     stopping = true;
     for (const worker of live.keys()) {
-      if (worker.isConnected()) worker.send({ type: SHUTDOWN, signal });
+      tell(worker, { type: SHUTDOWN, signal });
       killTimers.set(worker, setTimeout(() => killStuck(worker), stopBound));
     }
   };
@@ -114,6 +126,9 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       clearTimeout(killTimers.get(worker));
       killTimers.delete(worker);
       live.delete(worker);
+      if (stopping && !killed.has(worker) && (signal || (exitCode !== 0 && exitCode !== 130))) {
+        say(`worker ${number} (pid ${worker.process.pid}) ended while stopping (${signal ?? `exit code ${exitCode}`})`);
+      }
       if (!stopping) {
         const now = Date.now();
         while (replaced.length && replaced[0] < now - REPLACEMENT_WINDOW_MS) replaced.shift();
@@ -146,10 +161,11 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       // would not do: on Windows process.kill() terminates the process, whatever the signal.) One still there a
       // moment later is killed.
       code = 130;
-      for (const worker of live.keys()) if (worker.isConnected()) worker.send({ type: FORCE_STOP });
+      for (const worker of live.keys()) tell(worker, { type: FORCE_STOP });
       setTimeout(() => {
         for (const [worker, number] of live) {
           say(`worker ${number} (pid ${worker.process.pid}) had not exited ${FORCED_EXIT_GRACE_MS} ms after the second signal; killing it (SIGKILL)`);
+          killed.add(worker);
           worker.process.kill('SIGKILL');
         }
       }, FORCED_EXIT_GRACE_MS).unref();
@@ -161,7 +177,7 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
   // The signal reaches the primary alone (kill PID): each worker is told.
   const onReload = () => {
     say(`SIGHUP: telling ${live.size} worker(s) to read the rules again`);
-    for (const worker of live.keys()) if (worker.isConnected()) worker.send({ type: RELOAD });
+    for (const worker of live.keys()) tell(worker, { type: RELOAD });
   };
   for (const name of signals) process.on(name, onSignal);
   if (reload) process.on('SIGHUP', onReload);
