@@ -324,6 +324,22 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'workers-tell-crashes-on-gone-worker',
+    intent: "the primary's word to a worker that has just exited (its channel not yet seen closed) fails with EPIPE as an unhandled 'error' event, which ends the primary",
+    file: 'lib/proxy/workers.ts',
+    edits: [{ find: '  if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});', replace: '  if (worker.isConnected()) worker.send(message);' }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'worker-own-signal-is-second',
+    intent: "a worker takes its own SIGINT, read after the primary's SHUTDOWN for the same Ctrl+C, as a second request, and cuts its open connections",
+    file: 'lib/proxy/stop-requests.ts',
+    edits: [{ find: '    else if (!this.#worker) this.#resolveAgain();', replace: '    else this.#resolveAgain();' }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'process-lookup-trusts-first-scan',
     intent: 'a holder found through a descriptor it closed before the check (a shell dup2()ing the socket for one command) is answered unknown, not looked for again',
     file: 'lib/process/linux.ts',
