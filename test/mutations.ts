@@ -1847,6 +1847,14 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'relay-destroy-ends-an-ended-relay-again',
+    intent: 'destroy() of a native relay that has ended by itself, its end not yet reported, answers true: a shutdown counts it as cut',
+    file: 'native/relay/relay_engine.cc',
+    edits: [{ find: '  if (relay->closing) return false;\n  Close(relay, code);', replace: '  Close(relay, code);' }],
+    specs: ['native-relay.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'relay-destroy-leaves-native-open',
     intent: "destroying a handed-over connection's net.Socket (a program that kept the route hook's socket) leaves its native relay running",
     file: 'lib/proxy/tcp-proxy.ts',

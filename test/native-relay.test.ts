@@ -207,6 +207,28 @@ describe('the native relay', function () {
     }
   });
 
+  it('one that has ended by itself, its end not yet reported: destroy() answers false and changes nothing, the end keeps its own code', async function () {
+    const { client, inbound, out, peer, close } = await pair();
+    try {
+      for (const socket of [client, peer]) socket.on('error', () => {});
+      const relay = handOver(inbound, out, undefined, { idleTimeout: 0, halfCloseTimeout: 0 }) as NativeRelay;
+      // From a timer: the reset lands before this iteration's poll, where the relay meets it and ends; its end
+      // is reported in the close phase after, so the check phase between (setImmediate) sees it ended, unreported.
+      const answer = await new Promise<boolean>((resolve) =>
+        setTimeout(() => {
+          peer.resetAndDestroy();
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 50);
+          setImmediate(() => resolve(relay.destroy()));
+        }, 10),
+      );
+      const end = await relay.ended;
+      assert.equal(answer, false, 'destroy() ended a relay that had ended by itself');
+      assert.equal(end.code, 'ECONNRESET');
+    } finally {
+      close();
+    }
+  });
+
   it('a destination that stops reading: the sender is held back (bounded memory), and every byte arrives once it reads again', async function () {
     const { client, inbound, out, peer, close } = await pair();
     try {
