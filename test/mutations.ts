@@ -340,6 +340,22 @@ export const MUTATIONS: Mutation[] = [
     runtime: 'linux',
   },
   {
+    name: 'workers-failed-stop-unsaid',
+    intent: 'a worker that dies while stopping (a signal, or an exit code other than 0 and 130) goes unsaid, and the primary exits 0 as if all stopped cleanly',
+    file: 'lib/proxy/workers.ts',
+    edits: [{ find: '      if (stopping && !killed.has(worker) && (signal || (exitCode !== 0 && exitCode !== 130))) {', replace: '      if (stopping && !killed.has(worker) && signal) {' }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'workers-own-kill-said-again',
+    intent: 'a worker the primary killed at its deadline (and said so) is reported again as having ended while stopping',
+    file: 'lib/proxy/workers.ts',
+    edits: [{ find: "    killed.add(worker);\n    worker.process.kill('SIGKILL');\n  };", replace: "    worker.process.kill('SIGKILL');\n  };" }],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
     name: 'process-lookup-trusts-first-scan',
     intent: 'a holder found through a descriptor it closed before the check (a shell dup2()ing the socket for one command) is answered unknown, not looked for again',
     file: 'lib/process/linux.ts',

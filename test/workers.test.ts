@@ -14,6 +14,7 @@ import { CLI, echoServer, roundTrip, start, stop, type Running } from './proxy-p
 const STUCK_ON_STOP = join(__dirname, 'fixtures', 'worker-stuck-on-stop.js');
 const SIGNALS_TWICE = join(__dirname, 'fixtures', 'primary-signals-twice.js');
 const SLOW_ON_SIGNAL = join(__dirname, 'fixtures', 'primary-slow-on-signal.js');
+const DIES_ON_STOP = join(__dirname, 'fixtures', 'worker-dies-on-stop.js');
 
 const CONNECTIONS = isWindows ? 20 : 40;
 
@@ -210,7 +211,29 @@ describe('bin/wfp-redirect-proxy --workers', function () {
     assert.ok(took >= bound, `killed after ${took} ms, before its bound of ${bound} ms`);
     assert.match(text, /worker 2: stopped/);
     assert.doesNotMatch(text, /worker 1: stopped/);
+    assert.doesNotMatch(text, /ended while stopping/, 'its kill, already said, said again as news');
     assert.deepEqual(leftBehind, [], 'workers still running after the primary exited');
+  });
+
+  it('a worker that fails while stopping (exit code 3): the primary says so and exits 1; the other stops', async function () {
+    if (isWindows) {
+      console.warn('    !!! Windows: no POSIX signals to send; a worker failing while stopping is tested on Linux only');
+      this.skip();
+    }
+    const args = ['--require', DIES_ON_STOP, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'];
+    const proxy = await start(args, /worker 2: .*listening on .*:(\d+)$/);
+    await stderrLines(proxy, /worker 1: .*listening on/);
+    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    proxy.child.kill('SIGTERM');
+    const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
+    const [code, signal] = await once(proxy.child, 'exit');
+    clearTimeout(timer);
+    for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
+    const text = proxy.stderr.join('\n');
+    assert.equal(code, 1, `exit ${code ?? signal}:\n${text}`);
+    assert.match(text, new RegExp(`worker 1 \\(pid ${pids[0]}\\) ended while stopping \\(exit code 3\\)`));
+    assert.match(text, /worker 2: stopped/);
+    assert.doesNotMatch(text, /killing it|worker 2 \(pid \d+\) ended/);
   });
 
   it(`a second ${isWindows ? 'SIGBREAK' : 'SIGTERM'} to the primary, a connection still open: the worker holding it exits itself at once (130), no worker is killed, the primary exits 130, nothing left behind`, async function () {

@@ -126,8 +126,10 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       clearTimeout(killTimers.get(worker));
       killTimers.delete(worker);
       live.delete(worker);
+      // Neither a clean stop nor a second signal's exit, and not a kill already said: a failure, as a kill is.
       if (stopping && !killed.has(worker) && (signal || (exitCode !== 0 && exitCode !== 130))) {
         say(`worker ${number} (pid ${worker.process.pid}) ended while stopping (${signal ?? `exit code ${exitCode}`})`);
+        if (code === 0) code = 1;
       }
       if (!stopping) {
         const now = Date.now();
