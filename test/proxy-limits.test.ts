@@ -54,6 +54,30 @@ describe('the proxy refuses an upstream that is itself, at start-up', function (
     }, 'the UDP port to be free again', 5000);
   });
 
+  it('--udp on a port whose UDP side another socket holds: exit 1, and TCP, which listened first, accepts nothing once "cannot start" is said', async function () {
+    const port = await freePort();
+    const holder = dgram.createSocket('udp4').bind(port, '127.0.0.1');
+    await once(holder, 'listening');
+    const upstream = await echoServer();
+    const child = spawn(process.execPath, [CLI, '--listen', `127.0.0.1:${port}`, '--upstream', `127.0.0.1:${(upstream.address() as net.AddressInfo).port}`, '--udp'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    try {
+      let stderr = '';
+      await new Promise<void>((resolve) => child.stderr!.on('data', (chunk: Buffer) => /cannot start/.test((stderr += chunk)) && resolve()));
+      assert.match(stderr, /cannot start: bind failed with EADDRINUSE/);
+      const connected = await new Promise<string>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1', () => resolve('connected')).on('error', (error: NodeJS.ErrnoException) => resolve(error.code ?? String(error)));
+        socket.on('connect', () => socket.destroy());
+      });
+      assert.equal(connected, 'ECONNREFUSED', 'TCP still accepted after the proxy said it cannot start');
+      const [code] = child.exitCode === null ? await once(child, 'exit') : [child.exitCode];
+      assert.equal(code, 1, stderr);
+    } finally {
+      child.kill('SIGKILL');
+      holder.close();
+      upstream.close();
+    }
+  });
+
   it('an upstream whose name does not resolve: one warning at start-up, and the proxy still starts', async function () {
     const warnings: string[] = [];
     const proxy = new TransparentProxy({

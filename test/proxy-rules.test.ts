@@ -351,7 +351,7 @@ describe('wfp-redirect-proxy --config: real clients through iptables REDIRECT an
       proxy.child.kill('SIGTERM');
       await lines(proxy, () => proxy.stderr.some((line) => /SIGTERM: stopping 2 worker/.test(line)));
       proxy.child.kill('SIGTERM');
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await lines(proxy, () => proxy.stderr.some((line) => /SIGTERM again: telling 2 worker/.test(line)));
       for (const pid of pids) process.kill(pid, 'SIGCONT');
       const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
       const took = Date.now() - told;

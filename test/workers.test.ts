@@ -15,6 +15,7 @@ const STUCK_ON_STOP = join(__dirname, 'fixtures', 'worker-stuck-on-stop.js');
 const SIGNALS_TWICE = join(__dirname, 'fixtures', 'primary-signals-twice.js');
 const SLOW_ON_SIGNAL = join(__dirname, 'fixtures', 'primary-slow-on-signal.js');
 const DIES_ON_STOP = join(__dirname, 'fixtures', 'worker-dies-on-stop.js');
+const SLOW_TO_START = join(__dirname, 'fixtures', 'worker-slow-to-start.js');
 
 const CONNECTIONS = isWindows ? 20 : 40;
 
@@ -265,6 +266,83 @@ describe('bin/wfp-redirect-proxy --workers', function () {
     const ends = (text.match(/fixture: a worker exited \(.*\)/g) ?? []).map((line) => /\((.*)\)/.exec(line)![1]).sort();
     assert.ok(ends.length === 2 && ends.includes('code 130') && ends.every((end) => end === 'code 0' || end === 'code 130'), text);
     assert.deepEqual(leftBehind, [], 'workers still running after the primary exited');
+  });
+
+  it('the primary\'s two words to stop read by a paused worker in one read, a connection open: it still exits at once (130), not killed', async function () {
+    if (isWindows) {
+      console.warn('    !!! Windows: a worker cannot be paused (SIGSTOP) under Wine; the two words in one read are tested on Linux only');
+      this.skip();
+    }
+    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/);
+    await stderrLines(proxy, /worker 1: .*listening on/);
+    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const held = net.connect({ port: proxy.port, host: '127.0.0.1' }).on('error', () => {});
+    try {
+      await once(held, 'connect');
+      held.write('x');
+      await once(held, 'data');
+      // Paused, neither worker can read the primary's SHUTDOWN before its FORCE_STOP is written too.
+      for (const pid of pids) process.kill(pid, 'SIGSTOP');
+      const told = Date.now();
+      proxy.child.kill('SIGTERM');
+      await stderrLines(proxy, /SIGTERM: stopping 2 worker/);
+      proxy.child.kill('SIGTERM');
+      await stderrLines(proxy, /SIGTERM again: telling 2 worker/);
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+      const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
+      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
+      clearTimeout(timer);
+      const took = Date.now() - told;
+      const text = proxy.stderr.join('\n');
+      assert.equal(code, 130, `exit ${code ?? signal} after ${took} ms:\n${text}`);
+      assert.doesNotMatch(text, /killing it|ended while stopping/, text);
+      assert.deepEqual(pids.filter(alive), [], 'workers still running after the primary exited');
+    } finally {
+      held.destroy();
+      for (const pid of [proxy.child.pid!, ...pids].filter(alive)) process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  it('SIGHUP to the primary while a worker still starts (--config): that worker reads the rules again too, once it has started', async function () {
+    if (isWindows) {
+      console.warn('    !!! Windows: no SIGHUP to send (a change of the file reloads there); tested on Linux only');
+      this.skip();
+    }
+    const rules = join(mkdtempSync(join(tmpdir(), 'wfp-workers-')), 'rules.json');
+    writeFileSync(rules, JSON.stringify({ rules: [] }));
+    const proxy = await start(['--require', SLOW_TO_START, CLI, '--listen', '127.0.0.1:0', '--transparent', '--config', rules, '--workers', '2'], /fixture: worker 1 starts late/);
+    try {
+      writeFileSync(rules, JSON.stringify({ rules: [{ port: 1, action: 'block' }] }));
+      proxy.child.kill('SIGHUP');
+      await stderrLines(proxy, /worker 1: .*listening on/);
+      await stderrLines(proxy, /worker \d: reloaded .*: 1 rule/, 2);
+      const reloaded = proxy.stderr.filter((line) => /worker \d: reloaded/.test(line)).map((line) => /worker (\d)/.exec(line)![1]).sort();
+      assert.deepEqual(reloaded, ['1', '2'], proxy.stderr.join('\n'));
+    } finally {
+      await stop(proxy);
+    }
+  });
+
+  it('Ctrl+C to the whole process group while a worker still starts: it stops gracefully once it has, no worker dies of it, exit 0', async function () {
+    if (isWindows) {
+      console.warn('    !!! Windows: no process group to signal under Wine; tested on Linux only');
+      this.skip();
+    }
+    const proxy = await start(['--require', SLOW_TO_START, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /fixture: worker 1 starts late/, { detached: true });
+    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    try {
+      process.kill(-proxy.child.pid!, 'SIGINT');
+      const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
+      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
+      clearTimeout(timer);
+      const text = proxy.stderr.join('\n');
+      assert.equal(code, 0, `exit ${code ?? signal}:\n${text}`);
+      assert.match(text, /worker 1: .*listening on/);
+      assert.match(text, /worker 1: stopped/);
+      assert.doesNotMatch(text, /ended while stopping|killing it/);
+    } finally {
+      for (const pid of [proxy.child.pid!, ...pids].filter(alive)) process.kill(pid, 'SIGKILL');
+    }
   });
 
   it('replaces a worker that dies, and keeps serving', async function () {

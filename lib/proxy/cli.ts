@@ -82,15 +82,21 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
     process.stderr.write(`wfp-redirect-proxy: ${(error as Error).message}\n${known ? 'Try --help.\n' : ''}`);
     return 2;
   }
-  const requests = new StopRequests(SHUTDOWN_SIGNALS, { worker: workerNumber() !== undefined });
+  const worker = workerNumber() !== undefined;
+  // A worker hears the primary's words from here on: a RELOAD while it starts must find the reload's listener too.
+  const requests = new StopRequests(SHUTDOWN_SIGNALS, { worker });
+  const stopReloading = rules ? reloadOn(rules) : () => {};
+  // The group's Ctrl+C as a worker starts is a graceful stop once it has, not a death the primary would report.
+  // A lone proxy still ends at once on a signal while it starts (a name that takes long to resolve, say).
+  if (worker) requests.hearSignals();
   try {
     if (!(await start(relays, config))) return 1;
-    requests.hearSignals();
-    const stopReloading = rules ? reloadOn(rules) : () => {};
+    if (!worker) requests.hearSignals();
     const signal = await requests.first;
     stopReloading();
     return await stop(relays, config, lines, signal, requests.again);
   } finally {
+    stopReloading();
     requests.close();
   }
 }
@@ -231,9 +237,11 @@ async function start({ tcp, udp }: Relays, config: CliConfig): Promise<boolean> 
         await tcp.shutdown(0);
         continue;
       }
+      // TCP may listen already (UDP's port was taken): it must not accept while the process exits, nor once this is
+      // said. Then nothing is left to keep a worker alive, and its channel to the primary must not either.
+      await tcp.shutdown(0);
       say(`cannot start: ${(error as Error).message}`);
-      // Nothing else is left to keep a worker alive, and the channel to the primary must not either.
-      process.channel?.unref();
+      if (workerNumber() !== undefined) process.channel?.unref();
       return false;
     }
   }

@@ -18,7 +18,7 @@ interface WorkerMessage {
 }
 
 export class StopRequests {
-  /** The first request: the signal (in a worker, the one the primary got). */
+  /** The first request: the signal (in a worker, its own or the one the primary got, whichever came first). */
   readonly first: Promise<NodeJS.Signals>;
   /** Another after it: a second signal; in a worker, the primary's FORCE_STOP only. */
   readonly again: Promise<void>;
@@ -37,7 +37,7 @@ export class StopRequests {
     if (worker) process.on('message', this.#onMessage);
   }
 
-  /** From here on a signal asks too (before, it ends the process as it would by default). */
+  /** From here on a signal asks too (before, it ends the process as it would by default). Called once. */
   hearSignals(): void {
     for (const name of this.#signals) process.on(name, this.#onSignal);
   }

@@ -78,9 +78,10 @@ export interface PrimaryOptions {
  * Runs the primary of `count` workers (each runs this same program); resolves
  * to the exit code once all have stopped: 0 after a shutdown signal; 1 when a
  * worker could not start (the others are stopped then) or, once told to stop,
- * had not exited after `shutdownTimeout` + STOP_GRACE_MS and was killed (one
- * line on stderr names it); 130 after a second signal (each worker told to
- * exit at once; killed if still there FORCED_EXIT_GRACE_MS later).
+ * had not exited after `shutdownTimeout` + STOP_GRACE_MS and was killed, or
+ * ended otherwise than cleanly (one line on stderr names it); 130 after a
+ * second signal (each worker told to exit at once; killed if still there
+ * FORCED_EXIT_GRACE_MS later).
  */
 export async function runPrimary({ count, listen, signals, say, shutdownTimeout, reload }: PrimaryOptions): Promise<number> {
   const port = REUSE_PORT && listen.port === 0 ? await freePort(listen.host) : listen.port;
@@ -126,8 +127,10 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       clearTimeout(killTimers.get(worker));
       killTimers.delete(worker);
       live.delete(worker);
-      // Neither a clean stop nor a second signal's exit, and not a kill already said: a failure, as a kill is.
-      if (stopping && !killed.has(worker) && (signal || (exitCode !== 0 && exitCode !== 130))) {
+      // Neither a clean stop nor a second signal's exit, and not a kill already said: a failure, as a kill is. A
+      // worker still loading when the group's Ctrl+C came had no handler yet: that signal ended nothing it carried.
+      const stillLoading = signal !== null && signals.includes(signal as NodeJS.Signals) && !started.has(worker);
+      if (stopping && !killed.has(worker) && !stillLoading && (signal || (exitCode !== 0 && exitCode !== 130))) {
         say(`worker ${number} (pid ${worker.process.pid}) ended while stopping (${signal ?? `exit code ${exitCode}`})`);
         if (code === 0) code = 1;
       }
@@ -163,6 +166,7 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       // would not do: on Windows process.kill() terminates the process, whatever the signal.) One still there a
       // moment later is killed.
       code = 130;
+      say(`${signal} again: telling ${live.size} worker(s) to exit at once`);
       for (const worker of live.keys()) tell(worker, { type: FORCE_STOP });
       setTimeout(() => {
         for (const [worker, number] of live) {
