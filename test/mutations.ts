@@ -320,7 +320,7 @@ export const MUTATIONS: Mutation[] = [
         replace: "  void again;\n  process.on('message', (message: { type?: string }) => message?.type === 'wfp-redirect:force-stop' && process.exit(130));",
       },
     ],
-    specs: ['proxy-rules.test.js'],
+    specs: ['workers.test.js'],
     runtime: 'linux',
   },
   {
@@ -353,6 +353,37 @@ export const MUTATIONS: Mutation[] = [
     file: 'lib/proxy/workers.ts',
     edits: [{ find: "    killed.add(worker);\n    worker.process.kill('SIGKILL');\n  };", replace: "    worker.process.kill('SIGKILL');\n  };" }],
     specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'worker-reload-heard-after-start',
+    intent: "a worker listens for the primary's RELOAD only once it has started: one read while it starts goes to the stop listener alone, and the worker keeps the old rules without a word",
+    file: 'lib/proxy/cli.ts',
+    edits: [
+      { find: '  const stopReloading = rules ? reloadOn(rules) : () => {};\n', replace: '' },
+      { find: '    if (!worker) requests.hearSignals();\n', replace: '    if (!worker) requests.hearSignals();\n    const stopReloading = rules ? reloadOn(rules) : () => {};\n' },
+      { find: '  } finally {\n    stopReloading();\n    requests.close();', replace: '  } finally {\n    requests.close();' },
+    ],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'worker-signals-heard-after-start',
+    intent: "a worker hears signals only once it has started: the group's Ctrl+C while it starts kills it, and the primary reports a failure",
+    file: 'lib/proxy/cli.ts',
+    edits: [
+      { find: '  if (worker) requests.hearSignals();\n  try {', replace: '  try {' },
+      { find: '    if (!worker) requests.hearSignals();', replace: '    requests.hearSignals();' },
+    ],
+    specs: ['workers.test.js'],
+    runtime: 'linux',
+  },
+  {
+    name: 'cannot-start-leaves-tcp-listening',
+    intent: 'a proxy whose UDP port is taken says it cannot start while TCP, which listened first, still accepts and relays until the process exits',
+    file: 'lib/proxy/cli.ts',
+    edits: [{ find: '      await tcp.shutdown(0);\n      say(`cannot start:', replace: '      say(`cannot start:' }],
+    specs: ['proxy-limits.test.js'],
     runtime: 'linux',
   },
   {
