@@ -312,7 +312,7 @@ export const MUTATIONS: Mutation[] = [
   },
   {
     name: 'workers-force-stop-heard-late',
-    intent: "a worker listens for the primary's FORCE_STOP only once its stop has begun: read in one go with SHUTDOWN, it went to --config's reload listener, and the worker waited until it was killed",
+    intent: "a worker listens for the primary's FORCE_STOP only once its stop has begun: read in one go with SHUTDOWN, it went to the listeners already there (StopRequests', --config's reload), and the worker waited until it was killed",
     file: 'lib/proxy/cli.ts',
     edits: [
       {
