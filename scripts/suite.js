@@ -44,9 +44,13 @@ const SUMMARY_EXIT_MS = Number(process.env.WFP_REDIRECT_SUMMARY_EXIT_MS) || 60 *
 function startWatchdog(logFile, boundMs) {
   const flag = new SharedArrayBuffer(4);
   const { port1, port2 } = new MessageChannel();
+  // Its stdout and stderr (it writes neither) are not piped into ours: a pipe per run, each ended only once the
+  // event loop runs, piled up one 'error' listener per run on process.stdout while spawnSync held the thread.
   const worker = new Worker(join(__dirname, 'suite-watchdog.js'), {
     workerData: { logFile, boundMs, runnerPid: process.pid, flag, port: port2 },
     transferList: [port2],
+    stdout: true,
+    stderr: true,
   });
   worker.unref();
   return {
