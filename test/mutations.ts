@@ -360,9 +360,8 @@ export const MUTATIONS: Mutation[] = [
     intent: "a worker listens for the primary's RELOAD only once it has started: one read while it starts goes to the stop listener alone, and the worker keeps the old rules without a word",
     file: 'lib/proxy/cli.ts',
     edits: [
-      { find: '  const stopReloading = rules ? reloadOn(rules) : () => {};\n', replace: '' },
-      { find: '    if (!worker) requests.hearSignals();\n', replace: '    if (!worker) requests.hearSignals();\n    const stopReloading = rules ? reloadOn(rules) : () => {};\n' },
-      { find: '  } finally {\n    stopReloading();\n    requests.close();', replace: '  } finally {\n    requests.close();' },
+      { find: '    if (rules) stopReloading = reloadOn(rules);\n', replace: '' },
+      { find: '    if (!worker) requests.hearSignals();\n', replace: '    if (!worker) requests.hearSignals();\n    if (rules) stopReloading = reloadOn(rules);\n' },
     ],
     specs: ['workers.test.js'],
     runtime: 'linux',
@@ -372,7 +371,7 @@ export const MUTATIONS: Mutation[] = [
     intent: "a worker hears signals only once it has started: the group's Ctrl+C while it starts kills it, and the primary reports a failure",
     file: 'lib/proxy/cli.ts',
     edits: [
-      { find: '  if (worker) requests.hearSignals();\n  try {', replace: '  try {' },
+      { find: '    if (worker) requests.hearSignals();\n', replace: '' },
       { find: '    if (!worker) requests.hearSignals();', replace: '    requests.hearSignals();' },
     ],
     specs: ['workers.test.js'],

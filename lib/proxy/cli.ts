@@ -85,11 +85,13 @@ async function run(argv: string[], lines: LineWriter): Promise<number> {
   const worker = workerNumber() !== undefined;
   // A worker hears the primary's words from here on: a RELOAD while it starts must find the reload's listener too.
   const requests = new StopRequests(SHUTDOWN_SIGNALS, { worker });
-  const stopReloading = rules ? reloadOn(rules) : () => {};
-  // The group's Ctrl+C as a worker starts is a graceful stop once it has, not a death the primary would report.
-  // A lone proxy still ends at once on a signal while it starts (a name that takes long to resolve, say).
-  if (worker) requests.hearSignals();
+  let stopReloading = () => {};
   try {
+    // Also before start() for a lone proxy: SIGHUP (Linux) reads the rules while it starts too, as it would after.
+    if (rules) stopReloading = reloadOn(rules);
+    // The group's Ctrl+C as a worker starts is a graceful stop once it has, not a death the primary would report.
+    // A lone proxy still ends at once on a shutdown signal while it starts (a name that takes long to resolve, say).
+    if (worker) requests.hearSignals();
     if (!(await start(relays, config))) return 1;
     if (!worker) requests.hearSignals();
     const signal = await requests.first;

@@ -79,7 +79,8 @@ export interface PrimaryOptions {
  * to the exit code once all have stopped: 0 after a shutdown signal; 1 when a
  * worker could not start (the others are stopped then) or, once told to stop,
  * had not exited after `shutdownTimeout` + STOP_GRACE_MS and was killed, or
- * ended otherwise than cleanly (one line on stderr names it); 130 after a
+ * ended otherwise than cleanly (not counting one still loading that the
+ * group's shutdown signal ended; one line on stderr names it); 130 after a
  * second signal (each worker told to exit at once; killed if still there
  * FORCED_EXIT_GRACE_MS later).
  */
