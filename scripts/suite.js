@@ -52,6 +52,9 @@ function startWatchdog(logFile, boundMs) {
     stdout: true,
     stderr: true,
   });
+  // A watchdog that fails (its log unreadable, say) must not end the runner: the run goes on unwatched, said once
+  // the runner's loop turns again.
+  worker.on('error', (error) => process.stderr.write(`the suite watchdog failed, so ${logFile} was not watched: ${error.message}\n`));
   worker.unref();
   return {
     stop() {
