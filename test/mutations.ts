@@ -330,6 +330,7 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: '  if (worker.isConnected()) worker.send(message, undefined, undefined, () => {});', replace: '  if (worker.isConnected()) worker.send(message);' }],
     specs: ['workers.test.js'],
     runtime: 'linux',
+    short: true,
   },
   {
     name: 'worker-own-signal-is-second',
@@ -338,6 +339,7 @@ export const MUTATIONS: Mutation[] = [
     edits: [{ find: '    else if (!this.#worker) this.#resolveAgain();', replace: '    else this.#resolveAgain();' }],
     specs: ['workers.test.js'],
     runtime: 'linux',
+    short: true,
   },
   {
     name: 'workers-failed-stop-unsaid',
