@@ -1014,7 +1014,7 @@ export const MUTATIONS: Mutation[] = [
     name: 'workers-kill-exits-0',
     intent: 'a primary that had to kill a worker still exits 0',
     file: 'lib/proxy/workers.ts',
-    edits: [{ find: '    if (code === 0) code = 1;\n    killed.add(worker);\n', replace: '    killed.add(worker);\n' }],
+    edits: [{ find: '    if (code === 0) code = 1;\n    kill(worker, stopBound', replace: '    kill(worker, stopBound' }],
     specs: ['workers.test.js'],
     runtime: 'linux',
   },

@@ -99,12 +99,16 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
   const killTimers = new Map<Worker, NodeJS.Timeout>();
   /** The workers the primary killed (and said so): their end is no news. */
   const killed = new Set<Worker>();
-  const stopBound = shutdownTimeout + STOP_GRACE_MS;
-  const killStuck = (worker: Worker) => {
-    say(`worker ${live.get(worker)} (pid ${worker.process.pid}) had not exited ${stopBound} ms after it was told to stop; killing it (SIGKILL)`);
-    if (code === 0) code = 1;
+  /** Kills a worker that had not exited `waitedMs` after `what`, and says so. */
+  const kill = (worker: Worker, waitedMs: number, what: string) => {
+    say(`worker ${live.get(worker)} (pid ${worker.process.pid}) had not exited ${waitedMs} ms after ${what}; killing it (SIGKILL)`);
     killed.add(worker);
     worker.process.kill('SIGKILL');
+  };
+  const stopBound = shutdownTimeout + STOP_GRACE_MS;
+  const killStuck = (worker: Worker) => {
+    if (code === 0) code = 1;
+    kill(worker, stopBound, 'it was told to stop');
   };
   const stopAll = (signal: string) => {
     stopping = true;
@@ -170,11 +174,7 @@ export async function runPrimary({ count, listen, signals, say, shutdownTimeout,
       say(`${signal} again: telling ${live.size} worker(s) to exit at once`);
       for (const worker of live.keys()) tell(worker, { type: FORCE_STOP });
       setTimeout(() => {
-        for (const [worker, number] of live) {
-          say(`worker ${number} (pid ${worker.process.pid}) had not exited ${FORCED_EXIT_GRACE_MS} ms after the second signal; killing it (SIGKILL)`);
-          killed.add(worker);
-          worker.process.kill('SIGKILL');
-        }
+        for (const worker of live.keys()) kill(worker, FORCED_EXIT_GRACE_MS, 'the second signal');
       }, FORCED_EXIT_GRACE_MS).unref();
       return;
     }
