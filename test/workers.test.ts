@@ -38,6 +38,39 @@ function alive(pid: number): boolean {
   }
 }
 
+/** The workers' pids, as the primary's first line names them. */
+function workerPids(proxy: Running): number[] {
+  return /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+}
+
+/** The CLI with `args` (after node's own options), once both its workers listen; and their pids. */
+async function startWorkers(args: string[], options?: Parameters<typeof start>[2]): Promise<{ proxy: Running; pids: number[] }> {
+  const proxy = await start(args, /worker 2: .*listening on .*:(\d+)$/, options);
+  await stderrLines(proxy, /worker 1: .*listening on/);
+  return { proxy, pids: workerPids(proxy) };
+}
+
+/** How the proxy exited; killed if still there `boundMs` on (a test must end even when the proxy does not). */
+async function exitOf(proxy: Running, boundMs = 20_000): Promise<[number | null, NodeJS.Signals | null]> {
+  const { child } = proxy;
+  if (child.exitCode !== null || child.signalCode !== null) return [child.exitCode, child.signalCode];
+  const timer = setTimeout(() => child.kill('SIGKILL'), boundMs);
+  try {
+    return (await once(child, 'exit')) as [number | null, NodeJS.Signals | null];
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A connection through the proxy to the echo upstream, open, one byte gone there and back. */
+async function heldOpen(port: number, allowHalfOpen = false): Promise<net.Socket> {
+  const held = net.connect({ port, host: '127.0.0.1', allowHalfOpen }).on('error', () => {});
+  await once(held, 'connect');
+  held.write('x');
+  await once(held, 'data');
+  return held;
+}
+
 describe('bin/wfp-redirect-proxy --workers', function () {
   this.timeout(120_000);
   let upstream: net.Server;
@@ -85,16 +118,12 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       console.warn('    !!! Windows: no POSIX signals to send; the workers\' shutdown is tested on Linux only');
       this.skip();
     }
-    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/);
-    await stderrLines(proxy, /worker 1: .*listening on/);
-    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const { proxy, pids } = await startWorkers([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2']);
     assert.ok(pids.every(alive));
     await roundTrip(proxy.port, 1);
     // Only the primary's pid: not the process group a terminal's Ctrl+C would reach.
     proxy.child.kill('SIGTERM');
-    const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
-    const [code] = await once(proxy.child, 'exit');
-    clearTimeout(timer);
+    const [code] = await exitOf(proxy);
     assert.equal(code, 0, proxy.stderr.join('\n'));
     const text = proxy.stderr.join('\n');
     assert.match(text, /worker 1: stopped/);
@@ -108,13 +137,8 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       console.warn('    !!! Windows: no process group to signal under Wine; Ctrl+C to every process is tested on Linux only');
       this.skip();
     }
-    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/, { detached: true });
-    await stderrLines(proxy, /worker 1: .*listening on/);
-    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
-    const held = net.connect({ port: proxy.port, host: '127.0.0.1', allowHalfOpen: true }).on('error', () => {});
-    await once(held, 'connect');
-    held.write('x');
-    await once(held, 'data');
+    const { proxy, pids } = await startWorkers([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], { detached: true });
+    const held = await heldOpen(proxy.port, true);
     const echoed: Buffer[] = [];
     held.on('data', (chunk: Buffer) => echoed.push(chunk));
     const killGroup = () => {
@@ -142,7 +166,7 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       held.end('after');
       await once(held, 'close');
       assert.equal(Buffer.concat(echoed).toString(), 'after', proxy.stderr.join('\n'));
-      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
+      const [code, signal] = await exitOf(proxy);
       const text = proxy.stderr.join('\n');
       assert.equal(code, 0, `exit ${code ?? signal}:\n${text}`);
       assert.match(text, /worker 1: stopped/);
@@ -161,17 +185,13 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       console.warn('    !!! Windows: no process group to signal under Wine; Ctrl+C to every process is tested on Linux only');
       this.skip();
     }
-    const proxy = await start(['--require', SLOW_ON_SIGNAL, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/);
-    await stderrLines(proxy, /worker 1: .*listening on/);
-    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const { proxy, pids } = await startWorkers(['--require', SLOW_ON_SIGNAL, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2']);
     try {
       // The primary first, so that it is busy when the workers get theirs: as a Ctrl+C can fall.
       proxy.child.kill('SIGINT');
       await stderrLines(proxy, /fixture: the primary waits/);
       for (const pid of pids) process.kill(pid, 'SIGINT');
-      const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
-      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
-      clearTimeout(timer);
+      const [code, signal] = await exitOf(proxy);
       const text = proxy.stderr.join('\n');
       assert.equal(code, 0, `exit ${code ?? signal}:\n${text}`);
       assert.match(text, /worker 1: stopped/);
@@ -189,15 +209,11 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       this.skip();
     }
     const args = ['--require', STUCK_ON_STOP, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2', '--shutdown-timeout', '500'];
-    const proxy = await start(args, /worker 2: .*listening on .*:(\d+)$/);
-    await stderrLines(proxy, /worker 1: .*listening on/);
-    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const { proxy, pids } = await startWorkers(args);
     const told = Date.now();
     proxy.child.kill('SIGTERM');
     // Far beyond the primary's bound: without it, the primary would wait here forever.
-    const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 40_000);
-    const [code, signal] = await once(proxy.child, 'exit');
-    clearTimeout(timer);
+    const [code, signal] = await exitOf(proxy, 40_000);
     const took = Date.now() - told;
     const leftBehind = pids.filter(alive);
     // Whatever the primary did, no worker of this test outlives the test.
@@ -222,13 +238,9 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       this.skip();
     }
     const args = ['--require', DIES_ON_STOP, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'];
-    const proxy = await start(args, /worker 2: .*listening on .*:(\d+)$/);
-    await stderrLines(proxy, /worker 1: .*listening on/);
-    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const { proxy, pids } = await startWorkers(args);
     proxy.child.kill('SIGTERM');
-    const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
-    const [code, signal] = await once(proxy.child, 'exit');
-    clearTimeout(timer);
+    const [code, signal] = await exitOf(proxy);
     for (const pid of pids.filter(alive)) process.kill(pid, 'SIGKILL');
     const text = proxy.stderr.join('\n');
     assert.equal(code, 1, `exit ${code ?? signal}:\n${text}`);
@@ -240,19 +252,12 @@ describe('bin/wfp-redirect-proxy --workers', function () {
   it(`a second ${isWindows ? 'SIGBREAK' : 'SIGTERM'} to the primary, a connection still open: the worker holding it exits itself at once (130), no worker is killed, the primary exits 130, nothing left behind`, async function () {
     const trigger = join(mkdtempSync(join(tmpdir(), 'wfp-workers-')), 'signal');
     const args = ['--require', SIGNALS_TWICE, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'];
-    const proxy = await start(args, /worker 2: .*listening on .*:(\d+)$/, { env: { ...process.env, WFP_REDIRECT_TEST_TRIGGER: trigger } });
-    await stderrLines(proxy, /worker 1: .*listening on/);
-    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const { proxy, pids } = await startWorkers(args, { env: { ...process.env, WFP_REDIRECT_TEST_TRIGGER: trigger } });
     // Held open: the first signal alone would wait for it until the deadline (10 s).
-    const held = net.connect({ port: proxy.port, host: '127.0.0.1' }).on('error', () => {});
-    await once(held, 'connect');
-    held.write('x');
-    await once(held, 'data');
+    const held = await heldOpen(proxy.port);
     const told = Date.now();
     writeFileSync(trigger, '');
-    const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
-    const [code, signal] = await once(proxy.child, 'exit');
-    clearTimeout(timer);
+    const [code, signal] = await exitOf(proxy);
     held.destroy();
     const took = Date.now() - told;
     const leftBehind = pids.filter(alive);
@@ -273,14 +278,10 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       console.warn('    !!! Windows: a worker cannot be paused (SIGSTOP) under Wine; the two words in one read are tested on Linux only');
       this.skip();
     }
-    const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/);
-    await stderrLines(proxy, /worker 1: .*listening on/);
-    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
-    const held = net.connect({ port: proxy.port, host: '127.0.0.1' }).on('error', () => {});
+    const { proxy, pids } = await startWorkers([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2']);
+    let held: net.Socket | undefined;
     try {
-      await once(held, 'connect');
-      held.write('x');
-      await once(held, 'data');
+      held = await heldOpen(proxy.port);
       // Paused, neither worker can read the primary's SHUTDOWN before its FORCE_STOP is written too.
       for (const pid of pids) process.kill(pid, 'SIGSTOP');
       const told = Date.now();
@@ -289,16 +290,14 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       proxy.child.kill('SIGTERM');
       await stderrLines(proxy, /SIGTERM again: telling 2 worker/);
       for (const pid of pids) process.kill(pid, 'SIGCONT');
-      const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
-      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
-      clearTimeout(timer);
+      const [code, signal] = await exitOf(proxy);
       const took = Date.now() - told;
       const text = proxy.stderr.join('\n');
       assert.equal(code, 130, `exit ${code ?? signal} after ${took} ms:\n${text}`);
       assert.doesNotMatch(text, /killing it|ended while stopping/, text);
       assert.deepEqual(pids.filter(alive), [], 'workers still running after the primary exited');
     } finally {
-      held.destroy();
+      held?.destroy();
       for (const pid of [proxy.child.pid!, ...pids].filter(alive)) process.kill(pid, 'SIGKILL');
     }
   });
@@ -329,12 +328,10 @@ describe('bin/wfp-redirect-proxy --workers', function () {
       this.skip();
     }
     const proxy = await start(['--require', SLOW_TO_START, CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /fixture: worker 1 starts late/, { detached: true });
-    const pids = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+    const pids = workerPids(proxy);
     try {
       process.kill(-proxy.child.pid!, 'SIGINT');
-      const timer = setTimeout(() => proxy.child.kill('SIGKILL'), 20_000);
-      const [code, signal] = proxy.child.exitCode === null ? await once(proxy.child, 'exit') : [proxy.child.exitCode, null];
-      clearTimeout(timer);
+      const [code, signal] = await exitOf(proxy);
       const text = proxy.stderr.join('\n');
       assert.equal(code, 0, `exit ${code ?? signal}:\n${text}`);
       assert.match(text, /worker 1: .*listening on/);
@@ -350,7 +347,7 @@ describe('bin/wfp-redirect-proxy --workers', function () {
     const proxy = await start([CLI, '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${upstreamPort}`, '--workers', '2'], /worker 2: .*listening on .*:(\d+)$/);
     try {
       await stderrLines(proxy, /worker 1: .*listening on/);
-      const [first] = /pids (\d+), (\d+)/.exec(proxy.stderr.join('\n'))!.slice(1).map(Number);
+      const [first] = workerPids(proxy);
       process.kill(first, 'SIGKILL');
       await stderrLines(proxy, /worker 1: .*listening on/, 2);
       assert.match(proxy.stderr.join('\n'), /worker 1 \(pid \d+\) stopped \(SIGKILL\); starting another/);
